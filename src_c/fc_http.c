@@ -1,0 +1,694 @@
+/* fc_http.c: request/response head parser, framing facts, chunk sizes.
+ * Contracts are in fc_http.h; the per-SIMD-level parser body is in
+ * fc_http_impl.h, included below once per level. */
+#include "fc_http.h"
+
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#define FC_X86 1
+#include <immintrin.h>
+#endif
+
+/* tchar (RFC 9110 5.6.2): "!#$%&'*+-.^_`|~" DIGIT ALPHA */
+static const unsigned char fc_tchar[256] = {
+    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1,
+    ['+'] = 1, ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
+    ['8'] = 1, ['9'] = 1,
+    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1,
+    ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1,
+    ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
+    ['Y'] = 1, ['Z'] = 1,
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1,
+    ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1,
+    ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
+    ['y'] = 1, ['z'] = 1,
+};
+
+static inline int fc_is_digit(char c) { return c >= '0' && c <= '9'; }
+
+/* request-target bytes: VCHAR (0x21-0x7e) */
+static inline int fc_target_ok(unsigned char c) { return (unsigned char)(c - 0x21) < 0x5e; }
+
+/* field-value bytes (RFC 9110 5.5): VCHAR, obs-text, SP, HTAB */
+static inline int fc_value_ok(unsigned char c) { return c >= 0x20 ? c != 0x7f : c == '\t'; }
+
+static inline const char *scan_target_scalar(const char *p, const char *end)
+{
+    while (end - p >= 4) {
+        if (!fc_target_ok((unsigned char)p[0])) return p;
+        if (!fc_target_ok((unsigned char)p[1])) return p + 1;
+        if (!fc_target_ok((unsigned char)p[2])) return p + 2;
+        if (!fc_target_ok((unsigned char)p[3])) return p + 3;
+        p += 4;
+    }
+    while (p < end && fc_target_ok((unsigned char)*p))
+        ++p;
+    return p;
+}
+
+static inline const char *scan_value_scalar(const char *p, const char *end)
+{
+    while (end - p >= 4) {
+        if (!fc_value_ok((unsigned char)p[0])) return p;
+        if (!fc_value_ok((unsigned char)p[1])) return p + 1;
+        if (!fc_value_ok((unsigned char)p[2])) return p + 2;
+        if (!fc_value_ok((unsigned char)p[3])) return p + 3;
+        p += 4;
+    }
+    while (p < end && fc_value_ok((unsigned char)*p))
+        ++p;
+    return p;
+}
+
+#define FC_NAME(n) n##_scalar
+#define FC_ATTR
+#define FC_SCAN_TARGET scan_target_scalar
+#define FC_SCAN_VALUE scan_value_scalar
+#include "fc_http_impl.h"
+#undef FC_NAME
+#undef FC_ATTR
+#undef FC_SCAN_TARGET
+#undef FC_SCAN_VALUE
+
+#ifdef FC_X86
+/* Vector scanners. Unsigned range tests with min/max: x <= k exactly when
+ * min(x, k) == x; x >= k exactly when max(x, k) == x. */
+
+#define FC_SSE2 __attribute__((target("sse2")))
+#define FC_AVX2 __attribute__((target("avx2")))
+
+FC_SSE2 static inline const char *scan_target_sse2(const char *p, const char *end)
+{
+    const __m128i lo = _mm_set1_epi8(0x20), hi = _mm_set1_epi8(0x7f);
+    while (end - p >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)p);
+        __m128i bad = _mm_or_si128(_mm_cmpeq_epi8(_mm_min_epu8(v, lo), v),
+                                   _mm_cmpeq_epi8(_mm_max_epu8(v, hi), v));
+        unsigned mask = (unsigned)_mm_movemask_epi8(bad);
+        if (mask)
+            return p + __builtin_ctz(mask);
+        p += 16;
+    }
+    return scan_target_scalar(p, end);
+}
+
+FC_SSE2 static inline const char *scan_value_sse2(const char *p, const char *end)
+{
+    const __m128i ctl = _mm_set1_epi8(0x1f), tab = _mm_set1_epi8('\t'), del = _mm_set1_epi8(0x7f);
+    while (end - p >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)p);
+        __m128i is_ctl = _mm_cmpeq_epi8(_mm_min_epu8(v, ctl), v);
+        __m128i bad = _mm_or_si128(_mm_andnot_si128(_mm_cmpeq_epi8(v, tab), is_ctl),
+                                   _mm_cmpeq_epi8(v, del));
+        unsigned mask = (unsigned)_mm_movemask_epi8(bad);
+        if (mask)
+            return p + __builtin_ctz(mask);
+        p += 16;
+    }
+    return scan_value_scalar(p, end);
+}
+
+FC_AVX2 static inline const char *scan_target_avx2(const char *p, const char *end)
+{
+    const __m256i lo = _mm256_set1_epi8(0x20), hi = _mm256_set1_epi8(0x7f);
+    while (end - p >= 32) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)p);
+        __m256i bad = _mm256_or_si256(_mm256_cmpeq_epi8(_mm256_min_epu8(v, lo), v),
+                                      _mm256_cmpeq_epi8(_mm256_max_epu8(v, hi), v));
+        unsigned mask = (unsigned)_mm256_movemask_epi8(bad);
+        if (mask)
+            return p + __builtin_ctz(mask);
+        p += 32;
+    }
+    return scan_target_sse2(p, end);
+}
+
+FC_AVX2 static inline const char *scan_value_avx2(const char *p, const char *end)
+{
+    const __m256i ctl = _mm256_set1_epi8(0x1f), tab = _mm256_set1_epi8('\t'), del = _mm256_set1_epi8(0x7f);
+    while (end - p >= 32) {
+        __m256i v = _mm256_loadu_si256((const __m256i *)p);
+        __m256i is_ctl = _mm256_cmpeq_epi8(_mm256_min_epu8(v, ctl), v);
+        __m256i bad = _mm256_or_si256(_mm256_andnot_si256(_mm256_cmpeq_epi8(v, tab), is_ctl),
+                                      _mm256_cmpeq_epi8(v, del));
+        unsigned mask = (unsigned)_mm256_movemask_epi8(bad);
+        if (mask)
+            return p + __builtin_ctz(mask);
+        p += 32;
+    }
+    return scan_value_sse2(p, end);
+}
+
+#define FC_NAME(n) n##_sse2
+#define FC_ATTR FC_SSE2
+#define FC_SCAN_TARGET scan_target_sse2
+#define FC_SCAN_VALUE scan_value_sse2
+#include "fc_http_impl.h"
+#undef FC_NAME
+#undef FC_ATTR
+#undef FC_SCAN_TARGET
+#undef FC_SCAN_VALUE
+
+#define FC_NAME(n) n##_avx2
+#define FC_ATTR FC_AVX2
+#define FC_SCAN_TARGET scan_target_avx2
+#define FC_SCAN_VALUE scan_value_avx2
+#include "fc_http_impl.h"
+#undef FC_NAME
+#undef FC_ATTR
+#undef FC_SCAN_TARGET
+#undef FC_SCAN_VALUE
+#endif /* FC_X86 */
+
+/* ---- SIMD level -------------------------------------------------------- */
+
+static int fc_simd_level = -1;
+
+static fc_simd_level_t fc_simd_supported(void)
+{
+#ifdef FC_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2"))
+        return FC_SIMD_AVX2;
+    if (__builtin_cpu_supports("sse2"))
+        return FC_SIMD_SSE2;
+#endif
+    return FC_SIMD_SCALAR;
+}
+
+fc_simd_level_t fc_http_simd(void)
+{
+    if (fc_simd_level < 0)
+        fc_simd_level = (int)fc_simd_supported();
+    return (fc_simd_level_t)fc_simd_level;
+}
+
+fc_simd_level_t fc_http_set_simd(fc_simd_level_t level)
+{
+    if (level >= FC_SIMD_SCALAR && level <= fc_simd_supported())
+        fc_simd_level = (int)level;
+    return fc_http_simd();
+}
+
+/* ---- entry points ------------------------------------------------------ */
+
+/* True when "\r\n\r\n" occurs in buf[from, len). */
+static int fc_has_blank_line(const char *buf, size_t len, size_t from)
+{
+    const char *p = buf + from, *end = buf + len;
+    while (end - p >= 4) {
+        const char *cr = memchr(p, '\r', (size_t)(end - p) - 3);
+        if (cr == NULL)
+            return 0;
+        if (cr[1] == '\n' && cr[2] == '\r' && cr[3] == '\n')
+            return 1;
+        p = cr + 1;
+    }
+    return 0;
+}
+
+/* Cheap re-check of a head that was partial before: the limits, and
+ * whether the end of the head may have arrived. Returns PARTIAL to wait,
+ * INVALID for a limit, 0 to go on with a full parse. */
+static int fc_recheck_partial(const char *buf, size_t len, size_t last_len,
+                              const fc_http_limits_t *limits, int is_request,
+                              fc_http_error_t *error)
+{
+    if (len >= limits->max_header_bytes)
+        return 0; /* the full parse reports the limit precisely */
+    if (fc_has_blank_line(buf, len, last_len > 3 ? last_len - 3 : 0))
+        return 0;
+    if (is_request && len >= limits->max_request_line) {
+        size_t skip = 0;
+        while (skip + 1 < len && buf[skip] == '\r' && buf[skip + 1] == '\n')
+            skip += 2;
+        if (len - skip >= limits->max_request_line &&
+            memchr(buf + skip, '\n', limits->max_request_line) == NULL) {
+            *error = FC_ERR_LINE_TOO_LONG;
+            return FC_HTTP_INVALID;
+        }
+    }
+    return FC_HTTP_PARTIAL;
+}
+
+int fc_http_parse_request(const char *buf, size_t len, size_t last_len,
+                          const fc_http_limits_t *limits, fc_request_head_t *req)
+{
+    req->error = FC_OK;
+    if (last_len != 0) {
+        int rc = fc_recheck_partial(buf, len, last_len, limits, 1, &req->error);
+        if (rc != 0)
+            return rc;
+    }
+    switch (fc_http_simd()) {
+#ifdef FC_X86
+    case FC_SIMD_AVX2:
+        return parse_request_avx2(buf, len, limits, req);
+    case FC_SIMD_SSE2:
+        return parse_request_sse2(buf, len, limits, req);
+#endif
+    default:
+        return parse_request_scalar(buf, len, limits, req);
+    }
+}
+
+int fc_http_parse_response(const char *buf, size_t len, size_t last_len,
+                           const fc_http_limits_t *limits, fc_response_head_t *resp)
+{
+    resp->error = FC_OK;
+    if (last_len != 0) {
+        int rc = fc_recheck_partial(buf, len, last_len, limits, 0, &resp->error);
+        if (rc != 0)
+            return rc;
+    }
+    switch (fc_http_simd()) {
+#ifdef FC_X86
+    case FC_SIMD_AVX2:
+        return parse_response_avx2(buf, len, limits, resp);
+    case FC_SIMD_SSE2:
+        return parse_response_sse2(buf, len, limits, resp);
+#endif
+    default:
+        return parse_response_scalar(buf, len, limits, resp);
+    }
+}
+
+int fc_http_parse_fields(const char *buf, size_t len, size_t max_bytes,
+                         fc_header_t *headers, size_t *num_headers,
+                         fc_http_error_t *error)
+{
+    const char *end = buf + len;
+    const char *limit = len > max_bytes ? buf + max_bytes : end;
+    const char *next;
+    *error = FC_OK;
+    int rc = parse_fields_scalar(buf, limit, headers, num_headers, &next, error);
+    if (rc == 0)
+        return (int)(next - buf);
+    if (rc == FC_HTTP_PARTIAL && (limit < end || len >= max_bytes)) {
+        *error = FC_ERR_HEAD_TOO_LARGE;
+        return FC_HTTP_INVALID;
+    }
+    return rc;
+}
+
+/* ---- framing facts (RFC 9112 6.1-6.3, 9.3; RFC 9110 7.2, 10.1.1) -------- */
+
+/* Case-insensitive compare of a token against a lowercase literal. Safe
+ * with `| 0x20` because a token byte that folds onto a letter or '-' is
+ * that letter in either case, or '-' itself. */
+static int fc_token_eq(const char *s, size_t n, const char *lower, size_t lower_len)
+{
+    if (n != lower_len)
+        return 0;
+    for (size_t i = 0; i < n; ++i)
+        if (((unsigned char)s[i] | 0x20) != (unsigned char)lower[i])
+            return 0;
+    return 1;
+}
+
+#define FC_LIT(s) s, sizeof(s) - 1
+
+/* Calls back for each element of a comma-separated list (RFC 9110 5.6.1),
+ * trimmed of OWS; empty elements are skipped. Stops when fn returns
+ * non-zero and returns that. */
+typedef int (*fc_list_fn)(const char *at, size_t len, void *ctx);
+
+static int fc_each_list_item(fc_span_t value, fc_list_fn fn, void *ctx)
+{
+    const char *p = value.at, *end = value.at + value.len;
+    while (p < end) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        const char *item_end = comma ? comma : end;
+        const char *a = p, *b = item_end;
+        while (a < b && (*a == ' ' || *a == '\t'))
+            ++a;
+        while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
+            --b;
+        if (b > a) {
+            int rc = fn(a, (size_t)(b - a), ctx);
+            if (rc)
+                return rc;
+        }
+        p = comma ? comma + 1 : end;
+    }
+    return 0;
+}
+
+struct fc_length_ctx {
+    int seen;
+    uint64_t value;
+};
+
+static int fc_length_item(const char *at, size_t len, void *vctx)
+{
+    struct fc_length_ctx *ctx = vctx;
+    uint64_t v = 0;
+    if (len > 18) /* 10^18 bytes: anything longer is an attack or a typo */
+        return 1;
+    for (size_t i = 0; i < len; ++i) {
+        if (!fc_is_digit(at[i]))
+            return 1;
+        v = v * 10 + (uint64_t)(at[i] - '0');
+    }
+    if (ctx->seen && ctx->value != v)
+        return 1;
+    ctx->seen = 1;
+    ctx->value = v;
+    return 0;
+}
+
+struct fc_coding_ctx {
+    int chunked;
+    int other;
+};
+
+static int fc_coding_item(const char *at, size_t len, void *vctx)
+{
+    struct fc_coding_ctx *ctx = vctx;
+    size_t n = 0;
+    while (n < len && fc_tchar[(unsigned char)at[n]])
+        ++n;
+    if (n == 0)
+        return 1;
+    if (n < len && at[n] != ';' && at[n] != ' ' && at[n] != '\t')
+        return 1;
+    if (fc_token_eq(at, n, FC_LIT("chunked"))) {
+        if (ctx->chunked || n != len) /* twice, or with parameters */
+            return 1;
+        ctx->chunked = 1;
+    } else {
+        if (ctx->chunked) /* chunked must be the final coding */
+            return 1;
+        ctx->other = 1;
+    }
+    return 0;
+}
+
+enum { FC_CONN_CLOSE = 1, FC_CONN_KEEP_ALIVE = 2, FC_CONN_UPGRADE = 4 };
+
+static int fc_connection_item(const char *at, size_t len, void *vctx)
+{
+    unsigned *options = vctx;
+    if (fc_token_eq(at, len, FC_LIT("close")))
+        *options |= FC_CONN_CLOSE;
+    else if (fc_token_eq(at, len, FC_LIT("keep-alive")))
+        *options |= FC_CONN_KEEP_ALIVE;
+    else if (fc_token_eq(at, len, FC_LIT("upgrade")))
+        *options |= FC_CONN_UPGRADE;
+    return 0;
+}
+
+static int fc_classify_target(const fc_request_head_t *req, fc_request_info_t *info)
+{
+    const char *t = req->target.at;
+    size_t n = req->target.len;
+    int is_connect = fc_token_eq(req->method.at, req->method.len, FC_LIT("connect")) &&
+                     memcmp(req->method.at, "CONNECT", 7) == 0;
+    const char *path = t, *end = t + n;
+
+    info->query.at = end;
+    info->query.len = 0;
+    if (is_connect) {
+        /* authority-form = uri-host ":" port (RFC 9112 3.2.3) */
+        const char *colon = memchr(t, ':', n);
+        if (t[0] == '/' || colon == NULL || colon == t || colon + 1 == end) {
+            info->error = FC_ERR_TARGET_FORM;
+            return -1;
+        }
+        for (const char *c = colon + 1; c < end; ++c) {
+            if (!fc_is_digit(*c)) {
+                info->error = FC_ERR_TARGET_FORM;
+                return -1;
+            }
+        }
+        info->target_form = FC_TARGET_AUTHORITY;
+        info->path.at = end;
+        info->path.len = 0;
+        return 0;
+    }
+    if (t[0] == '/') {
+        info->target_form = FC_TARGET_ORIGIN;
+    } else if (n == 1 && t[0] == '*') {
+        if (!(req->method.len == 7 && memcmp(req->method.at, "OPTIONS", 7) == 0)) {
+            info->error = FC_ERR_TARGET_FORM;
+            return -1;
+        }
+        info->target_form = FC_TARGET_ASTERISK;
+        info->path.at = t;
+        info->path.len = 1;
+        return 0;
+    } else {
+        /* absolute-form: scheme "://" authority path-abempty [ "?" query ] */
+        const char *c = t;
+        int scheme_ok = c < end && ((*c | 0x20) >= 'a' && (*c | 0x20) <= 'z');
+        while (scheme_ok && c < end && *c != ':') {
+            char ch = *c;
+            if (!(((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z') || fc_is_digit(ch) || ch == '+' ||
+                  ch == '-' || ch == '.'))
+                scheme_ok = 0;
+            ++c;
+        }
+        if (!scheme_ok || end - c < 4 || c[1] != '/' || c[2] != '/' || c + 3 == end) {
+            info->error = FC_ERR_TARGET_FORM;
+            return -1;
+        }
+        c += 3;
+        while (c < end && *c != '/' && *c != '?')
+            ++c;
+        info->target_form = FC_TARGET_ABSOLUTE;
+        path = c;
+    }
+    const char *q = memchr(path, '?', (size_t)(end - path));
+    const char *path_end = q ? q : end;
+    if (q) {
+        info->query.at = q + 1;
+        info->query.len = (size_t)(end - q - 1);
+    }
+    if (path_end == path) {
+        static const char slash[] = "/";
+        info->path.at = slash; /* absolute-form with an empty path means "/" */
+        info->path.len = 1;
+    } else {
+        info->path.at = path;
+        info->path.len = (size_t)(path_end - path);
+    }
+    return 0;
+}
+
+int fc_http_request_info(const fc_request_head_t *req, fc_request_info_t *info)
+{
+    struct fc_length_ctx length = {0, 0};
+    struct fc_coding_ctx coding = {0, 0};
+    unsigned connection = 0;
+    int hosts = 0, has_te = 0, expect_continue = 0;
+
+    info->flags = 0;
+    info->content_length = 0;
+    info->host_index = -1;
+    info->upgrade_index = -1;
+    info->error = FC_OK;
+
+    for (size_t i = 0; i < req->num_headers; ++i) {
+        const fc_span_t *name = &req->headers[i].name;
+        fc_span_t value = req->headers[i].value;
+        switch (name->len) {
+        case 4:
+            if (fc_token_eq(name->at, 4, FC_LIT("host"))) {
+                ++hosts;
+                info->host_index = (int)i;
+            }
+            break;
+        case 6:
+            if (fc_token_eq(name->at, 6, FC_LIT("expect")) &&
+                fc_token_eq(value.at, value.len, FC_LIT("100-continue")))
+                expect_continue = 1;
+            break;
+        case 7:
+            if (fc_token_eq(name->at, 7, FC_LIT("upgrade")))
+                info->upgrade_index = (int)i;
+            break;
+        case 10:
+            if (fc_token_eq(name->at, 10, FC_LIT("connection")))
+                fc_each_list_item(value, fc_connection_item, &connection);
+            break;
+        case 14:
+            if (fc_token_eq(name->at, 14, FC_LIT("content-length"))) {
+                /* an empty value is malformed, not absent */
+                if (value.len == 0 || fc_each_list_item(value, fc_length_item, &length) ||
+                    !length.seen) {
+                    info->error = FC_ERR_CONTENT_LENGTH;
+                    return -1;
+                }
+            }
+            break;
+        case 17:
+            if (fc_token_eq(name->at, 17, FC_LIT("transfer-encoding"))) {
+                has_te = 1;
+                if (fc_each_list_item(value, fc_coding_item, &coding)) {
+                    info->error = FC_ERR_TE_BAD;
+                    return -1;
+                }
+            }
+            break;
+        default:
+            break;
+        }
+    }
+
+    if (has_te) {
+        if (length.seen) { /* RFC 9112 6.3: a smuggling vector; refuse */
+            info->error = FC_ERR_CL_AND_TE;
+            return -1;
+        }
+        if (req->minor_version == 0) { /* RFC 9112 6.1: faulty framing */
+            info->error = FC_ERR_TE_BAD;
+            return -1;
+        }
+        if (coding.other) {
+            info->error = FC_ERR_TE_UNSUPPORTED;
+            return -1;
+        }
+        if (!coding.chunked) {
+            info->error = FC_ERR_TE_BAD;
+            return -1;
+        }
+        info->flags |= FC_REQ_CHUNKED;
+    } else if (length.seen) {
+        info->flags |= FC_REQ_HAS_LENGTH;
+        info->content_length = length.value;
+    }
+
+    if (req->minor_version == 1 ? hosts != 1 : hosts > 1) { /* RFC 9112 3.2 */
+        info->error = FC_ERR_HOST;
+        return -1;
+    }
+    if (fc_classify_target(req, info) != 0)
+        return -1;
+
+    if (req->minor_version == 1 ? !(connection & FC_CONN_CLOSE)
+                                : (connection & FC_CONN_KEEP_ALIVE) && !(connection & FC_CONN_CLOSE))
+        info->flags |= FC_REQ_KEEP_ALIVE;
+    if (expect_continue && req->minor_version == 1)
+        info->flags |= FC_REQ_EXPECT_CONTINUE;
+    if ((connection & FC_CONN_UPGRADE) && info->upgrade_index >= 0)
+        info->flags |= FC_REQ_UPGRADE;
+    return 0;
+}
+
+/* ---- chunked framing (RFC 9112 7.1) ------------------------------------ */
+
+static inline int fc_hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = (char)(c | 0x20);
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+int fc_http_parse_chunk_size(const char *buf, size_t len, size_t max_line,
+                             uint64_t *size, fc_http_error_t *error)
+{
+    const char *p = buf, *end = buf + len;
+    const char *limit = len > max_line ? buf + max_line : end;
+    uint64_t v = 0;
+    int h;
+
+    *error = FC_OK;
+    while (p < limit && (h = fc_hex_value(*p)) >= 0) {
+        if (v > (UINT64_C(0x7fffffffffffffff) >> 4)) {
+            *error = FC_ERR_CHUNK_SIZE;
+            return FC_HTTP_INVALID;
+        }
+        v = (v << 4) | (uint64_t)h;
+        ++p;
+    }
+    if (p == limit)
+        goto runout;
+    if (p == buf) {
+        *error = FC_ERR_CHUNK_SIZE;
+        return FC_HTTP_INVALID;
+    }
+    if (*p != '\r') {
+        /* chunk-ext = *( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] ):
+         * must start with BWS or ';', and holds no CTL up to the CR */
+        const char *ext = p;
+        while (ext < limit && (*ext == ' ' || *ext == '\t'))
+            ++ext;
+        if (ext == limit)
+            goto runout;
+        if (*ext != ';') {
+            *error = *ext == '\n' ? FC_ERR_BARE_LF : FC_ERR_CHUNK_SIZE;
+            return FC_HTTP_INVALID;
+        }
+        p = scan_value_scalar(ext, limit);
+        if (p == limit)
+            goto runout;
+        if (*p != '\r') {
+            *error = *p == '\n' ? FC_ERR_BARE_LF : FC_ERR_CHUNK_EXT;
+            return FC_HTTP_INVALID;
+        }
+    }
+    if (p + 1 == limit)
+        goto runout;
+    if (p[1] != '\n') {
+        *error = FC_ERR_BARE_CR;
+        return FC_HTTP_INVALID;
+    }
+    *size = v;
+    return (int)(p + 2 - buf);
+
+runout:
+    if (limit < end || len >= max_line) {
+        *error = FC_ERR_CHUNK_EXT;
+        return FC_HTTP_INVALID;
+    }
+    return FC_HTTP_PARTIAL;
+}
+
+/* ---- errors ------------------------------------------------------------ */
+
+static const struct {
+    int status;
+    const char *text;
+} fc_errors[FC_ERR__COUNT] = {
+    [FC_OK] = {200, "ok"},
+    [FC_ERR_METHOD] = {400, "invalid method: empty or a non-token character"},
+    [FC_ERR_TARGET] = {400, "invalid request target: a byte outside visible ASCII"},
+    [FC_ERR_REQUEST_LINE] = {400, "malformed request line: expected METHOD SP TARGET SP VERSION CRLF"},
+    [FC_ERR_VERSION] = {400, "malformed HTTP version"},
+    [FC_ERR_VERSION_UNSUPPORTED] = {505, "HTTP version not supported (only HTTP/1.0 and HTTP/1.1)"},
+    [FC_ERR_LINE_TOO_LONG] = {414, "request line too long"},
+    [FC_ERR_HEADER_NAME] = {400, "invalid header name: empty or a non-token character"},
+    [FC_ERR_HEADER_SPACE] = {400, "invalid header: whitespace between field name and colon"},
+    [FC_ERR_HEADER_VALUE] = {400, "invalid header value: control character"},
+    [FC_ERR_OBS_FOLD] = {400, "invalid header: obsolete line folding or leading whitespace"},
+    [FC_ERR_BARE_CR] = {400, "bare CR: CR not followed by LF"},
+    [FC_ERR_BARE_LF] = {400, "bare LF: line ending without CR"},
+    [FC_ERR_TOO_MANY_HEADERS] = {431, "too many header fields"},
+    [FC_ERR_HEAD_TOO_LARGE] = {431, "header section too large"},
+    [FC_ERR_STATUS] = {502, "malformed status line"},
+    [FC_ERR_CHUNK_SIZE] = {400, "invalid chunk size: not hex, empty or overflowing"},
+    [FC_ERR_CHUNK_EXT] = {400, "invalid chunk extension or chunk size line too long"},
+    [FC_ERR_CHUNK_CRLF] = {400, "chunk data not followed by CRLF"},
+    [FC_ERR_CONTENT_LENGTH] = {400, "invalid Content-Length: malformed or conflicting values"},
+    [FC_ERR_CL_AND_TE] = {400, "both Content-Length and Transfer-Encoding"},
+    [FC_ERR_TE_UNSUPPORTED] = {501, "unsupported transfer coding (only chunked)"},
+    [FC_ERR_TE_BAD] = {400, "invalid Transfer-Encoding (malformed, chunked not last, or in HTTP/1.0)"},
+    [FC_ERR_HOST] = {400, "HTTP/1.1 request needs exactly one Host header"},
+    [FC_ERR_TARGET_FORM] = {400, "request target form not allowed for this method"},
+    [FC_ERR_BODY_TOO_LARGE] = {413, "request body too large"},
+};
+
+int fc_http_error_status(fc_http_error_t error)
+{
+    return (error >= 0 && error < FC_ERR__COUNT) ? fc_errors[error].status : 500;
+}
+
+const char *fc_http_error_text(fc_http_error_t error)
+{
+    return (error >= 0 && error < FC_ERR__COUNT) ? fc_errors[error].text : "unknown error";
+}
