@@ -141,11 +141,35 @@ int fc_http_parse_fields(const char *buf, size_t len, size_t max_bytes,
  * Returns 0, or -1 with info->error set. */
 int fc_http_request_info(const fc_request_head_t *req, fc_request_info_t *info);
 
+/* Framing facts from a parsed response head (RFC 9112 6.3). */
+enum {
+    FC_RESP_KEEP_ALIVE = 1 << 0,
+    FC_RESP_CHUNKED = 1 << 1,
+    FC_RESP_HAS_LENGTH = 1 << 2,
+    FC_RESP_NO_BODY = 1 << 3,      /* 1xx, 204, 304, or a response to HEAD */
+    FC_RESP_UNTIL_CLOSE = 1 << 4,  /* body delimited by the connection closing */
+};
+
+typedef struct {
+    unsigned flags;
+    uint64_t content_length;
+    fc_http_error_t error;
+} fc_response_info_t;
+
+/* Derives the body framing of a response; request_was_head is non-zero
+ * when it answers a HEAD. Returns 0, or -1 with info->error set. */
+int fc_http_response_info(const fc_response_head_t *resp, int request_was_head,
+                          fc_response_info_t *info);
+
 /* Parses a chunk-size line: 1*HEXDIG [chunk-ext] CRLF. On success *size is
  * the chunk size and the return value the bytes consumed; max_line bounds
  * the whole line. Extensions are validated and skipped. */
 int fc_http_parse_chunk_size(const char *buf, size_t len, size_t max_line,
                              uint64_t *size, fc_http_error_t *error);
+
+/* Non-zero when no byte of [p, p + n) is >= 0x80: the caller may then make
+ * ASCII strings without scanning each one again. */
+int fc_ascii_only(const char *p, size_t n);
 
 int fc_http_error_status(fc_http_error_t error);
 const char *fc_http_error_text(fc_http_error_t error);

@@ -5,6 +5,7 @@
  *   FC_ATTR         the function attribute of the level (target("avx2"), ...)
  *   FC_SCAN_TARGET  first byte at or after p not in 0x21-0x7e, or end
  *   FC_SCAN_VALUE   first byte at or after p that is a CTL other than HTAB, or DEL, or end
+ *   FC_SCAN_TOKEN   first byte at or after p that is not a tchar, or end
  * so each level gets the scanners inlined instead of an indirect call per field.
  *
  * Every scanner and loop here reads only bytes in [buf, end): the vector
@@ -50,8 +51,7 @@ FC_ATTR static int FC_NAME(parse_fields)(const char *p, const char *hend,
         }
         /* field-name = token (RFC 9110 5.1) */
         const char *name = p;
-        while (p < hend && fc_tchar[(unsigned char)*p])
-            ++p;
+        p = FC_SCAN_TOKEN(p, hend);
         if (p == hend)
             goto runout;
         if (*p != ':') {
@@ -115,8 +115,7 @@ FC_ATTR static int FC_NAME(parse_request)(const char *buf, size_t len,
                                  : head_limit;
 
     /* method = token */
-    while (p < line_limit && fc_tchar[(unsigned char)*p])
-        ++p;
+    p = FC_SCAN_TOKEN(p, line_limit);
     if (p == line_limit)
         goto runout_line;
     if (*p != ' ' || p == line) {

@@ -1,0 +1,109 @@
+"""The ``fastcore`` command.
+
+    fastcore --version
+    fastcore serve [APP] [settings]     run the server (fastcore.worker.serve)
+    fastcore check [APP] [settings]     validate the settings, import the app
+    fastcore settings                   print the table of settings (Markdown)
+
+Exit status: 0 on success; 2 with one line ``fastcore: error: ...`` on
+stderr for a usage error or a bad setting; 1 with one line for an
+application spec that leads nowhere; 1 after the traceback when the user's
+own module raises while being imported. A typo never prints a traceback.
+"""
+
+import argparse
+import importlib
+import os
+import sys
+import traceback
+from typing import List, NoReturn, Optional, Sequence
+
+from fastcore import __version__
+from fastcore.appload import AppLoadError, load_app
+from fastcore.config import ConfigError, add_setting_arguments, build_config, settings_from_namespace, settings_markdown
+
+__all__ = ["build_parser", "main"]
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+def _error_line(message: str) -> str:
+    return "fastcore: error: " + " ".join(str(message).splitlines()) + "\n"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is the one line every other error is."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, _error_line(f"{message} (see '{self.prog} --help')"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="fastcore", allow_abbrev=False,
+                     description="An HTTP/1.1 server for Python web applications.")
+    parser.add_argument("--version", action="version", version=f"fastcore {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+    app_help = "the WSGI application: MODULE, MODULE:NAME or MODULE:FACTORY(ARGS)"
+    for name, summary in (("serve", "run the server"),
+                          ("check", "validate the settings and import the application")):
+        command = commands.add_parser(name, help=summary, description=summary, allow_abbrev=False)
+        command.add_argument("app", nargs="?", metavar="APP", help=app_help)
+        add_setting_arguments(command)
+    commands.add_parser("settings", help="print the table of settings as Markdown",
+                        description="print the table of settings as Markdown", allow_abbrev=False)
+    return parser
+
+
+def _load(app_spec: Optional[str], chdir: Optional[str]):
+    if chdir is not None:
+        # The process works where the user asked, as the app's relative paths expect.
+        os.chdir(chdir)
+    return None if app_spec is None else load_app(app_spec, chdir)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the command; returns the exit status (argparse exits by itself for
+    ``--help``, ``--version`` and usage errors)."""
+    args = build_parser().parse_args(list(argv) if argv is not None else None)
+
+    if args.command == "settings":
+        sys.stdout.write(settings_markdown())
+        return EXIT_OK
+
+    try:
+        config = build_config(settings_from_namespace(args), os.environ)
+    except ConfigError as error:
+        sys.stderr.write(_error_line(str(error)))
+        return EXIT_USAGE
+
+    try:
+        app = _load(args.app, config.chdir)
+    except AppLoadError as error:
+        sys.stderr.write(_error_line(str(error)))
+        return EXIT_FAILURE
+    except Exception:
+        # Raised by the user's own code: the traceback is the useful part.
+        traceback.print_exc()
+        return EXIT_FAILURE
+
+    if args.command == "check":
+        sys.stdout.write("fastcore: configuration ok\n")
+        return EXIT_OK
+
+    # Imported here: the server pulls in the compiled core, which --version,
+    # check and settings do not need.
+    worker = importlib.import_module("fastcore.worker")
+    status = worker.serve(config, app)
+    return status if isinstance(status, int) else EXIT_OK
+
+
+def run(argv: Optional[List[str]] = None) -> NoReturn:
+    """Entry point for ``python -m fastcore`` and console scripts."""
+    try:
+        status = main(argv)
+    except KeyboardInterrupt:
+        status = 130
+    sys.exit(status)

@@ -1,0 +1,627 @@
+"""Every setting of fastcore, declared once.
+
+Theory of operation
+-------------------
+``SETTINGS`` is the one table. Each ``Setting`` names itself once; from it
+we derive, and never write by hand:
+
+- the ``fastcore serve``/``check`` options (``add_setting_arguments``),
+- the TOML key (the setting's name, top level of the ``--config`` file),
+- the environment variable (``FASTCORE_<NAME>``),
+- the attributes of ``Config`` (one per setting, frozen),
+- the README table (``settings_markdown``, ``python -m fastcore.config --markdown``).
+
+A value is looked up in this order, first hit wins: command line,
+environment, config file, default. Whatever its origin, the raw value goes
+through the setting's parser, so a default is checked exactly like a user's
+value. A parser either returns the value in its final Python type or raises
+``_Invalid(expected, got)``; ``_resolve`` turns that into a one-line
+``ConfigError`` that names the setting, where the value came from and the
+value itself, because a user who mistyped a flag needs that line and no
+traceback.
+
+Paths (``chdir``, log files, ``unix:`` sockets) are made absolute against
+the directory fastcore was started from, before anything changes directory.
+"""
+
+import argparse
+import dataclasses
+import difflib
+import ipaddress
+import math
+import os
+import re
+import sys
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+
+__all__ = [
+    "Address",
+    "Config",
+    "ConfigError",
+    "SETTINGS",
+    "SETTINGS_BY_NAME",
+    "Setting",
+    "add_setting_arguments",
+    "build_config",
+    "load_config",
+    "parse_address",
+    "parse_bool",
+    "parse_duration",
+    "parse_size",
+    "read_config_file",
+    "settings_markdown",
+]
+
+ENV_PREFIX = "FASTCORE_"
+SECTIONS = ("server", "limits", "timeouts", "wsgi", "logging")
+_MAX_REPR = 80  # a pasted blob in an error line helps nobody past this
+
+
+class ConfigError(Exception):
+    """A setting has a bad value. The message is one line, meant for the user."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(str(message).splitlines()))
+
+
+class _Invalid(Exception):
+    """Raised by a value parser: what it expected, and the offending value."""
+
+    def __init__(self, expected: str, got: Any) -> None:
+        super().__init__(expected)
+        self.expected = expected
+        self.got = got
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= _MAX_REPR else text[: _MAX_REPR - 3] + "..."
+
+
+# ---------------------------------------------------------------------------
+# Value parsers. Each accepts what a command line or environment gives (str)
+# and what TOML gives (int, float, bool, str, list), and returns the final
+# value. bool is an int subclass in Python; it is never accepted as a number.
+
+_INT_RE = re.compile(r"[+-]?[0-9]+\Z")
+_SIZE_RE = re.compile(r"([0-9]+)\s*([kmg]?)\Z", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+_MAX_SIZE = (1 << 63) - 1  # the core holds sizes in a signed 64-bit integer
+_DURATION_RE = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*(ms|s|m)?\Z", re.IGNORECASE)
+_DURATION_UNITS = {"": 1.0, "s": 1.0, "ms": 0.001, "m": 60.0}
+_MAX_DURATION = 365 * 24 * 3600.0  # keeps millisecond timer arithmetic far from overflow
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
+
+
+def _integer(value: Any, expected: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and _INT_RE.match(value.strip()):
+        return int(value.strip())
+    raise _Invalid(expected, value)
+
+
+def integer(minimum: int, maximum: Optional[int] = None) -> Callable[[Any], int]:
+    expected = f"an integer >= {minimum}" if maximum is None else f"an integer from {minimum} to {maximum}"
+
+    def parse(value: Any) -> int:
+        number = _integer(value, expected)
+        if number < minimum or (maximum is not None and number > maximum):
+            raise _Invalid(expected, value)
+        return number
+
+    return parse
+
+
+def parse_size(value: Any) -> int:
+    """Bytes from ``4096``, ``"4096"``, ``"64k"``, ``"16m"``, ``"1g"`` (KiB, MiB, GiB)."""
+    expected = "a size in bytes such as 4096, 64k, 16m or 1g"
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and _SIZE_RE.match(value.strip()):
+        digits, unit = _SIZE_RE.match(value.strip()).groups()
+        number = int(digits) * _SIZE_UNITS[unit.lower()]
+    else:
+        raise _Invalid(expected, value)
+    if not 0 <= number <= _MAX_SIZE:
+        raise _Invalid(expected, value)
+    return number
+
+
+def size(minimum: int) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        number = parse_size(value)
+        if number < minimum:
+            raise _Invalid(f"a size of at least {minimum} byte{'s' if minimum != 1 else ''}", value)
+        return number
+
+    return parse
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds (float > 0) from ``20``, ``1.5``, ``"20s"``, ``"500ms"``, ``"2m"``."""
+    expected = "a duration > 0 such as 30, 1.5, 30s, 500ms or 2m"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and _DURATION_RE.match(value.strip()):
+        number, unit = _DURATION_RE.match(value.strip()).groups()
+        seconds = float(number) * _DURATION_UNITS[(unit or "").lower()]
+    else:
+        raise _Invalid(expected, value)
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise _Invalid(expected, value)
+    if seconds > _MAX_DURATION:
+        raise _Invalid("a duration of at most one year", value)
+    return seconds
+
+
+def parse_bool(value: Any) -> bool:
+    """true/false/1/0/yes/no/on/off in any case, or a TOML boolean."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in _TRUE:
+            return True
+        if word in _FALSE:
+            return False
+    raise _Invalid("a boolean (true/false, 1/0, yes/no, on/off)", value)
+
+
+def choice(*options: str) -> Callable[[Any], str]:
+    expected = "one of " + ", ".join(options)
+
+    def parse(value: Any) -> str:
+        if isinstance(value, str) and value.strip().lower() in options:
+            return value.strip().lower()
+        raise _Invalid(expected, value)
+
+    return parse
+
+
+def parse_workers(value: Any) -> int:
+    """A count >= 1, or ``auto``: the CPUs this process may run on."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        if hasattr(os, "sched_getaffinity"):
+            return max(1, len(os.sched_getaffinity(0)))
+        return os.cpu_count() or 1
+    try:
+        return integer(1)(value)
+    except _Invalid:
+        raise _Invalid("an integer >= 1 or 'auto'", value) from None
+
+
+def _nonempty_string(value: Any, expected: str) -> str:
+    if isinstance(value, str) and value and "\0" not in value:
+        return value
+    raise _Invalid(expected, value)
+
+
+def parse_directory(value: Any) -> str:
+    path = _nonempty_string(value, "an existing directory")
+    if not os.path.isdir(path):
+        raise _Invalid("an existing directory", value)
+    return os.path.abspath(path)
+
+
+def parse_file_path(value: Any) -> str:
+    return _nonempty_string(value, "a file path")
+
+
+def parse_log_target(value: Any) -> str:
+    """``-`` for the standard stream, else a file path (made absolute)."""
+    target = _nonempty_string(value, "'-' or a file path")
+    return target if target == "-" else os.path.abspath(target)
+
+
+def parse_root_path(value: Any) -> str:
+    """The WSGI SCRIPT_NAME prefix: empty, or ``/a/b`` (PEP 3333: no trailing slash)."""
+    expected = "an empty string or a path that starts with '/' and does not end with '/'"
+    if isinstance(value, str) and (value == "" or (value.startswith("/") and not value.endswith("/"))):
+        return value
+    raise _Invalid(expected, value)
+
+
+class Address(NamedTuple):
+    """One parsed ``bind`` entry. ``family`` is ``"inet"``, ``"inet6"`` or ``"unix"``."""
+
+    family: str
+    host: str = ""
+    port: int = 0
+    path: str = ""
+
+
+_BIND_EXPECTED = "HOST:PORT, [IPV6]:PORT or unix:PATH"
+_HOST_LABEL_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z")
+_PORT_RE = re.compile(r"[0-9]{1,5}\Z")
+# sun_path is 108 bytes on Linux, including the terminating NUL.
+_MAX_UNIX_PATH = 107
+
+
+def _port(text: str, whole: str) -> int:
+    if not _PORT_RE.match(text) or int(text) > 65535:
+        raise _Invalid("a port from 0 to 65535", whole)
+    return int(text)
+
+
+def parse_address(text: str) -> Address:
+    """``HOST:PORT``, ``[IPV6]:PORT`` or ``unix:PATH`` → ``Address``; raises ``_Invalid``."""
+    if not isinstance(text, str):
+        raise _Invalid(_BIND_EXPECTED, text)
+    if text.startswith("unix:"):
+        path = text[len("unix:"):]
+        if not path or "\0" in path:
+            raise _Invalid("a socket path after 'unix:'", text)
+        path = os.path.abspath(path)
+        if len(os.fsencode(path)) > _MAX_UNIX_PATH:
+            raise _Invalid(f"a unix socket path of at most {_MAX_UNIX_PATH} bytes", text)
+        return Address("unix", path=path)
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+        if not sep:
+            raise _Invalid(_BIND_EXPECTED, text)
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise _Invalid("an IPv6 address between the brackets", text) from None
+        return Address("inet6", host, _port(port, text))
+    host, sep, port = text.rpartition(":")
+    if not sep or not host:
+        raise _Invalid(_BIND_EXPECTED, text)
+    if ":" in host:
+        raise _Invalid("an IPv6 address in brackets, as in [::1]:8000", text)
+    labels = host.split(".")
+    if all(label.isdigit() for label in labels):
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            raise _Invalid("a valid IPv4 address", text) from None
+    elif not all(_HOST_LABEL_RE.match(label) for label in labels):
+        raise _Invalid("a host name or IP address before ':PORT'", text)
+    return Address("inet", host, _port(port, text))
+
+
+def parse_bind(value: Any) -> Tuple[str, ...]:
+    """One address or several: a list (TOML, repeated ``--bind``) or a comma-separated string."""
+    if isinstance(value, str):
+        items: List[Any] = [item.strip() for item in value.split(",")]
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        raise _Invalid("a list of addresses", value)
+    if not items:
+        raise _Invalid("at least one address", value)
+    addresses: List[str] = []
+    seen = set()
+    for item in items:
+        address = parse_address(item)
+        # A second socket on the same address would be accepted silently
+        # under SO_REUSEPORT and split the traffic; refuse it here.
+        if address in seen:
+            raise _Invalid("each address once", item)
+        seen.add(address)
+        addresses.append(f"unix:{address.path}" if address.family == "unix" else item)
+    return tuple(addresses)
+
+
+# ---------------------------------------------------------------------------
+# The table.
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """One setting. ``default`` is written as a user would write it and parsed
+    like any other value; ``None`` means unset and skips the parser."""
+
+    name: str
+    section: str
+    flags: Tuple[str, ...]
+    parse: Callable[[Any], Any]
+    default: Any
+    help: str
+    metavar: str = ""
+    kind: str = "value"  # "value", "list" (repeatable flag) or "flag" (--x/--no-x)
+    in_file: bool = True  # may the TOML file set it?
+    annotation: Any = Any  # the Python type of the parsed value, for Config
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+    @property
+    def toml_key(self) -> str:
+        return self.name
+
+    @property
+    def default_text(self) -> str:
+        """The default as a user would write it, for help and docs."""
+        if self.default is None:
+            return "(none)"
+        if isinstance(self.default, bool):
+            return "true" if self.default else "false"
+        if isinstance(self.default, (list, tuple)):
+            return ", ".join(str(item) for item in self.default)
+        if self.default == "":
+            return '""'
+        return str(self.default)
+
+
+SETTINGS: Tuple[Setting, ...] = (
+    # server
+    Setting("bind", "server", ("--bind", "-b"), parse_bind, ["127.0.0.1:8000"],
+            "Address to listen on: HOST:PORT, [IPV6]:PORT or unix:PATH; repeat for several.",
+            metavar="ADDRESS", kind="list", annotation=Tuple[str, ...]),
+    Setting("chdir", "server", ("--chdir",), parse_directory, None,
+            "Change to this directory before loading the application.",
+            metavar="DIR", annotation=Optional[str]),
+    Setting("root_path", "server", ("--root-path",), parse_root_path, "",
+            "Mount point of the application, given to it as the WSGI SCRIPT_NAME.",
+            metavar="PATH", annotation=str),
+    Setting("threads", "server", ("--threads",), integer(1), 1,
+            "Application threads per worker; 1 runs the application on the event loop.",
+            metavar="N", annotation=int),
+    Setting("workers", "server", ("--workers", "-w"), parse_workers, 1,
+            "Worker processes, or 'auto' for one per available CPU.",
+            metavar="N", annotation=int),
+    Setting("backlog", "server", ("--backlog",), integer(1), 2048,
+            "Length of the queue of connections waiting to be accepted.",
+            metavar="N", annotation=int),
+    Setting("max_connections", "server", ("--max-connections",), integer(1), 10000,
+            "Open client connections per worker; above it accepting pauses.",
+            metavar="N", annotation=int),
+    Setting("server_header", "server", ("--server-header", "--no-server-header"), parse_bool, True,
+            "Send a Server header in responses.",
+            kind="flag", annotation=bool),
+    Setting("config", "server", ("--config", "-c"), parse_file_path, None,
+            "TOML file whose top-level keys are setting names.",
+            metavar="PATH", in_file=False, annotation=Optional[str]),
+    # limits
+    Setting("max_request_line", "limits", ("--max-request-line",), size(1), 8190,
+            "Longest request line (method, target, version); longer gets 414.",
+            metavar="SIZE", annotation=int),
+    Setting("max_header_bytes", "limits", ("--max-header-bytes",), size(1), "32k",
+            "Largest request head (request line and headers); larger gets 431.",
+            metavar="SIZE", annotation=int),
+    Setting("max_headers", "limits", ("--max-headers",), integer(1), 100,
+            "Most header fields in a request; more gets 431.",
+            metavar="N", annotation=int),
+    Setting("max_body", "limits", ("--max-body",), size(0), "16m",
+            "Largest request body; larger gets 413.",
+            metavar="SIZE", annotation=int),
+    Setting("max_chunk_line", "limits", ("--max-chunk-line",), size(1), 4096,
+            "Longest chunk-size line (with extensions) in a chunked body; longer gets 400.",
+            metavar="SIZE", annotation=int),
+    Setting("body_buffer_size", "limits", ("--body-buffer-size",), size(0), "1m",
+            "Request bodies larger than this are spooled to a temporary file.",
+            metavar="SIZE", annotation=int),
+    Setting("write_buffer_high", "limits", ("--write-buffer-high",), size(1), "256k",
+            "Queued output per connection above which reading from it pauses.",
+            metavar="SIZE", annotation=int),
+    # timeouts
+    Setting("header_timeout", "timeouts", ("--header-timeout",), parse_duration, 20,
+            "Time allowed to receive a request head; slower gets 408.",
+            metavar="SECONDS", annotation=float),
+    Setting("body_timeout", "timeouts", ("--body-timeout",), parse_duration, 60,
+            "Time allowed between two reads of a request body; slower gets 408.",
+            metavar="SECONDS", annotation=float),
+    Setting("keepalive_timeout", "timeouts", ("--keepalive-timeout",), parse_duration, 60,
+            "Idle time allowed between two requests on a connection.",
+            metavar="SECONDS", annotation=float),
+    Setting("send_timeout", "timeouts", ("--send-timeout",), parse_duration, 60,
+            "Time allowed for a client to accept more of a response before it is dropped.",
+            metavar="SECONDS", annotation=float),
+    Setting("graceful_timeout", "timeouts", ("--graceful-timeout",), parse_duration, 30,
+            "Time given to in-flight requests on stop or reload before workers are killed.",
+            metavar="SECONDS", annotation=float),
+    # logging
+    Setting("log_level", "logging", ("--log-level",),
+            choice("debug", "info", "warning", "error", "critical"), "info",
+            "Lowest level written to the error log: debug, info, warning, error or critical.",
+            metavar="LEVEL", annotation=str),
+    Setting("error_log", "logging", ("--error-log",), parse_log_target, "-",
+            "Error log: '-' for stderr, or a file path.",
+            metavar="PATH", annotation=str),
+    Setting("access_log", "logging", ("--access-log",), parse_log_target, None,
+            "Access log: '-' for stdout, or a file path; off when unset.",
+            metavar="PATH", annotation=Optional[str]),
+    Setting("access_log_format", "logging", ("--access-log-format",), choice("combined", "json"), "combined",
+            "Access log line format: combined or json.",
+            metavar="FORMAT", annotation=str),
+)
+
+SETTINGS_BY_NAME: Dict[str, Setting] = {setting.name: setting for setting in SETTINGS}
+
+
+def _check_table() -> None:
+    """The table's own invariants; a broken table fails at import, not in production."""
+    seen_flags = set()
+    for setting in SETTINGS:
+        assert re.match(r"[a-z][a-z0-9_]*\Z", setting.name), setting.name
+        assert setting.section in SECTIONS, setting
+        assert setting.kind in ("value", "list", "flag"), setting
+        assert "\n" not in setting.help and setting.help, setting
+        for flag in setting.flags:
+            assert flag not in seen_flags, flag
+            seen_flags.add(flag)
+
+
+_check_table()
+
+Config = dataclasses.make_dataclass(
+    "Config",
+    [(setting.name, setting.annotation) for setting in SETTINGS],
+    frozen=True,
+    namespace={
+        "__doc__": "The resolved configuration: one read-only attribute per entry of SETTINGS.",
+        "__module__": __name__,
+    },
+)
+
+
+# ---------------------------------------------------------------------------
+# Sources.
+
+
+def read_config_file(path: str, origin: str = "--config") -> Dict[str, Any]:
+    """The settings in a TOML file, keys checked; values are checked later.
+    ``origin`` names where the path came from, for the error message."""
+    try:
+        import tomllib  # type: ignore[import-not-found]
+    except ModuleNotFoundError:  # Python < 3.11
+        import tomli as tomllib  # type: ignore[import-not-found,no-redef]
+    try:
+        with open(path, "rb") as file:
+            data = tomllib.load(file)
+    except OSError as error:
+        raise ConfigError(
+            f"setting config ({origin}): cannot read {path!r}: {error.strerror or error}"
+        ) from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {path}: invalid TOML: {error}") from None
+    for key, value in data.items():
+        setting = SETTINGS_BY_NAME.get(key)
+        if setting is None:
+            hint = ""
+            if isinstance(value, dict):
+                hint = " (settings are top-level keys, not tables)"
+            else:
+                close = difflib.get_close_matches(key, [s.name for s in SETTINGS if s.in_file], n=1)
+                if close:
+                    hint = f" (did you mean {close[0]!r}?)"
+            raise ConfigError(f"config file {path}: unknown setting {key!r}{hint}")
+        if not setting.in_file:
+            raise ConfigError(f"config file {path}: setting {key!r} is not allowed in a config file")
+    return data
+
+
+def _resolve(setting: Setting, raw: Any, origin: str) -> Any:
+    if raw is None:
+        return None
+    try:
+        return setting.parse(raw)
+    except _Invalid as invalid:
+        raise ConfigError(
+            f"setting {setting.name} ({origin}): expected {invalid.expected}, got {_show(invalid.got)}"
+        ) from None
+
+
+def build_config(cli: Optional[Mapping[str, Any]] = None, environ: Optional[Mapping[str, str]] = None) -> "Config":
+    """Resolve every setting: ``cli`` (setting name → value given on the
+    command line) > ``environ`` (default ``os.environ``) > config file > default.
+
+    Raises ``ConfigError``."""
+    cli = dict(cli or {})
+    environ = os.environ if environ is None else environ
+    unknown = set(cli) - set(SETTINGS_BY_NAME)
+    if unknown:
+        raise TypeError(f"not settings: {sorted(unknown)}")
+
+    origins: Dict[str, Tuple[Any, str]] = {}
+    for setting in SETTINGS:
+        if setting.name in cli:
+            origins[setting.name] = (cli[setting.name], setting.flags[0])
+        elif setting.env in environ:
+            origins[setting.name] = (environ[setting.env], setting.env)
+
+    config_setting = SETTINGS_BY_NAME["config"]
+    raw_path, path_origin = origins.get("config", (None, "default"))
+    config_path = _resolve(config_setting, raw_path, path_origin)
+    if config_path is not None:
+        for key, value in read_config_file(config_path, path_origin).items():
+            origins.setdefault(key, (value, f"key {key} in {config_path}"))
+
+    values = {}
+    for setting in SETTINGS:
+        raw, origin = origins.get(setting.name, (setting.default, "default"))
+        values[setting.name] = _resolve(setting, raw, origin)
+    return Config(**values)
+
+
+# ---------------------------------------------------------------------------
+# Command line.
+
+
+class _BooleanFlag(argparse.Action):
+    """``--x`` sets True, ``--no-x`` sets False; one help line for both."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser: Any, namespace: Any, values: Any, option_string: Optional[str] = None) -> None:
+        setattr(namespace, self.dest, not (option_string or "").startswith("--no-"))
+
+
+def add_setting_arguments(parser: argparse.ArgumentParser) -> None:
+    """One option per setting, grouped by section. An option left out is
+    absent from the namespace (``SUPPRESS``), so that the environment, the
+    file and the default can still apply."""
+    groups = {section: parser.add_argument_group(f"{section} settings") for section in SECTIONS}
+    for setting in SETTINGS:
+        group = groups[setting.section]
+        help_text = f"{setting.help} [{setting.env}; default: {setting.default_text}]".replace("%", "%%")
+        if setting.kind == "flag":
+            group.add_argument(*setting.flags, dest=setting.name, action=_BooleanFlag,
+                               default=argparse.SUPPRESS, help=help_text)
+        else:
+            group.add_argument(*setting.flags, dest=setting.name, metavar=setting.metavar,
+                               action="append" if setting.kind == "list" else "store",
+                               default=argparse.SUPPRESS, help=help_text)
+
+
+def settings_from_namespace(namespace: argparse.Namespace) -> Dict[str, Any]:
+    """The settings given on the command line, by name."""
+    return {name: value for name, value in vars(namespace).items() if name in SETTINGS_BY_NAME}
+
+
+def load_config(argv: Optional[Sequence[str]] = None, environ: Optional[Mapping[str, str]] = None) -> "Config":
+    """Parse setting options only (for embedding and tests) and resolve them.
+
+    Usage errors exit through argparse; bad values raise ``ConfigError``."""
+    parser = argparse.ArgumentParser(prog="fastcore", allow_abbrev=False)
+    add_setting_arguments(parser)
+    namespace = parser.parse_args(list(argv) if argv is not None else None)
+    return build_config(settings_from_namespace(namespace), environ)
+
+
+# ---------------------------------------------------------------------------
+# Documentation.
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def settings_markdown() -> str:
+    """The README table of settings, by section; ends with a newline."""
+    lines = [
+        "| setting | CLI flag | env var | default | description |",
+        "|---|---|---|---|---|",
+    ]
+    for section in SECTIONS:
+        members = [setting for setting in SETTINGS if setting.section == section]
+        if not members:
+            continue
+        lines.append(f"| **{section}** | | | | |")
+        for setting in members:
+            flags = ", ".join(f"`{flag}`" for flag in setting.flags)
+            default = "(none)" if setting.default is None else f"`{setting.default_text}`"
+            lines.append(
+                f"| `{setting.name}` | {_cell(flags)} | `{setting.env}` | {_cell(default)} | {_cell(setting.help)} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def _main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fastcore.config", allow_abbrev=False)
+    parser.add_argument("--markdown", action="store_true", help="print the README table of settings")
+    args = parser.parse_args(argv)
+    if not args.markdown:
+        parser.print_help()
+        return 2
+    sys.stdout.write(settings_markdown())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main())
