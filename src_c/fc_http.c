@@ -50,6 +50,13 @@ static inline const char *scan_target_scalar(const char *p, const char *end)
 
 static inline const char *scan_token_scalar(const char *p, const char *end)
 {
+    while (end - p >= 4) {
+        if (!fc_tchar[(unsigned char)p[0]]) return p;
+        if (!fc_tchar[(unsigned char)p[1]]) return p + 1;
+        if (!fc_tchar[(unsigned char)p[2]]) return p + 2;
+        if (!fc_tchar[(unsigned char)p[3]]) return p + 3;
+        p += 4;
+    }
     while (p < end && fc_tchar[(unsigned char)*p])
         ++p;
     return p;

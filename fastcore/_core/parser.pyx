@@ -27,7 +27,9 @@ next_event(); the server's connections drive next_event() directly.
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from cpython.unicode cimport PyUnicode_DecodeLatin1
-from cpython.list cimport PyList_GET_ITEM
+from cpython.ref cimport PyObject, Py_INCREF
+from cpython.list cimport PyList_New, PyList_SET_ITEM
+from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from libc.stdint cimport uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memchr, memcmp, memcpy, memmove
@@ -101,7 +103,12 @@ cdef tuple COMMON_NAMES = (
     "connection", "cookie", "cache-control", "content-type", "content-length",
     "transfer-encoding", "referer", "origin", "authorization", "x-forwarded-for",
 )
-cdef list name_slot_table = [None] * 512
+# slot -> the cached name: its bytes, their length, and the str (a strong
+# reference held by COMMON_NAMES for the life of the module)
+cdef const char *slot_bytes[512]
+cdef size_t slot_len[512]
+cdef PyObject *slot_str[512]
+cdef list _slot_keepalive = []
 
 
 cdef inline size_t name_slot(const char *at, size_t n) noexcept:
@@ -114,8 +121,11 @@ cdef int _fill_name_slots() except -1:
     for name in COMMON_NAMES:
         raw = name.encode("latin-1")
         slot = name_slot(raw, len(raw))
-        if name_slot_table[slot] is None:  # on a collision the first one wins
-            name_slot_table[slot] = (raw, name)
+        if slot_str[slot] == NULL:  # on a collision the first one wins
+            _slot_keepalive.append(raw)
+            slot_bytes[slot] = raw
+            slot_len[slot] = len(raw)
+            slot_str[slot] = <PyObject *>name
     return 0
 
 
@@ -123,22 +133,29 @@ _fill_name_slots()
 
 
 cdef inline str field_name(const char *at, size_t n, bint ascii):
-    cdef object entry = <object>PyList_GET_ITEM(name_slot_table, name_slot(at, n))
-    cdef bytes raw
-    if entry is not None:
-        raw = <bytes>(<tuple>entry)[0]
-        if <size_t>PyBytes_GET_SIZE(raw) == n and memcmp(PyBytes_AS_STRING(raw), at, n) == 0:
-            return <str>(<tuple>entry)[1]
+    cdef size_t slot = name_slot(at, n)
+    if slot_len[slot] == n and memcmp(slot_bytes[slot], at, n) == 0:
+        return <str>slot_str[slot]
     return text(at, n, ascii)
 
 
 cdef list header_list(fc_header_t *fields, size_t n, bint ascii=False):
-    """(name, value) str pairs; `ascii` says the caller checked the bytes."""
-    cdef list out = []
+    """(name, value) str pairs; `ascii` says the caller checked the bytes.
+    Built presized with stolen references: no list growth, no arg tuples."""
+    cdef list out = PyList_New(n)
+    cdef tuple pair
+    cdef object name, value
     cdef size_t i
     for i in range(n):
-        out.append((field_name(fields[i].name.at, fields[i].name.len, ascii),
-                    text(fields[i].value.at, fields[i].value.len, ascii)))
+        name = field_name(fields[i].name.at, fields[i].name.len, ascii)
+        value = text(fields[i].value.at, fields[i].value.len, ascii)
+        pair = PyTuple_New(2)
+        Py_INCREF(name)
+        PyTuple_SET_ITEM(pair, 0, name)
+        Py_INCREF(value)
+        PyTuple_SET_ITEM(pair, 1, value)
+        Py_INCREF(pair)
+        PyList_SET_ITEM(out, i, pair)
     return out
 
 
