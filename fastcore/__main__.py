@@ -1,6 +1,8 @@
 """``python -m fastcore``: the same as the ``fastcore`` command."""
 
-from fastcore.cli import run
+import sys
+
+from fastcore.cli import main
 
 if __name__ == "__main__":
-    run()
+    sys.exit(main())

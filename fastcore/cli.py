@@ -12,6 +12,7 @@ own module raises while being imported. A typo never prints a traceback.
 """
 
 import argparse
+import difflib
 import importlib
 import os
 import sys
@@ -52,9 +53,19 @@ def build_parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=summary, description=summary, allow_abbrev=False)
         command.add_argument("app", nargs="?", metavar="APP", help=app_help)
         add_setting_arguments(command)
+    parser.set_defaults(_commands=commands.choices)
     commands.add_parser("settings", help="print the table of settings as Markdown",
                         description="print the table of settings as Markdown", allow_abbrev=False)
     return parser
+
+
+def _reject_unknown(parser: argparse.ArgumentParser, extra: List[str]) -> NoReturn:
+    message = "unrecognized arguments: " + " ".join(extra)
+    known = [flag for action in parser._actions for flag in action.option_strings]
+    close = difflib.get_close_matches(extra[0].partition("=")[0], known, n=1)
+    if close:
+        message += f"; did you mean {close[0]}?"
+    parser.error(message)
 
 
 def _load(app_spec: Optional[str], chdir: Optional[str]):
@@ -67,7 +78,11 @@ def _load(app_spec: Optional[str], chdir: Optional[str]):
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command; returns the exit status (argparse exits by itself for
     ``--help``, ``--version`` and usage errors)."""
-    args = build_parser().parse_args(list(argv) if argv is not None else None)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(list(argv) if argv is not None else None)
+    if extra:
+        # Reported by the command's parser, so the hint names its --help.
+        _reject_unknown(args._commands[args.command], extra)
 
     if args.command == "settings":
         sys.stdout.write(settings_markdown())
@@ -96,14 +111,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # Imported here: the server pulls in the compiled core, which --version,
     # check and settings do not need.
     worker = importlib.import_module("fastcore.worker")
-    status = worker.serve(config, app)
-    return status if isinstance(status, int) else EXIT_OK
-
-
-def run(argv: Optional[List[str]] = None) -> NoReturn:
-    """Entry point for ``python -m fastcore`` and console scripts."""
     try:
-        status = main(argv)
-    except KeyboardInterrupt:
-        status = 130
-    sys.exit(status)
+        status = worker.serve(config, app)
+    except KeyboardInterrupt:  # Ctrl-C reaching us is a stop, not a crash
+        return 130
+    return status if isinstance(status, int) else EXIT_OK

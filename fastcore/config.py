@@ -75,7 +75,11 @@ class _Invalid(Exception):
 
 def _show(value: Any) -> str:
     text = repr(value)
-    return text if len(text) <= _MAX_REPR else text[: _MAX_REPR - 3] + "..."
+    if len(text) <= _MAX_REPR:
+        return text
+    if isinstance(value, str):  # keep the quotes, so the line still reads as a value
+        return repr(value[: _MAX_REPR - 8])[:-1] + "...'"
+    return text[: _MAX_REPR - 3] + "..."
 
 
 # ---------------------------------------------------------------------------

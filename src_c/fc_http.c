@@ -217,31 +217,18 @@ fc_simd_level_t fc_http_set_simd(fc_simd_level_t level)
 
 /* ---- entry points ------------------------------------------------------ */
 
-/* True when "\r\n\r\n" occurs in buf[from, len). */
-static int fc_has_blank_line(const char *buf, size_t len, size_t from)
-{
-    const char *p = buf + from, *end = buf + len;
-    while (end - p >= 4) {
-        const char *cr = memchr(p, '\r', (size_t)(end - p) - 3);
-        if (cr == NULL)
-            return 0;
-        if (cr[1] == '\n' && cr[2] == '\r' && cr[3] == '\n')
-            return 1;
-        p = cr + 1;
-    }
-    return 0;
-}
-
 /* Cheap re-check of a head that was partial before: the limits, and
- * whether the end of the head may have arrived. Returns PARTIAL to wait,
- * INVALID for a limit, 0 to go on with a full parse. */
+ * whether a line has completed since (a new LF). Only then can the head
+ * have ended or a line have become decidably bad, so a client sending one
+ * byte at a time costs one memchr per byte, not a re-parse. Returns
+ * PARTIAL to wait, INVALID for a limit, 0 to go on with a full parse. */
 static int fc_recheck_partial(const char *buf, size_t len, size_t last_len,
                               const fc_http_limits_t *limits, int is_request,
                               fc_http_error_t *error)
 {
     if (len >= limits->max_header_bytes)
         return 0; /* the full parse reports the limit precisely */
-    if (fc_has_blank_line(buf, len, last_len > 3 ? last_len - 3 : 0))
+    if (last_len < len && memchr(buf + last_len, '\n', len - last_len) != NULL)
         return 0;
     if (is_request && len >= limits->max_request_line) {
         size_t skip = 0;
@@ -768,7 +755,7 @@ static const struct {
     [FC_ERR_CONTENT_LENGTH] = {400, "invalid Content-Length: malformed or conflicting values"},
     [FC_ERR_CL_AND_TE] = {400, "both Content-Length and Transfer-Encoding"},
     [FC_ERR_TE_UNSUPPORTED] = {501, "unsupported transfer coding (only chunked)"},
-    [FC_ERR_TE_BAD] = {400, "invalid Transfer-Encoding (malformed, chunked not last, or in HTTP/1.0)"},
+    [FC_ERR_TE_BAD] = {400, "invalid Transfer-Encoding (malformed, chunked twice or not last, or in HTTP/1.0)"},
     [FC_ERR_HOST] = {400, "HTTP/1.1 request needs exactly one Host header"},
     [FC_ERR_TARGET_FORM] = {400, "request target form not allowed for this method"},
     [FC_ERR_BODY_TOO_LARGE] = {413, "request body too large"},

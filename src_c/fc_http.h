@@ -120,9 +120,9 @@ typedef struct {
 
 /* Parses a request head. `last_len` is the length of buf at the previous
  * call that returned PARTIAL for this same head (0 the first time): when it
- * is non-zero, the bytes already seen are not parsed again until the blank
- * line ending the head has arrived, which keeps a byte-at-a-time client
- * from costing quadratic time. Limits are checked on partial input too. */
+ * is non-zero, the bytes already seen are parsed again only once a new line
+ * has completed, which keeps a byte-at-a-time client from costing
+ * quadratic time. Limits are checked on partial input too. */
 int fc_http_parse_request(const char *buf, size_t len, size_t last_len,
                           const fc_http_limits_t *limits, fc_request_head_t *req);
 

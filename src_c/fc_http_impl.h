@@ -109,6 +109,13 @@ FC_ATTR static int FC_NAME(parse_request)(const char *buf, size_t len,
     while (head_limit - p >= 2 && p[0] == '\r' && p[1] == '\n')
         p += 2;
 
+    if (p < head_limit && *p == '\r') {
+        if (p + 1 == head_limit)
+            goto runout_head; /* the LF of an empty line may follow */
+        req->error = FC_ERR_BARE_CR;
+        return FC_HTTP_INVALID;
+    }
+
     const char *line = p;
     const char *line_limit = (size_t)(head_limit - line) > limits->max_request_line
                                  ? line + limits->max_request_line

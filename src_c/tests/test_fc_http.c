@@ -267,6 +267,39 @@ static void test_last_len(void)
     CHECK(rc == (int)len, "last_len: final rc %d", rc);
 }
 
+/* Feeds src one byte more at a time with last_len, as a server does. */
+static int parse_incrementally(const char *src, size_t len, fc_http_error_t *error)
+{
+    fc_header_t hs[MAX_HEADERS];
+    size_t last = 0;
+    for (size_t n = 1; n <= len; ++n) {
+        fc_request_head_t head = {.headers = hs, .num_headers = MAX_HEADERS};
+        guarded_t g = guarded_copy(src, n);
+        int rc = fc_http_parse_request(g.data, n, last, &default_limits, &head);
+        guarded_free(g);
+        if (rc != FC_HTTP_PARTIAL) {
+            *error = head.error;
+            return rc;
+        }
+        last = n;
+    }
+    return FC_HTTP_PARTIAL;
+}
+
+static void test_incremental_errors(void)
+{
+    fc_http_error_t err = FC_OK;
+    const char *crlf_first = "\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    int rc = parse_incrementally(crlf_first, strlen(crlf_first), &err);
+    CHECK(rc == (int)strlen(crlf_first), "leading CRLF split: rc %d error %d", rc, err);
+    const char *bare_lf = "GET / HTTP/1.1\r\nHost: x\n\r\n";
+    rc = parse_incrementally(bare_lf, strlen(bare_lf), &err);
+    CHECK(rc == FC_HTTP_INVALID && err == FC_ERR_BARE_LF, "bare LF split: rc %d error %d", rc, err);
+    const char *bad_name = "GET / HTTP/1.1\r\nHo(st: x\r\n";
+    rc = parse_incrementally(bad_name, strlen(bad_name), &err);
+    CHECK(rc == FC_HTTP_INVALID && err == FC_ERR_HEADER_NAME, "bad name decided at its line end: rc %d", rc);
+}
+
 static void test_response(void)
 {
     const char *resp = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
@@ -464,6 +497,7 @@ int main(int argc, char **argv)
     test_request_invalid();
     test_limits();
     test_last_len();
+    test_incremental_errors();
     test_response();
     test_request_info();
     test_chunk_size();

@@ -1,0 +1,25 @@
+# Interface of fastcore._core.buffer: the per-connection output queue.
+# It keeps a reference to every bytes object queued until it is fully
+# written; file segments hold a descriptor that their owner (the response)
+# closes. flush() never blocks: the socket is non-blocking.
+from libc.stdint cimport int64_t
+
+
+cdef class FileSegment:
+    cdef int fd
+    cdef int64_t offset
+    cdef int64_t remaining
+    cdef object owner            # keeps the Python file object (and its fd) alive
+
+
+cdef class OutputQueue:
+    cdef list items              # bytes or FileSegment, oldest first
+    cdef Py_ssize_t first        # index of the oldest item not fully written
+    cdef size_t first_offset     # bytes of items[first] already written
+    cdef readonly size_t pending # bytes still to write
+    cdef size_t written          # bytes written by the last flush()
+
+    cdef int push(self, bytes data) except -1
+    cdef int push_file(self, FileSegment segment) except -1
+    cdef int flush(self, int fd) except -1
+    cdef void clear(self) noexcept

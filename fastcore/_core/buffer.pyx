@@ -1,0 +1,107 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Output queue of a connection: bytes go out with writev (up to 64 pieces
+per call), file segments with sendfile from the page cache. flush() writes
+what the socket accepts and returns 0 when the queue is empty, 1 when the
+socket is full (EAGAIN): the caller then waits for EPOLLOUT. A peer that
+has gone away raises ConnectionError."""
+import os
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from libc.stdint cimport int64_t
+
+from fastcore._core.includes.syscalls cimport *
+
+DEF MAX_IOV = 64
+
+
+cdef class FileSegment:
+    pass
+
+
+cdef class OutputQueue:
+    def __cinit__(self):
+        self.items = []
+
+    cdef int push(self, bytes data) except -1:
+        cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
+        if n:
+            self.items.append(data)
+            self.pending += n
+        return 0
+
+    cdef int push_file(self, FileSegment segment) except -1:
+        if segment.remaining > 0:
+            self.items.append(segment)
+            self.pending += segment.remaining
+        return 0
+
+    cdef void clear(self) noexcept:
+        self.items = []
+        self.first = 0
+        self.first_offset = 0
+        self.pending = 0
+
+    cdef int flush(self, int fd) except -1:
+        cdef iovec iov[MAX_IOV]
+        cdef int count
+        cdef Py_ssize_t i, n_items
+        cdef ssize_t n
+        cdef size_t left, size
+        cdef object item
+        cdef FileSegment seg
+        self.written = 0
+        while self.pending:
+            n_items = len(self.items)
+            item = self.items[self.first]
+            if type(item) is FileSegment:
+                seg = <FileSegment>item
+                n = sendfile(fd, seg.fd, &seg.offset, <size_t>min(seg.remaining, 1 << 30))
+                if n < 0:
+                    if errno == EAGAIN or errno == EINTR:
+                        return 1
+                    raise ConnectionError(errno, f"sendfile: {os.strerror(errno)}")
+                if n == 0:
+                    raise ConnectionError(0, "sendfile: file shorter than its declared size")
+                seg.remaining -= n
+                self.pending -= n
+                self.written += n
+                if seg.remaining == 0:
+                    self.items[self.first] = None
+                    self.first += 1
+                continue
+            # consecutive bytes items go out in one writev
+            count = 0
+            i = self.first
+            while i < n_items and count < MAX_IOV:
+                item = self.items[i]
+                if type(item) is not bytes:
+                    break
+                iov[count].iov_base = PyBytes_AS_STRING(item)
+                iov[count].iov_len = PyBytes_GET_SIZE(item)
+                if count == 0:
+                    iov[0].iov_base = <char *>iov[0].iov_base + self.first_offset
+                    iov[0].iov_len -= self.first_offset
+                count += 1
+                i += 1
+            n = writev(fd, iov, count)
+            if n < 0:
+                if errno == EAGAIN or errno == EINTR:
+                    return 1
+                raise ConnectionError(errno, f"writev: {os.strerror(errno)}")
+            self.pending -= n
+            self.written += n
+            left = <size_t>n
+            while left:
+                size = PyBytes_GET_SIZE(self.items[self.first]) - self.first_offset
+                if left >= size:
+                    left -= size
+                    self.items[self.first] = None
+                    self.first += 1
+                    self.first_offset = 0
+                else:
+                    self.first_offset += left
+                    left = 0
+        self.items = []
+        self.first = 0
+        self.first_offset = 0
+        return 0

@@ -1,0 +1,89 @@
+# Interface of fastcore._core.connection: the server side of HTTP/1.1 on
+# the loop. A Listener accepts; each Connection runs the per-connection
+# state machine (reading head, reading body, running the handler, writing,
+# keep-alive idle, closing) and hands complete requests to a RequestHandler.
+# The handler produces the response through send()/send_file() and ends it
+# with end_response(); it is told on_close() if the connection dies first.
+from libc.stdint cimport uint32_t
+from fastcore._core.includes.syscalls cimport sockaddr_storage, socklen_t
+from fastcore._core.loop cimport DeadlineQueue, Handle, Loop, TimedHandle
+from fastcore._core.parser cimport RequestParser
+from fastcore._core.buffer cimport FileSegment, OutputQueue
+
+cdef enum ConnState:
+    S_HEAD       # waiting for or reading a request head
+    S_BODY       # reading a request body
+    S_APP        # the handler owns the exchange (app running or producing)
+    S_IDLE       # keep-alive, nothing buffered, no read buffer held
+    S_CLOSING    # flushing a last response, then close
+    S_LINGER     # response sent, write side shut, discarding input briefly
+    S_CLOSED
+
+
+cdef class RequestHandler:
+    cdef int on_head(self, Connection conn) except -1
+    cdef int on_body(self, Connection conn, const char *at, size_t n) except -1
+    cdef int on_end(self, Connection conn) except -1
+    cdef int on_writable(self, Connection conn) except -1
+    cdef int on_close(self, Connection conn) except -1
+
+
+cdef class Server:
+    cdef Loop loop
+    cdef RequestHandler handler
+    cdef object config
+    cdef DeadlineQueue header_queue
+    cdef DeadlineQueue body_queue
+    cdef DeadlineQueue keepalive_queue
+    cdef DeadlineQueue send_queue
+    cdef DeadlineQueue linger_queue
+    cdef readonly size_t connections
+    cdef size_t max_connections
+    cdef size_t read_size
+    cdef size_t high_water
+    cdef list listeners
+    cdef readonly bint accepting
+    cdef readonly bint draining
+    cdef dict parser_limits
+    cdef readonly unsigned long long requests
+    cdef set live                # connections, for draining and counting
+
+    cdef int add_connection(self, int fd, Listener listener, sockaddr_storage *addr, socklen_t addr_len) except -1
+    cdef int connection_closed(self, Connection conn) except -1
+    cdef int pause_accepting(self) except -1
+    cdef int resume_accepting(self) except -1
+
+
+cdef class Listener(Handle):
+    cdef Server server
+    cdef object sock
+    cdef readonly bint is_unix
+    cdef readonly dict environ   # per-listener WSGI constants (SERVER_NAME, SERVER_PORT)
+
+
+cdef class Connection(TimedHandle):
+    cdef Server server
+    cdef readonly Listener listener
+    cdef RequestParser parser
+    cdef OutputQueue out
+    cdef ConnState state
+    cdef object exchange         # the handler's per-request state
+    cdef bint producing          # the handler waits for the queue to drain
+    cdef bint request_keep_alive
+    cdef bint got_bytes          # some bytes of the current head have arrived
+    cdef sockaddr_storage peer
+    cdef socklen_t peer_len
+    cdef object peer_host_str
+    cdef object peer_port_str
+
+    cdef int _on_readable(self) except -1
+    cdef int _on_writable(self) except -1
+    cdef int _process(self) except -1
+    cdef int _update(self) except -1
+    cdef int send(self, bytes data) except -1
+    cdef int send_file(self, FileSegment segment) except -1
+    cdef int end_response(self, bint keep_alive) except -1
+    cdef int send_error(self, int status, str message) except -1
+    cdef int close(self) except -1
+    cdef int _begin_linger(self) except -1
+    cdef int _peer_strings(self) except -1

@@ -1,0 +1,134 @@
+# System calls and structures of Linux used by the loop and connections,
+# declared from their C headers (man 2 epoll_wait, accept4, writev, sendfile,
+# eventfd). No Python objects here. All are called without the GIL held
+# only where noted by the caller; errors come back as -1 with errno set.
+from libc.stdint cimport uint32_t, uint64_t, int64_t
+
+cdef extern from "<sys/epoll.h>" nogil:
+    ctypedef union epoll_data_t:
+        void *ptr
+        int fd
+        uint32_t u32
+        uint64_t u64
+
+    struct epoll_event:
+        uint32_t events
+        epoll_data_t data
+
+    enum:
+        EPOLLIN
+        EPOLLOUT
+        EPOLLERR
+        EPOLLHUP
+        EPOLLRDHUP
+        EPOLLEXCLUSIVE
+        EPOLL_CTL_ADD
+        EPOLL_CTL_MOD
+        EPOLL_CTL_DEL
+        EPOLL_CLOEXEC
+
+    int epoll_create1(int flags)
+    int epoll_ctl(int epfd, int op, int fd, epoll_event *event)
+    int epoll_wait(int epfd, epoll_event *events, int maxevents, int timeout)
+
+cdef extern from "<sys/socket.h>" nogil:
+    ctypedef unsigned int socklen_t
+    ctypedef unsigned short sa_family_t
+
+    struct sockaddr:
+        sa_family_t sa_family
+
+    struct sockaddr_storage:
+        sa_family_t ss_family
+
+    enum:
+        AF_INET
+        AF_INET6
+        AF_UNIX
+        SOCK_NONBLOCK
+        SOCK_CLOEXEC
+        SOL_SOCKET
+        SO_ERROR
+        MSG_NOSIGNAL
+        SHUT_WR
+
+    int accept4(int sockfd, sockaddr *addr, socklen_t *addrlen, int flags)
+    int setsockopt(int sockfd, int level, int optname, const void *optval, socklen_t optlen)
+    int getsockopt(int sockfd, int level, int optname, void *optval, socklen_t *optlen)
+    ssize_t send(int sockfd, const void *buf, size_t len, int flags)
+    int shutdown(int sockfd, int how)
+
+cdef extern from "<netinet/in.h>" nogil:
+    enum:
+        IPPROTO_TCP
+    struct in_addr:
+        uint32_t s_addr
+    struct in6_addr:
+        unsigned char s6_addr[16]
+    struct sockaddr_in:
+        sa_family_t sin_family
+        unsigned short sin_port
+        in_addr sin_addr
+    struct sockaddr_in6:
+        sa_family_t sin6_family
+        unsigned short sin6_port
+        in6_addr sin6_addr
+    unsigned short ntohs(unsigned short)
+
+cdef extern from "<arpa/inet.h>" nogil:
+    const char *inet_ntop(int af, const void *src, char *dst, socklen_t size)
+    enum:
+        INET6_ADDRSTRLEN
+
+cdef extern from "<netinet/tcp.h>" nogil:
+    enum:
+        TCP_NODELAY
+
+cdef extern from "<sys/uio.h>" nogil:
+    struct iovec:
+        void *iov_base
+        size_t iov_len
+    ssize_t writev(int fd, const iovec *iov, int iovcnt)
+
+cdef extern from "<sys/sendfile.h>" nogil:
+    ssize_t sendfile(int out_fd, int in_fd, int64_t *offset, size_t count)
+
+cdef extern from "<sys/eventfd.h>" nogil:
+    enum:
+        EFD_NONBLOCK
+        EFD_CLOEXEC
+    int eventfd(unsigned int initval, int flags)
+
+cdef extern from "<time.h>" nogil:
+    ctypedef long time_t
+    struct timespec:
+        time_t tv_sec
+        long tv_nsec
+    enum:
+        CLOCK_MONOTONIC
+        CLOCK_REALTIME
+    int clock_gettime(int clk_id, timespec *tp)
+
+cdef extern from "<errno.h>" nogil:
+    int errno
+    enum:
+        EAGAIN
+        EWOULDBLOCK
+        EINTR
+        ECONNABORTED
+        EMFILE
+        ENFILE
+        ENOBUFS
+        ENOMEM
+        EPIPE
+        ECONNRESET
+        EPROTO
+        EPERM
+        ENETDOWN
+        EHOSTUNREACH
+        ENOPROTOOPT
+        EHOSTDOWN
+        ENONET
+        ENETUNREACH
+        EOPNOTSUPP
+        EINPROGRESS

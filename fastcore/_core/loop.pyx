@@ -1,0 +1,423 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""The event loop: one epoll instance, one thread.
+
+Theory of operation
+-------------------
+Each iteration waits in epoll_wait (without the GIL, so application threads
+run meanwhile) for at most the time to the nearest deadline, then:
+
+1. dispatches each ready Handle's _on_events(mask): a C-level virtual call,
+   no Python frame, for connections and listeners;
+2. runs call_soon callbacks, then callbacks handed over by other threads
+   (call_soon_threadsafe wakes the loop through an eventfd);
+3. expires DeadlineQueues (connection timeouts) from their heads;
+4. runs due call_later timers (a heap);
+5. releases Handles unregistered during this batch.
+
+Invariants:
+- a registered Handle is in `handles`, so the pointer epoll hands back is
+  alive; one unregistered mid-batch stays alive in `graveyard` until the
+  batch ends, and a closed Handle ignores late events (fd == -1).
+- `now` is read once per iteration; deadlines compare against it.
+- an exception escaping a handler is logged and the loop goes on: one bad
+  connection never takes the worker down.
+
+The loop knows nothing about HTTP. Python code uses add_reader/add_writer,
+call_soon, call_later and call_soon_threadsafe; Cython handlers (listeners,
+server connections, and later outbound proxy connections) subclass Handle.
+"""
+import collections
+import heapq
+import logging
+import os
+
+from cpython.exc cimport PyErr_CheckSignals
+from libc.stdint cimport uint32_t, uint64_t
+from libc.stdlib cimport free, malloc
+from posix.unistd cimport close, read, write
+
+from fastcore._core.includes.syscalls cimport *
+
+cdef object error_log = logging.getLogger("fastcore.error")
+
+
+cdef class Handle:
+    """One file descriptor watched by the loop.
+
+    Lifecycle: created with fd and loop; set_interest() registers it (or
+    changes what it waits for); unregister() removes it from epoll (the fd
+    is the owner's to close). Subclasses implement _on_events()."""
+
+    cdef int _on_events(self, uint32_t events) except -1:
+        raise NotImplementedError
+
+    cdef int set_interest(self, uint32_t events) except -1:
+        if self.registered:
+            if events != self.interest:
+                self.loop.modify(self, events)
+        else:
+            self.loop.register(self, events)
+        return 0
+
+    cdef int unregister(self) except -1:
+        if self.registered:
+            self.loop.drop(self)
+        return 0
+
+
+cdef class TimedHandle(Handle):
+    cdef int _on_timeout(self) except -1:
+        raise NotImplementedError
+
+    cdef void disarm(self) noexcept:
+        if self.queue is not None:
+            self.queue.unlink(self)
+
+
+cdef class DeadlineQueue:
+    def __cinit__(self, double duration):
+        self.duration = duration
+
+    cdef void arm(self, TimedHandle h, double now) noexcept:
+        """(Re)starts h's timeout in this queue from `now`."""
+        if h.queue is not None:
+            h.queue.unlink(h)
+        h.deadline = now + self.duration
+        self.push_back(h)
+
+    cdef void push_back(self, TimedHandle h) noexcept:
+        h.queue = self
+        h.prev_timed = self.tail
+        h.next_timed = None
+        if self.tail is None:
+            self.head = h
+        else:
+            self.tail.next_timed = h
+        self.tail = h
+        self.count += 1
+
+    cdef void unlink(self, TimedHandle h) noexcept:
+        if h.prev_timed is None:
+            self.head = h.next_timed
+        else:
+            h.prev_timed.next_timed = h.next_timed
+        if h.next_timed is None:
+            self.tail = h.prev_timed
+        else:
+            h.next_timed.prev_timed = h.prev_timed
+        h.prev_timed = None
+        h.next_timed = None
+        h.queue = None
+        self.count -= 1
+
+    def __len__(self):
+        return self.count
+
+
+cdef class Watcher(Handle):
+    """Python callbacks for a file descriptor (add_reader / add_writer)."""
+    cdef object on_read
+    cdef tuple read_args
+    cdef object on_write
+    cdef tuple write_args
+
+    cdef int _on_events(self, uint32_t events) except -1:
+        if events & (EPOLLIN | EPOLLERR | EPOLLHUP) and self.on_read is not None:
+            self.on_read(*self.read_args)
+        if events & (EPOLLOUT | EPOLLERR | EPOLLHUP) and self.on_write is not None and self.registered:
+            self.on_write(*self.write_args)
+        return 0
+
+    cdef uint32_t wanted(self) noexcept:
+        cdef uint32_t events = 0
+        if self.on_read is not None:
+            events |= EPOLLIN
+        if self.on_write is not None:
+            events |= EPOLLOUT
+        return events
+
+
+cdef class Waker(Handle):
+    """The eventfd that call_soon_threadsafe writes to wake the loop."""
+
+    cdef int _on_events(self, uint32_t events) except -1:
+        cdef uint64_t value
+        read(self.fd, &value, sizeof(value))
+        return 0
+
+
+cdef class Timer:
+    """A call_later callback; cancel() keeps it from running."""
+    cdef readonly double when
+    cdef readonly object callback
+    cdef tuple args
+    cdef readonly bint cancelled
+    cdef unsigned long long seq
+
+    def cancel(self):
+        self.cancelled = True
+
+    def __lt__(self, Timer other):
+        return (self.when, self.seq) < (other.when, other.seq)
+
+
+cdef unsigned long long timer_seq = 0
+
+
+cdef class Loop:
+    """The worker's event loop. Not thread-safe, except call_soon_threadsafe."""
+
+    def __cinit__(self, int max_events=512):
+        self.epfd = epoll_create1(EPOLL_CLOEXEC)
+        if self.epfd < 0:
+            raise OSError(errno, os.strerror(errno))
+        self.max_events = max_events
+        self.events = <epoll_event *>malloc(max_events * sizeof(epoll_event))
+        if self.events == NULL:
+            raise MemoryError()
+        self.handles = {}
+        self.graveyard = []
+        self.timers = []
+        self.ready = []
+        self.threadsafe = collections.deque()
+        self.queues = []
+        self.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
+        if self.wake_fd < 0:
+            raise OSError(errno, os.strerror(errno))
+        cdef Waker waker = Waker.__new__(Waker)
+        waker.fd = self.wake_fd
+        waker.loop = self
+        waker.set_interest(EPOLLIN)
+        self.now = self.clock()
+
+    def __dealloc__(self):
+        if self.epfd >= 0:
+            close(self.epfd)
+        if self.wake_fd >= 0:
+            close(self.wake_fd)
+        free(self.events)
+
+    cdef double clock(self) noexcept:
+        cdef timespec ts
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return ts.tv_sec + ts.tv_nsec * 1e-9
+
+    def time(self):
+        """The loop's monotonic clock, in seconds (read once per iteration)."""
+        return self.now
+
+    # -- registration ----------------------------------------------------------
+
+    cdef int register(self, Handle h, uint32_t events) except -1:
+        cdef epoll_event ev
+        ev.events = events
+        ev.data.ptr = <void *>h
+        if epoll_ctl(self.epfd, EPOLL_CTL_ADD, h.fd, &ev) < 0:
+            raise OSError(errno, f"epoll_ctl(ADD, fd {h.fd}): {os.strerror(errno)}")
+        h.loop = self
+        h.interest = events
+        h.registered = True
+        self.handles[h.fd] = h
+        return 0
+
+    cdef int modify(self, Handle h, uint32_t events) except -1:
+        cdef epoll_event ev
+        ev.events = events
+        ev.data.ptr = <void *>h
+        if epoll_ctl(self.epfd, EPOLL_CTL_MOD, h.fd, &ev) < 0:
+            raise OSError(errno, f"epoll_ctl(MOD, fd {h.fd}): {os.strerror(errno)}")
+        h.interest = events
+        return 0
+
+    cdef int drop(self, Handle h) except -1:
+        cdef epoll_event ev
+        epoll_ctl(self.epfd, EPOLL_CTL_DEL, h.fd, &ev)
+        h.registered = False
+        h.interest = 0
+        if self.handles.get(h.fd) is h:
+            del self.handles[h.fd]
+        self.graveyard.append(h)
+        return 0
+
+    cdef DeadlineQueue deadline_queue(self, double duration):
+        """A queue of timeouts of this duration, expired by this loop."""
+        cdef DeadlineQueue q = DeadlineQueue.__new__(DeadlineQueue, duration)
+        self.queues.append(q)
+        return q
+
+    # -- Python-facing API -----------------------------------------------------
+
+    def add_reader(self, int fd, callback, *args):
+        """Calls callback(*args) whenever fd is readable."""
+        self._watch(fd, callback, args, True)
+
+    def add_writer(self, int fd, callback, *args):
+        """Calls callback(*args) whenever fd is writable."""
+        self._watch(fd, callback, args, False)
+
+    def remove_reader(self, int fd):
+        return self._unwatch(fd, True)
+
+    def remove_writer(self, int fd):
+        return self._unwatch(fd, False)
+
+    def _watch(self, int fd, callback, tuple args, bint reading):
+        cdef Watcher w
+        existing = self.handles.get(fd)
+        if existing is None:
+            w = Watcher.__new__(Watcher)
+            w.fd = fd
+            w.loop = self
+        elif isinstance(existing, Watcher):
+            w = <Watcher>existing
+        else:
+            raise ValueError(f"fd {fd} is owned by the server, not a watcher")
+        if reading:
+            w.on_read, w.read_args = callback, args
+        else:
+            w.on_write, w.write_args = callback, args
+        w.set_interest(w.wanted())
+
+    def _unwatch(self, int fd, bint reading):
+        cdef Watcher w
+        existing = self.handles.get(fd)
+        if not isinstance(existing, Watcher):
+            return False
+        w = <Watcher>existing
+        if reading:
+            w.on_read = None
+        else:
+            w.on_write = None
+        if w.wanted() == 0:
+            w.unregister()
+        else:
+            w.set_interest(w.wanted())
+        return True
+
+    def call_soon(self, callback, *args):
+        """Runs callback(*args) in the next iteration."""
+        self.ready.append((callback, args))
+
+    def call_soon_threadsafe(self, callback, *args):
+        """call_soon from any thread: wakes the loop."""
+        cdef uint64_t one = 1
+        self.threadsafe.append((callback, args))
+        write(self.wake_fd, &one, sizeof(one))
+
+    def call_later(self, double delay, callback, *args):
+        """Runs callback(*args) after delay seconds; returns a cancellable Timer."""
+        global timer_seq
+        cdef Timer t = Timer.__new__(Timer)
+        t.when = self.clock() + (delay if delay > 0 else 0)
+        t.callback = callback
+        t.args = args
+        timer_seq += 1
+        t.seq = timer_seq
+        heapq.heappush(self.timers, t)
+        return t
+
+    def stop(self):
+        """Ends run() after the current iteration."""
+        self.running = False
+
+    def run(self):
+        """Runs until stop()."""
+        self.running = True
+        while self.running:
+            self._run_once()
+
+    def run_once(self):
+        self._run_once()
+
+    @property
+    def handle_count(self):
+        return len(self.handles)
+
+    # -- one iteration ---------------------------------------------------------
+
+    cdef int _next_timeout_ms(self):
+        cdef double nearest = -1, when
+        cdef DeadlineQueue q
+        cdef Timer t
+        if self.ready or self.threadsafe:
+            return 0
+        for q in self.queues:
+            if q.head is not None and (nearest < 0 or q.head.deadline < nearest):
+                nearest = q.head.deadline
+        if self.timers:
+            t = <Timer>self.timers[0]
+            if nearest < 0 or t.when < nearest:
+                nearest = t.when
+        if nearest < 0:
+            return 1000  # wake now and then: signals are checked on EINTR anyway
+        when = (nearest - self.clock()) * 1000.0
+        if when <= 0:
+            return 0
+        return <int>when + 1
+
+    cdef int _run_once(self) except -1:
+        cdef int n, i, timeout = self._next_timeout_ms()
+        cdef Handle h
+        with nogil:
+            n = epoll_wait(self.epfd, self.events, self.max_events, timeout)
+        if n < 0:
+            if errno != EINTR:
+                raise OSError(errno, f"epoll_wait: {os.strerror(errno)}")
+            n = 0
+            PyErr_CheckSignals()  # runs Python signal handlers; they may raise
+        self.now = self.clock()
+        for i in range(n):
+            h = <Handle>self.events[i].data.ptr
+            if not h.registered:
+                continue  # dropped earlier in this batch
+            try:
+                h._on_events(self.events[i].events)
+            except Exception:
+                error_log.exception("error in the event handler of fd %d", h.fd)
+        if self.ready:
+            ready, self.ready = self.ready, []
+            for callback, args in ready:
+                try:
+                    callback(*args)
+                except Exception:
+                    error_log.exception("error in callback %r", callback)
+        while self.threadsafe:
+            callback, args = self.threadsafe.popleft()
+            try:
+                callback(*args)
+            except Exception:
+                error_log.exception("error in callback %r", callback)
+        self._expire()
+        if self.timers:
+            self._run_timers()
+        if self.graveyard:
+            self.graveyard = []
+        return 0
+
+    cdef int _expire(self) except -1:
+        cdef DeadlineQueue q
+        cdef TimedHandle h
+        for q in self.queues:
+            while q.head is not None and q.head.deadline <= self.now:
+                h = q.head
+                q.unlink(h)
+                try:
+                    h._on_timeout()
+                except Exception:
+                    error_log.exception("error in the timeout of fd %d", h.fd)
+        return 0
+
+    cdef int _run_timers(self) except -1:
+        cdef Timer t
+        while self.timers:
+            t = <Timer>self.timers[0]
+            if t.when > self.now:
+                break
+            heapq.heappop(self.timers)
+            if t.cancelled:
+                continue
+            try:
+                t.callback(*t.args)
+            except Exception:
+                error_log.exception("error in timer %r", t.callback)
+        return 0

@@ -1,0 +1,47 @@
+from typing import List, Optional, Tuple, Union
+
+_Bytes = Union[bytes, bytearray, memoryview]
+
+DEFAULT_LIMITS: dict
+
+class ParseError(Exception):
+    status: int
+    def __init__(self, status: int, message: str) -> None: ...
+
+def simd_level() -> int: ...
+def set_simd_level(level: int) -> int: ...
+
+class Request:
+    method: str
+    target: str
+    path: str
+    query: str
+    version: str
+    headers: List[Tuple[str, str]]
+    body: bytes
+    keep_alive: bool
+    expect_continue: bool
+    upgrade: Optional[str]
+    trailers: List[Tuple[str, str]]
+    content_length: Optional[int]
+    chunked: bool
+
+class Response:
+    status: int
+    reason: str
+    version: str
+    headers: List[Tuple[str, str]]
+    body: bytes
+    keep_alive: bool
+    trailers: List[Tuple[str, str]]
+
+class RequestParser:
+    def __init__(self, *, max_body: int = ..., max_request_line: int = ..., max_header_bytes: int = ...,
+                 max_headers: int = ..., max_chunk_line: int = ...) -> None: ...
+    def feed(self, data: _Bytes) -> List[Request]: ...
+
+class ResponseParser:
+    def __init__(self, *, max_body: int = ..., max_request_line: int = ..., max_header_bytes: int = ...,
+                 max_headers: int = ..., max_chunk_line: int = ...) -> None: ...
+    def feed(self, data: _Bytes, request_method: str = "GET") -> List[Response]: ...
+    def finish(self) -> List[Response]: ...
