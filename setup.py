@@ -30,7 +30,7 @@ def extension(name):
     )
 
 
-extensions = [extension(name) for name in ("parser",)]
+extensions = [extension(name) for name in ("parser", "buffer", "loop", "connection", "gateway")]
 if cythonize:
     extensions = cythonize(
         extensions,

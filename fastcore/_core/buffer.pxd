@@ -6,10 +6,9 @@ from libc.stdint cimport int64_t
 
 
 cdef class FileSegment:
-    cdef int fd
+    cdef int fd                  # owned: a dup() of the file's descriptor, closed on dealloc
     cdef int64_t offset
     cdef int64_t remaining
-    cdef object owner            # keeps the Python file object (and its fd) alive
 
 
 cdef class OutputQueue:

@@ -8,6 +8,7 @@ import os
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from libc.stdint cimport int64_t
+from posix.unistd cimport close
 
 from fastcore._core.includes.syscalls cimport *
 
@@ -15,7 +16,18 @@ DEF MAX_IOV = 64
 
 
 cdef class FileSegment:
-    pass
+    """count bytes of a regular file from offset, sent with sendfile. It owns
+    a duplicate of the descriptor, so the application may close its file
+    object as soon as it is done with it."""
+
+    def __cinit__(self, int fd, int64_t offset, int64_t count):
+        self.fd = os.dup(fd)
+        self.offset = offset
+        self.remaining = count
+
+    def __dealloc__(self):
+        if self.fd >= 0:
+            close(self.fd)
 
 
 cdef class OutputQueue:

@@ -71,6 +71,7 @@ cdef class Connection(TimedHandle):
     cdef bint producing          # the handler waits for the queue to drain
     cdef bint request_keep_alive
     cdef bint got_bytes          # some bytes of the current head have arrived
+    cdef bint processing         # inside _process (not reentrant)
     cdef sockaddr_storage peer
     cdef socklen_t peer_len
     cdef object peer_host_str
@@ -79,9 +80,11 @@ cdef class Connection(TimedHandle):
     cdef int _on_readable(self) except -1
     cdef int _on_writable(self) except -1
     cdef int _process(self) except -1
+    cdef int _process_events(self) except -1
     cdef int _update(self) except -1
     cdef int send(self, bytes data) except -1
     cdef int send_file(self, FileSegment segment) except -1
+    cdef int flush(self) except -1
     cdef int end_response(self, bint keep_alive) except -1
     cdef int send_error(self, int status, str message) except -1
     cdef int close(self) except -1

@@ -105,4 +105,7 @@ cdef class Response:
 
 
 cdef str latin1(const char *at, size_t n)
+cdef str text(const char *at, size_t n, bint ascii)
+cdef bint ascii_only(const char *at, size_t n) noexcept
+cdef str method_str(const char *at, size_t n)
 cdef list header_list(fc_header_t *fields, size_t n, bint ascii=*)

@@ -81,7 +81,13 @@ cdef inline str ascii_str(const char *at, size_t n):
     return <str>s
 
 
-cdef inline str text(const char *at, size_t n, bint ascii):
+cdef bint ascii_only(const char *at, size_t n) noexcept:
+    """fc_ascii_only for the other modules: they reach the C core only
+    through this module, so src_c is linked once."""
+    return fc_ascii_only(at, n)
+
+
+cdef str text(const char *at, size_t n, bint ascii):
     return ascii_str(at, n) if ascii else PyUnicode_DecodeLatin1(at, n, NULL)
 
 

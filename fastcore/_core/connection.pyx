@@ -1,0 +1,528 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Server-side HTTP/1.1 connections on the loop.
+
+Theory of operation
+-------------------
+A Connection moves through these states (connection.pxd):
+
+    S_HEAD --head--> S_BODY --end--> S_APP --end_response(keep)--> S_HEAD | S_IDLE
+       |                |              '----end_response(close)--> S_CLOSING -> S_LINGER -> closed
+       '---no body, end------------------^
+    S_IDLE --bytes arrive--> S_HEAD
+
+- Bytes are read straight into the parser's buffer; the parser hands out
+  events (head, body spans, end) that go to the RequestHandler. The request
+  body is read completely before the handler's on_end(): a slow uploader
+  never holds the application.
+- In S_APP the connection reads nothing: a pipelined request waits in the
+  buffer until the response before it has been handed over, which keeps
+  responses in request order.
+- Output goes to an OutputQueue; reading (and pipelined parsing) stops while
+  the queue is above the high-water mark, and a handler that produces a
+  large response waits (producing = True) until the queue drains.
+- Exactly one timeout runs at a time: send while output is pending, else the
+  one of the state (header, body, keep-alive idle, linger). A handler
+  running the application has none: the arbiter's worker timeout owns that.
+- Idle keep-alive connections hold no read buffer.
+- Every path to the end goes through close(), which tells the handler (so
+  the response iterable's close() runs) and closes the descriptor once.
+"""
+import logging
+import os
+
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from libc.stdint cimport uint32_t
+from libc.string cimport memcpy
+from posix.unistd cimport close as close_fd, read
+
+from fastcore._core.includes.syscalls cimport *
+from fastcore._core.loop cimport DeadlineQueue, Handle, Loop, TimedHandle
+from fastcore._core.parser cimport (
+    EV_BODY, EV_END, EV_HEAD, EV_NEED_DATA, RequestParser,
+)
+from fastcore._core.includes.fc_http cimport FC_REQ_KEEP_ALIVE
+from fastcore._core.buffer cimport FileSegment, OutputQueue
+from fastcore._core.parser import ParseError
+
+cdef object error_log = logging.getLogger("fastcore.error")
+
+cdef dict REASONS = {
+    400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
+    413: "Content Too Large", 414: "URI Too Long", 417: "Expectation Failed",
+    431: "Request Header Fields Too Large", 500: "Internal Server Error",
+    501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable",
+    505: "HTTP Version Not Supported",
+}
+
+cdef int ACCEPT_BATCH = 64
+
+
+cdef class RequestHandler:
+    """What a Connection calls; the WSGI gateway (and later the proxy and
+    the static-file server) implement it."""
+
+    cdef int on_head(self, Connection conn) except -1:
+        return 0
+
+    cdef int on_body(self, Connection conn, const char *at, size_t n) except -1:
+        return 0
+
+    cdef int on_end(self, Connection conn) except -1:
+        conn.send_error(404, "no handler")
+        return 0
+
+    cdef int on_writable(self, Connection conn) except -1:
+        return 0
+
+    cdef int on_close(self, Connection conn) except -1:
+        return 0
+
+
+cdef class Server:
+    """Connections of one worker: limits, timeouts, listeners, counters."""
+
+    def __cinit__(self, Loop loop, RequestHandler handler, config):
+        self.loop = loop
+        self.handler = handler
+        self.config = config
+        self.header_queue = loop.deadline_queue(config.header_timeout)
+        self.body_queue = loop.deadline_queue(config.body_timeout)
+        self.keepalive_queue = loop.deadline_queue(config.keepalive_timeout)
+        self.send_queue = loop.deadline_queue(config.send_timeout)
+        self.linger_queue = loop.deadline_queue(config.linger_timeout)
+        self.max_connections = config.max_connections
+        self.read_size = config.read_buffer_size
+        self.high_water = config.write_buffer_high
+        self.parser_limits = dict(
+            max_body=config.max_body, max_request_line=config.max_request_line,
+            max_header_bytes=config.max_header_bytes, max_headers=config.max_headers,
+            max_chunk_line=config.max_chunk_line,
+        )
+        self.listeners = []
+        self.live = set()
+        self.accepting = True
+
+    def listen(self, sock, dict environ):
+        """Serves connections accepted on this listening socket (non-blocking)."""
+        cdef Listener listener = Listener.__new__(Listener)
+        sock.setblocking(False)
+        listener.server = self
+        listener.sock = sock
+        listener.fd = sock.fileno()
+        listener.loop = self.loop
+        listener.is_unix = sock.family == AF_UNIX
+        listener.environ = environ
+        self.listeners.append(listener)
+        if self.accepting:
+            listener.set_interest(EPOLLIN)
+        return listener
+
+    cdef int add_connection(self, int fd, Listener listener, sockaddr_storage *addr,
+                            socklen_t addr_len) except -1:
+        cdef Connection conn = Connection.__new__(Connection)
+        cdef int one = 1
+        if not listener.is_unix:
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one))
+        conn.fd = fd
+        conn.loop = self.loop
+        conn.server = self
+        conn.listener = listener
+        memcpy(&conn.peer, addr, addr_len)
+        conn.peer_len = addr_len
+        conn.parser = RequestParser(**self.parser_limits)
+        conn.out = OutputQueue()
+        conn.state = S_HEAD
+        self.connections += 1
+        self.live.add(conn)
+        self.header_queue.arm(conn, self.loop.now)
+        conn.set_interest(EPOLLIN | EPOLLRDHUP)
+        return 0
+
+    def connection_states(self):
+        """{state name: count}, for /status and tests."""
+        cdef Connection conn
+        names = {S_HEAD: "head", S_BODY: "body", S_APP: "app", S_IDLE: "idle",
+                 S_CLOSING: "closing", S_LINGER: "linger", S_CLOSED: "closed"}
+        out = {}
+        for conn in self.live:
+            key = names[conn.state]
+            out[key] = out.get(key, 0) + 1
+        return out
+
+    cdef int connection_closed(self, Connection conn) except -1:
+        self.connections -= 1
+        self.live.discard(conn)
+        if not self.accepting and not self.draining and self.connections < self.max_connections:
+            self.resume_accepting()
+        return 0
+
+    cdef int pause_accepting(self) except -1:
+        cdef Listener listener
+        self.accepting = False
+        for listener in self.listeners:
+            listener.unregister()
+        return 0
+
+    cdef int resume_accepting(self) except -1:
+        cdef Listener listener
+        self.accepting = True
+        for listener in self.listeners:
+            listener.set_interest(EPOLLIN)
+        return 0
+
+    def drain(self):
+        """Graceful stop, first step: stop accepting, close idle connections;
+        busy ones close after their current response."""
+        cdef Connection conn
+        self.draining = True
+        self.pause_accepting()
+        for conn in list(self.live):
+            if conn.state == S_IDLE or (conn.state == S_HEAD and not conn.got_bytes):
+                conn.close()
+
+    def close_all(self):
+        cdef Connection conn
+        for conn in list(self.live):
+            conn.close()
+
+    def resume_accepting_later(self):
+        if not self.draining and not self.accepting and self.connections < self.max_connections:
+            self.resume_accepting()
+
+    @property
+    def idle(self):
+        """True when no connection has a request in progress."""
+        cdef Connection conn
+        for conn in self.live:
+            if conn.state != S_IDLE and not (conn.state == S_HEAD and not conn.got_bytes):
+                return False
+        return True
+
+
+cdef class Listener(Handle):
+    """A listening socket: accepts in batches, up to the connection limit."""
+
+    cdef int _on_events(self, uint32_t events) except -1:
+        cdef sockaddr_storage addr
+        cdef socklen_t addr_len
+        cdef int fd, i
+        cdef Server server = self.server
+        for i in range(ACCEPT_BATCH):
+            if server.connections >= server.max_connections:
+                server.pause_accepting()
+                error_log.warning("connection limit reached (max_connections = %d): pausing accept",
+                                  server.max_connections)
+                return 0
+            addr_len = sizeof(addr)
+            fd = accept4(self.fd, <sockaddr *>&addr, &addr_len, SOCK_NONBLOCK | SOCK_CLOEXEC)
+            if fd < 0:
+                if errno == EAGAIN or errno == EINTR:
+                    return 0
+                if errno == EMFILE or errno == ENFILE or errno == ENOBUFS or errno == ENOMEM:
+                    # out of descriptors: stop accepting for a moment instead of spinning
+                    error_log.error("accept: %s; pausing accept for 100 ms", os.strerror(errno))
+                    server.pause_accepting()
+                    server.loop.call_later(0.1, server.resume_accepting_later)
+                    return 0
+                continue  # ECONNABORTED and the like: that connection is gone, go on
+            server.add_connection(fd, self, &addr, addr_len)
+        return 0
+
+
+cdef class Connection(TimedHandle):
+
+    # -- events ---------------------------------------------------------------
+
+    cdef int _on_events(self, uint32_t events) except -1:
+        if events & EPOLLERR:
+            self.close()
+            return 0
+        if events & EPOLLOUT:
+            self._on_writable()
+        if self.state == S_CLOSED:
+            return 0
+        if events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP):
+            if self.state == S_APP or self.state == S_CLOSING:
+                # not reading now; HUP (both directions gone) is reported even
+                # so, and level-triggered: act on it or it repeats forever
+                if events & EPOLLHUP:
+                    self.close()
+                return 0
+            self._on_readable()
+        return 0
+
+    cdef int _on_readable(self) except -1:
+        cdef char *buf
+        cdef ssize_t n
+        cdef char sink[4096]
+        if self.state == S_LINGER:
+            n = read(self.fd, sink, sizeof(sink))
+            if n == 0 or (n < 0 and errno != EAGAIN and errno != EINTR):
+                self.close()
+            return 0
+        buf = self.parser.reserve(self.server.read_size)
+        n = read(self.fd, buf, self.server.read_size)
+        if n < 0:
+            if errno == EAGAIN or errno == EINTR:
+                return 0
+            self.close()
+            return 0
+        if n == 0:
+            # the client is done sending: between requests, finish writing what
+            # is queued and close; inside a request, it aborted
+            if self.out.pending and self.state != S_BODY and not (self.state == S_HEAD and self.got_bytes):
+                self.state = S_CLOSING
+                self._update()
+            else:
+                self.close()
+            return 0
+        self.parser.commit(n)
+        if self.state == S_IDLE:
+            self.state = S_HEAD
+            self.server.header_queue.arm(self, self.loop.now)
+        elif self.state == S_BODY:
+            self.server.body_queue.arm(self, self.loop.now)  # timeout between two reads
+        self.got_bytes = True
+        self._process()
+        return 0
+
+    cdef int _on_writable(self) except -1:
+        cdef int rc
+        try:
+            rc = self.out.flush(self.fd)
+        except ConnectionError:
+            self.close()
+            return 0
+        if rc == 0:
+            if self.state == S_CLOSING:
+                self._begin_linger()
+                return 0
+            if self.producing:
+                self.producing = False
+                self.server.handler.on_writable(self)
+                if self.state == S_CLOSED:
+                    return 0
+            if self.state == S_HEAD and self.parser.buffered():
+                self._process()
+                return 0
+        self._update()
+        return 0
+
+    cdef int _on_timeout(self) except -1:
+        if self.state == S_HEAD and self.got_bytes and not self.out.pending:
+            self.send_error(408, "the request head did not arrive within header_timeout")
+        elif self.state == S_BODY and not self.out.pending:
+            self.send_error(408, "the request body stalled longer than body_timeout")
+        else:
+            self.close()  # idle keep-alive, a client not reading, or linger over
+        return 0
+
+    # -- the request pipeline -------------------------------------------------
+
+    cdef int _process(self) except -1:
+        """Runs parser events while the state lets the connection read.
+        Not reentrant: a handler that ends its response inline returns here
+        and the loop goes on with the next pipelined request, so a long
+        pipeline costs no stack depth."""
+        if self.processing:
+            return 0
+        self.processing = True
+        try:
+            self._process_events()
+        finally:
+            self.processing = False
+        if self.state == S_CLOSED:
+            return 0
+        if self.state == S_HEAD and self.parser.buffered() == 0 and not self.out.pending:
+            self.state = S_IDLE
+            self.got_bytes = False
+            self.parser.release_buffer()
+            self.server.keepalive_queue.arm(self, self.loop.now)
+        self._update()
+        return 0
+
+    cdef int _process_events(self) except -1:
+        cdef int ev
+        cdef Server server = self.server
+        while (self.state == S_HEAD or self.state == S_BODY) and self.out.pending < server.high_water:
+            try:
+                ev = self.parser.next_event()
+            except ParseError as e:
+                self.send_error(e.status, str(e))
+                return 0
+            if ev == EV_NEED_DATA:
+                break
+            if ev == EV_HEAD:
+                self.request_keep_alive = (self.parser.info.flags & FC_REQ_KEEP_ALIVE) != 0
+                self.state = S_BODY
+                server.body_queue.arm(self, self.loop.now)
+                server.handler.on_head(self)
+            elif ev == EV_BODY:
+                server.handler.on_body(self, self.parser.body_at, self.parser.body_len)
+            elif ev == EV_END:
+                self.state = S_APP
+                self.got_bytes = self.parser.buffered() > 0
+                self.disarm()
+                server.requests += 1
+                server.handler.on_end(self)
+        return 0
+
+    cdef int _update(self) except -1:
+        """Sets what epoll watches and which timeout runs, from the state."""
+        cdef uint32_t events = 0
+        cdef Server server = self.server
+        if self.state == S_CLOSED:
+            return 0
+        if self.out.pending:
+            events |= EPOLLOUT
+            if self.queue is not server.send_queue:
+                server.send_queue.arm(self, self.loop.now)
+        elif self.queue is server.send_queue:
+            self.disarm()
+            if self.state == S_HEAD:
+                server.header_queue.arm(self, self.loop.now)
+            elif self.state == S_IDLE:
+                server.keepalive_queue.arm(self, self.loop.now)
+        if (self.state == S_HEAD or self.state == S_BODY or self.state == S_IDLE or
+                self.state == S_LINGER) and self.out.pending < server.high_water:
+            events |= EPOLLIN | EPOLLRDHUP
+        self.set_interest(events)
+        return 0
+
+    # -- what handlers call ---------------------------------------------------
+
+    cdef int send(self, bytes data) except -1:
+        """Queues data. It goes out at flush(): end_response flushes, so a
+        response's head and body leave in one writev."""
+        if self.state != S_CLOSED:
+            self.out.push(data)
+        return 0
+
+    cdef int send_file(self, FileSegment segment) except -1:
+        if self.state != S_CLOSED:
+            self.out.push_file(segment)
+        return 0
+
+    cdef int flush(self) except -1:
+        """Writes what the socket takes now; the rest waits for EPOLLOUT."""
+        if self.state == S_CLOSED or not self.out.pending:
+            return 0
+        try:
+            self.out.flush(self.fd)
+        except ConnectionError:
+            self.close()
+            return 0
+        self._update()
+        return 0
+
+    cdef int end_response(self, bint keep_alive) except -1:
+        """The handler has queued the whole response of the current request."""
+        if self.state == S_CLOSED:
+            return 0
+        self.exchange = None
+        self.producing = False
+        if self.out.pending:
+            try:
+                self.out.flush(self.fd)
+            except ConnectionError:
+                self.close()
+                return 0
+        if keep_alive and self.request_keep_alive and not self.server.draining:
+            self.state = S_HEAD
+            if self.parser.buffered():
+                self.server.header_queue.arm(self, self.loop.now)
+            self._process()  # returns at once when called from inside _process
+        else:
+            self.state = S_CLOSING
+            if not self.out.pending:
+                self._begin_linger()
+            else:
+                self._update()
+        return 0
+
+    cdef int send_error(self, int status, str message) except -1:
+        """Answers status with a short plain-text body and closes (after the
+        responses already queued, so pipelined order holds)."""
+        reason = REASONS.get(status, "Error")
+        body = f"{status} {reason}: {message}\n".encode("latin-1", "replace")
+        head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode("latin-1")
+        if self.state == S_APP:
+            self.server.handler.on_close(self)
+        self.exchange = None
+        self.producing = False
+        self.state = S_CLOSING
+        self.send(head + body)
+        self.flush()
+        if self.state == S_CLOSED:
+            return 0
+        if not self.out.pending:
+            self._begin_linger()
+        else:
+            self._update()
+        return 0
+
+    cdef int _begin_linger(self) except -1:
+        """After a last response: shut our side, read and drop what the client
+        still sends for up to linger_timeout, so closing with unread input
+        does not reset the connection before the client has read the response."""
+        if self.state == S_CLOSED:
+            return 0
+        shutdown(self.fd, SHUT_WR)
+        self.state = S_LINGER
+        self.server.linger_queue.arm(self, self.loop.now)
+        self._update()
+        return 0
+
+    cdef int close(self) except -1:
+        if self.state == S_CLOSED:
+            return 0
+        cdef ConnState was = self.state
+        self.state = S_CLOSED
+        self.disarm()
+        if was == S_APP and self.exchange is not None:
+            try:
+                self.server.handler.on_close(self)
+            except Exception:
+                error_log.exception("error while closing a response")
+        self.exchange = None
+        self.unregister()
+        close_fd(self.fd)
+        self.fd = -1
+        self.out.clear()
+        self.parser.release_buffer()
+        self.server.connection_closed(self)
+        return 0
+
+    # -- peer address ----------------------------------------------------------
+
+    cdef int _peer_strings(self) except -1:
+        cdef char text[INET6_ADDRSTRLEN + 1]
+        cdef sockaddr_in *v4
+        cdef sockaddr_in6 *v6
+        if self.peer.ss_family == AF_INET:
+            v4 = <sockaddr_in *>&self.peer
+            inet_ntop(AF_INET, &v4.sin_addr, text, sizeof(text))
+            self.peer_host_str = text.decode("ascii")
+            self.peer_port_str = str(ntohs(v4.sin_port))
+        elif self.peer.ss_family == AF_INET6:
+            v6 = <sockaddr_in6 *>&self.peer
+            inet_ntop(AF_INET6, &v6.sin6_addr, text, sizeof(text))
+            self.peer_host_str = text.decode("ascii")
+            self.peer_port_str = str(ntohs(v6.sin6_port))
+        else:
+            self.peer_host_str = ""
+            self.peer_port_str = ""
+        return 0
+
+    @property
+    def peer_host(self):
+        if self.peer_host_str is None:
+            self._peer_strings()
+        return self.peer_host_str
+
+    @property
+    def peer_port(self):
+        if self.peer_port_str is None:
+            self._peer_strings()
+        return self.peer_port_str

@@ -1,0 +1,651 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""The WSGI gateway (PEP 3333): the RequestHandler that runs an application.
+
+Theory of operation
+-------------------
+on_head builds `environ` straight from the parser's spans (no intermediate
+Request object); on_body collects the body (in memory up to
+body_buffer_size, then in a temporary file); on_end runs the application:
+
+- threads == 1: inline, on the loop thread;
+- threads > 1: on a thread pool (fastcore.wsgi.AppThreads); the response
+  comes back to the loop thread through call_soon_threadsafe.
+
+The response iterable is pulled only while the connection's output queue is
+below its high-water mark; otherwise the exchange waits for the queue to
+drain (Connection.producing), so a slow reader never makes the server hold
+a whole response. The iterable's close() runs exactly once: at the end, on
+an error, or when the connection dies first (on_close).
+
+Framing: the application's Content-Length when it gives one (a body that
+comes up short closes the connection); a one-element list gets its length
+computed; otherwise chunked for HTTP/1.1 and close-delimited for HTTP/1.0.
+HEAD, 1xx, 204 and 304 responses carry no body.
+"""
+import io
+import logging
+import sys
+import tempfile
+import time
+from email.utils import formatdate
+
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.list cimport PyList_GET_ITEM
+from libc.stdint cimport int64_t
+from libc.stdlib cimport free, malloc
+from libc.string cimport memchr
+
+from fastcore._core.includes.fc_http cimport (
+    FC_REQ_CHUNKED, FC_REQ_EXPECT_CONTINUE, FC_REQ_HAS_LENGTH, fc_header_t,
+    fc_request_head_t, fc_request_info_t,
+)
+from fastcore._core.parser cimport RequestParser, ascii_only, method_str, text
+from fastcore._core.connection cimport Connection, RequestHandler, S_APP, S_CLOSED
+from fastcore._core.buffer cimport FileSegment
+
+import os
+import stat
+
+cdef object error_log = logging.getLogger("fastcore.error")
+
+
+class EmptyInput:
+    """wsgi.input of a request without a body: always at EOF, stateless, shared."""
+
+    def read(self, size=-1):
+        return b""
+
+    def readline(self, size=-1):
+        return b""
+
+    def readlines(self, hint=-1):
+        return []
+
+    def __iter__(self):
+        return iter(())
+
+
+EMPTY_INPUT = EmptyInput()
+
+
+class FileWrapper:
+    """wsgi.file_wrapper (PEP 3333): iterates a file in blocks; over a
+    regular file the gateway sends it with sendfile instead."""
+
+    def __init__(self, filelike, blksize=8192):
+        self.filelike = filelike
+        self.blksize = blksize
+
+    def __iter__(self):
+        read = self.filelike.read
+        while True:
+            block = read(self.blksize)
+            if not block:
+                return
+            yield block
+
+    def close(self):
+        close = getattr(self.filelike, "close", None)
+        if close is not None:
+            close()
+
+    def segment(self):
+        """(fd, offset, size) when the file can go out with sendfile, else None."""
+        try:
+            fd = self.filelike.fileno()
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                return None
+            tell = getattr(self.filelike, "tell", None)
+            offset = tell() if tell is not None else os.lseek(fd, 0, os.SEEK_CUR)
+        except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+            return None
+        return fd, offset, max(0, info.st_size - offset)
+cdef object SENTINEL = object()
+cdef bytes CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+cdef bytes LAST_CHUNK = b"0\r\n\r\n"
+cdef bytes ERROR_500 = (b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                        b"Content-Length: 22\r\n\r\nInternal Server Error\n")
+
+# ---- environ keys for field names (PEP 3333, CGI 4.1.18) ---------------------
+# A small cache from the raw field name to its environ key, looked up by
+# (length, first, last byte) like the parser's name cache and filled on a
+# miss. A name with "_" maps to None: it is dropped, so that X_Forwarded_For
+# cannot pose as X-Forwarded-For once both become HTTP_X_FORWARDED_FOR.
+cdef list key_slot_names = [None] * 1024
+cdef list key_slot_keys = [None] * 1024
+
+
+cdef inline size_t key_slot(const char *at, size_t n) noexcept:
+    return (n * 7 + <unsigned char>at[0] * 3 + <unsigned char>at[n - 1] * 5) & 1023
+
+
+cdef object environ_key(const char *at, size_t n):
+    cdef size_t slot = key_slot(at, n)
+    cdef object cached = <object>PyList_GET_ITEM(key_slot_names, slot)
+    cdef bytes raw
+    if cached is not None:
+        raw = <bytes>cached
+        if <size_t>PyBytes_GET_SIZE(raw) == n and raw == PyBytes_FromStringAndSize(at, n):
+            return <object>PyList_GET_ITEM(key_slot_keys, slot)
+    raw = PyBytes_FromStringAndSize(at, n)
+    if memchr(at, b'_', n) != NULL:
+        key = None
+    else:
+        upper = raw.decode("latin-1").upper().replace("-", "_")
+        key = upper if upper in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + upper
+    key_slot_names[slot] = raw
+    key_slot_keys[slot] = key
+    return key
+
+
+cdef str percent_decode(const char *at, size_t n):
+    """PATH_INFO: %XX decoded to bytes, read as latin-1 (PEP 3333 native
+    strings); a % not followed by two hex digits stays as it is."""
+    cdef char *out
+    cdef size_t i = 0, j = 0
+    cdef int hi, lo
+    if memchr(at, b'%', n) == NULL:
+        return text(at, n, False)
+    out = <char *>malloc(n)
+    if out == NULL:
+        raise MemoryError()
+    try:
+        while i < n:
+            if at[i] == b'%' and i + 2 < n:
+                hi = hex_digit(at[i + 1])
+                lo = hex_digit(at[i + 2])
+                if hi >= 0 and lo >= 0:
+                    out[j] = <char>(hi * 16 + lo)
+                    j += 1
+                    i += 3
+                    continue
+            out[j] = at[i]
+            j += 1
+            i += 1
+        return text(out, j, False)
+    finally:
+        free(out)
+
+
+cdef inline int hex_digit(char c) noexcept:
+    if b'0' <= c <= b'9':
+        return c - b'0'
+    if b'a' <= c <= b'f':
+        return c - b'a' + 10
+    if b'A' <= c <= b'F':
+        return c - b'A' + 10
+    return -1
+
+
+# ---- response head validation -----------------------------------------------
+
+cdef frozenset TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789"
+                                       "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+cdef set valid_names = set()       # header names already checked (bounded below)
+cdef frozenset HOP_BY_HOP = frozenset(["connection", "keep-alive", "transfer-encoding", "upgrade",
+                                       "proxy-connection", "te", "trailer"])
+
+
+cdef int check_header_name(object name) except -1:
+    if name in valid_names:
+        return 0
+    if type(name) is not str or not name or not TOKEN_CHARS.issuperset(name):
+        raise ValueError(f"invalid response header name {name!r} from the application")
+    if len(valid_names) < 4096:
+        valid_names.add(name)
+    return 0
+
+
+cdef class Exchange:
+    """One request and its response, from on_head to the last byte."""
+    cdef readonly dict environ
+    cdef Gateway gateway
+    cdef Connection conn
+    cdef object body                 # bytearray while in memory
+    cdef object spool                # temporary file once over body_buffer_size
+    cdef size_t body_size
+    cdef bint is_head
+    cdef bint http11
+    cdef bint keep_alive
+    cdef str status
+    cdef int status_code
+    cdef list headers                # validated (name, value) from start_response
+    cdef bint started                # start_response called
+    cdef bint head_sent
+    cdef bint chunked
+    cdef bint no_body                # HEAD, 1xx, 204, 304
+    cdef int64_t declared            # the application's Content-Length, -1 if none
+    cdef int64_t sent                # body bytes sent (or counted, for HEAD)
+    cdef object result               # what the application returned
+    cdef object iterator
+    cdef bint closed                 # result.close() has run
+    cdef bint threaded
+
+    def start_response(self, status, headers, exc_info=None):
+        """PEP 3333 start_response; returns the write() callable."""
+        cdef str name
+        if exc_info is not None:
+            try:
+                if self.head_sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif self.started:
+            raise AssertionError("start_response called a second time without exc_info")
+        if type(status) is not str or len(status) < 3 or not status[:3].isdigit() or (
+                len(status) > 3 and status[3] != " "):
+            raise ValueError(f"invalid status {status!r} from the application: expected '200 OK'")
+        if type(headers) is not list:
+            raise TypeError(f"response headers must be a list of (name, value) tuples, got {type(headers).__name__}")
+        self.declared = -1
+        self.keep_alive = self.conn.request_keep_alive
+        kept = []
+        for item in headers:
+            if type(item) is not tuple or len(item) != 2:
+                raise TypeError(f"response header {item!r} is not a (name, value) tuple")
+            name, value = item
+            check_header_name(name)
+            if type(value) is not str:
+                raise TypeError(f"value of response header {name!r} is not a str: {value!r}")
+            if "\n" in value or "\r" in value or "\0" in value:
+                raise ValueError(f"value of response header {name!r} contains CR, LF or NUL")
+            lower = name.lower()
+            if lower == "content-length":
+                if not value.isdigit():
+                    raise ValueError(f"invalid Content-Length {value!r} from the application")
+                self.declared = int(value)
+                continue
+            if lower in HOP_BY_HOP:
+                # the server frames the message and manages the connection
+                if lower == "connection" and "close" in value.lower():
+                    self.keep_alive = False
+                continue
+            kept.append(item)
+        self.status = status
+        self.status_code = int(status[:3])
+        self.headers = kept
+        self.started = True
+        self.no_body = self.is_head or self.status_code < 200 or self.status_code == 204 or self.status_code == 304
+        return self.write
+
+    def write(self, data):
+        """PEP 3333 write() callable: data goes out before the iterable's."""
+        if not self.started:
+            raise AssertionError("write() called before start_response()")
+        if self.threaded:
+            self.gateway.deliver_threadsafe(self, data)
+        else:
+            self.write_body(data)
+
+    cdef int send_head(self, int64_t length) except -1:
+        """Sends the response head; length is the body length when known, -1 if not."""
+        cdef Gateway gw = self.gateway
+        cdef list parts = ["HTTP/1.1 " if self.http11 else "HTTP/1.0 ", self.status, "\r\n"]
+        for name, value in self.headers:
+            parts.append(name)
+            parts.append(": ")
+            parts.append(value)
+            parts.append("\r\n")
+        parts.append(gw.date_line())
+        if gw.server_header:
+            parts.append("Server: fastcore\r\n")
+        if self.declared >= 0:
+            length = self.declared
+        if self.status_code >= 200 and self.status_code != 204 and self.status_code != 304:
+            if length >= 0:
+                parts.append(f"Content-Length: {length}\r\n")
+            elif self.http11:
+                self.chunked = True
+                parts.append("Transfer-Encoding: chunked\r\n")
+            else:
+                self.keep_alive = False  # close-delimited
+        elif self.status_code == 304 and self.declared >= 0:
+            parts.append(f"Content-Length: {self.declared}\r\n")
+        if not self.keep_alive or self.conn.server.draining:
+            self.keep_alive = False
+            if self.http11:
+                parts.append("Connection: close\r\n")
+        elif not self.http11:
+            parts.append("Connection: keep-alive\r\n")
+        parts.append("\r\n")
+        head = "".join(parts).encode("latin-1")  # UnicodeEncodeError: a 500, nothing sent yet
+        self.head_sent = True
+        self.conn.send(head)
+        return 0
+
+    cdef int write_body(self, object data) except -1:
+        cdef Py_ssize_t n
+        if type(data) is not bytes:
+            if isinstance(data, (bytearray, memoryview)):
+                data = bytes(data)
+            else:
+                raise TypeError(f"the application yielded {type(data).__name__}, not bytes")
+        n = PyBytes_GET_SIZE(data)
+        if not self.head_sent:
+            if n == 0:
+                return 0
+            self.send_head(-1)
+        if n == 0 or self.no_body:
+            self.sent += n
+            return 0
+        if self.declared >= 0 and self.sent + n > self.declared:
+            # more than declared: send what was promised, drop the rest
+            data = data[:self.declared - self.sent]
+            n = PyBytes_GET_SIZE(data)
+            error_log.warning("application sent more than its Content-Length (%d) for %s %s",
+                              self.declared, self.environ.get("REQUEST_METHOD"), self.environ.get("RAW_URI"))
+            if n == 0:
+                return 0
+        self.sent += n
+        if self.chunked:
+            self.conn.send(b"%x\r\n" % n + data + b"\r\n")
+        else:
+            self.conn.send(data)
+        return 0
+
+    cdef int finish(self) except -1:
+        """The iterable is exhausted: complete the framing and hand back the connection."""
+        cdef bint keep = True
+        if not self.head_sent:
+            self.send_head(-1 if self.is_head else 0)
+        if self.chunked and not self.no_body:
+            self.conn.send(LAST_CHUNK)
+        if self.declared >= 0 and self.sent < self.declared and not self.is_head and not self.no_body:
+            error_log.warning("application sent %d of its Content-Length %d for %s %s: closing the connection",
+                              self.sent, self.declared, self.environ.get("REQUEST_METHOD"),
+                              self.environ.get("RAW_URI"))
+            keep = False
+        self.close_result()
+        self.conn.end_response(keep and self.keep_alive)
+        return 0
+
+    cdef int close_result(self) except -1:
+        if self.closed:
+            return 0
+        self.closed = True
+        close = getattr(self.result, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:
+                error_log.exception("error in close() of the application's response")
+        if self.spool is not None:
+            self.spool.close()
+            self.spool = None
+        return 0
+
+    cdef int fail(self, str what) except -1:
+        """The application raised: log it; answer 500 if nothing was sent yet,
+        else cut the connection (the client sees a truncated response)."""
+        error_log.error("error in the application %s for %s %s", what,
+                        self.environ.get("REQUEST_METHOD"), self.environ.get("RAW_URI"),
+                        exc_info=sys.exc_info())
+        self.close_result()
+        if self.conn.state == S_CLOSED:
+            return 0
+        if self.head_sent:
+            self.conn.close()
+        else:
+            self.head_sent = True
+            self.conn.send(ERROR_500)
+            self.conn.end_response(True)
+        return 0
+
+    cdef object input_stream(self):
+        if self.spool is not None:
+            self.spool.seek(0)
+            return self.spool
+        if self.body is None:
+            return EMPTY_INPUT
+        return io.BytesIO(self.body)
+
+
+cdef class Gateway(RequestHandler):
+    """Runs one WSGI application for the connections of a worker."""
+    cdef object app
+    cdef readonly object config
+    cdef bint server_header
+    cdef size_t body_buffer_size
+    cdef size_t high_water
+    cdef str script_name
+    cdef object threads              # fastcore.wsgi.AppThreads when threads > 1
+    cdef double date_second
+    cdef str date_header
+
+    def __cinit__(self, app, config, threads=None):
+        self.app = app
+        self.config = config
+        self.server_header = config.server_header
+        self.body_buffer_size = config.body_buffer_size
+        self.high_water = config.write_buffer_high
+        self.script_name = config.root_path
+        self.threads = threads
+        self.date_second = -1
+
+    cdef str date_line(self):
+        cdef double now = time.time()
+        if <long>now != <long>self.date_second:
+            self.date_second = now
+            self.date_header = "Date: " + formatdate(<long>now, usegmt=True) + "\r\n"
+        return self.date_header
+
+    # -- RequestHandler ----------------------------------------------------------
+
+    cdef int on_head(self, Connection conn) except -1:
+        cdef Exchange ex = Exchange.__new__(Exchange)
+        cdef RequestParser p = conn.parser
+        ex.gateway = self
+        ex.conn = conn
+        ex.environ = self.build_environ(conn, p)
+        ex.http11 = p.head.minor_version == 1
+        ex.is_head = p.head.method.len == 4 and p.head.method.at[0] == b'H' and \
+            ex.environ["REQUEST_METHOD"] == "HEAD"
+        ex.threaded = self.threads is not None
+        conn.exchange = ex
+        if p.info.flags & FC_REQ_EXPECT_CONTINUE and (
+                p.info.flags & FC_REQ_CHUNKED or (p.info.flags & FC_REQ_HAS_LENGTH and p.info.content_length)):
+            # the body is about to be read: tell the client to send it
+            conn.send(CONTINUE)
+            conn.flush()
+        return 0
+
+    cdef int on_body(self, Connection conn, const char *at, size_t n) except -1:
+        cdef Exchange ex = <Exchange>conn.exchange
+        ex.body_size += n
+        if ex.spool is not None:
+            ex.spool.write(PyBytes_FromStringAndSize(at, n))
+        elif ex.body_size > self.body_buffer_size:
+            ex.spool = tempfile.TemporaryFile(prefix="fastcore-body-")
+            if ex.body is not None:
+                ex.spool.write(ex.body)
+                ex.body = None
+            ex.spool.write(PyBytes_FromStringAndSize(at, n))
+        elif ex.body is None:
+            ex.body = bytearray(PyBytes_FromStringAndSize(at, n))
+        else:
+            ex.body += PyBytes_FromStringAndSize(at, n)
+        return 0
+
+    cdef int on_end(self, Connection conn) except -1:
+        cdef Exchange ex = <Exchange>conn.exchange
+        cdef RequestParser p = conn.parser
+        environ = ex.environ
+        environ["wsgi.input"] = ex.input_stream()
+        if p.info.flags & FC_REQ_CHUNKED:
+            # de-chunked: the application sees how much there is to read
+            environ["CONTENT_LENGTH"] = str(ex.body_size)
+        if self.threads is not None:
+            self.threads.submit(self, ex)
+            return 0
+        try:
+            ex.result = self.app(environ, ex.start_response)
+        except Exception:
+            ex.fail("call")
+            return 0
+        self.produce(ex)
+        return 0
+
+    cdef int on_writable(self, Connection conn) except -1:
+        cdef Exchange ex = <Exchange>conn.exchange
+        if ex is not None and not ex.threaded:
+            self.produce(ex)
+        elif ex is not None:
+            self.threads.resume(ex)
+        return 0
+
+    cdef int on_close(self, Connection conn) except -1:
+        cdef Exchange ex = <Exchange>conn.exchange
+        if ex is not None:
+            if ex.threaded:
+                self.threads.cancel(ex)
+            else:
+                ex.close_result()
+        return 0
+
+    # -- producing the response (loop thread) ------------------------------------
+
+    cdef int produce(self, Exchange ex) except -1:
+        cdef Connection conn = ex.conn
+        cdef object result = ex.result
+        cdef object chunk
+        try:
+            if ex.iterator is None:
+                if not ex.started:
+                    raise RuntimeError("the application returned without calling start_response()")
+                if type(result) is list and len(<list>result) == 1 and not ex.head_sent and \
+                        type(<object>PyList_GET_ITEM(result, 0)) is bytes:
+                    # the common case: one body, its length known up front
+                    chunk = <object>PyList_GET_ITEM(result, 0)
+                    ex.send_head(PyBytes_GET_SIZE(chunk) if ex.declared < 0 else ex.declared)
+                    ex.write_body(chunk)
+                    ex.finish()
+                    return 0
+                if type(result) is FileWrapper and self.send_file(ex, <object>result):
+                    return 0
+                ex.iterator = iter(result)
+            while True:
+                if conn.out.pending >= self.high_water:
+                    conn.flush()
+                    if conn.state == S_CLOSED:
+                        ex.close_result()
+                        return 0
+                    if conn.out.pending >= self.high_water:
+                        break
+                chunk = next(ex.iterator, SENTINEL)
+                if chunk is SENTINEL:
+                    ex.finish()
+                    return 0
+                ex.write_body(chunk)
+            conn.producing = True  # resumed by on_writable when the queue drains
+        except Exception:
+            ex.fail("response")
+        return 0
+
+    cdef bint send_file(self, Exchange ex, object wrapper) except -1:
+        """wsgi.file_wrapper over a regular file: sendfile from the page
+        cache, the bytes never pass through Python. False: iterate instead."""
+        segment = wrapper.segment()
+        if segment is None:
+            return False
+        fd, offset, size = segment
+        if ex.declared >= 0:
+            size = min(size, ex.declared)
+        ex.send_head(size)
+        ex.sent = size
+        if not ex.no_body and size > 0:
+            ex.conn.send_file(FileSegment(fd, offset, size))
+        ex.finish()
+        return True
+
+    # -- threads > 1: called on the loop thread by fastcore.wsgi.AppThreads ------
+
+    def deliver_threadsafe(self, Exchange ex, data):
+        self.threads.deliver(self, ex, data)
+
+    def start_chunk(self, Exchange ex, object data):
+        """A chunk produced by an application thread, now on the loop thread."""
+        if ex.conn.state == S_CLOSED or ex.closed:
+            return False
+        try:
+            ex.write_body(data)
+            ex.conn.flush()
+        except Exception:
+            ex.fail("response")
+            return False
+        if ex.conn.state == S_CLOSED:
+            return False
+        if ex.conn.out.pending < self.high_water:
+            return True
+        ex.conn.producing = True  # on_writable resumes the application thread
+        return False
+
+    def complete(self, Exchange ex, object error):
+        """The application thread is done with ex (error: its exc_info or None)."""
+        if ex.conn.state == S_CLOSED:
+            ex.close_result()
+            return
+        if error is not None:
+            try:
+                raise error[1].with_traceback(error[2])
+            except Exception:
+                ex.fail("response")
+            return
+        try:
+            if type(ex.result) is FileWrapper and ex.iterator is None and self.send_file(ex, ex.result):
+                return
+            ex.finish()
+        except Exception:
+            ex.fail("response")
+
+    def call_app(self, Exchange ex):
+        """Runs on an application thread: calls the app, returns the iterator."""
+        ex.result = self.app(ex.environ, ex.start_response)
+        if not ex.started:
+            raise RuntimeError("the application returned without calling start_response()")
+        if type(ex.result) is FileWrapper and ex.result.segment() is not None:
+            return None  # sendfile on the loop thread
+        ex.iterator = iter(ex.result)
+        return ex.iterator
+
+    def queue_pending(self, Exchange ex):
+        return ex.conn.out.pending
+
+    def close_result(self, Exchange ex):
+        ex.close_result()
+
+    # -- environ -----------------------------------------------------------------
+
+    cdef dict build_environ(self, Connection conn, RequestParser p):
+        cdef fc_request_head_t *h = &p.head
+        cdef fc_request_info_t *info = &p.info
+        cdef fc_header_t *f
+        cdef size_t i
+        cdef bint ascii = ascii_only(h.method.at, <size_t>(p.buf + p.start - h.method.at))
+        cdef dict env = conn.listener.environ.copy()
+        cdef str path
+        env["REQUEST_METHOD"] = method_str(h.method.at, h.method.len)
+        env["RAW_URI"] = text(h.target.at, h.target.len, ascii)
+        path = percent_decode(info.path.at, info.path.len)
+        if self.script_name:
+            if path == self.script_name or path.startswith(self.script_name + "/"):
+                path = path[len(self.script_name):]
+        env["PATH_INFO"] = path
+        env["QUERY_STRING"] = text(info.query.at, info.query.len, ascii) if info.query.len else ""
+        env["SERVER_PROTOCOL"] = "HTTP/1.1" if h.minor_version == 1 else "HTTP/1.0"
+        if conn.peer_host_str is None:
+            conn._peer_strings()
+        env["REMOTE_ADDR"] = conn.peer_host_str
+        env["REMOTE_PORT"] = conn.peer_port_str
+        for i in range(h.num_headers):
+            f = &p.fields[i]
+            key = environ_key(f.name.at, f.name.len)
+            if key is None:
+                continue
+            value = text(f.value.at, f.value.len, ascii)
+            old = env.get(key)
+            if old is None or key[0] != "H":  # HTTP_*: repeated fields are joined
+                env[key] = value
+            else:
+                env[key] = old + ("; " if key == "HTTP_COOKIE" else ", ") + value
+        return env

@@ -1,0 +1,160 @@
+"""The Python side of the WSGI gateway (PEP 3333).
+
+The hot part (environ, start_response, framing, writing) is Cython, in
+fastcore._core.gateway. Here: the environ constants of a listener,
+wsgi.errors, and the thread pool that runs the application when
+threads > 1 while the loop keeps serving.
+
+Threads: an application thread calls the app and pulls its iterable; every
+chunk crosses to the loop thread with call_soon_threadsafe (an eventfd
+wakes the loop), and the thread waits until the loop has queued it and the
+connection's output is below the high-water mark, so a slow client slows
+the producer instead of filling memory.
+"""
+import logging
+import queue
+import sys
+import threading
+
+from fastcore import __version__
+from fastcore._core.gateway import EMPTY_INPUT, FileWrapper, Gateway  # noqa: F401
+
+error_log = logging.getLogger("fastcore.error")
+
+
+class ErrorStream:
+    """wsgi.errors: lines written by the application go to the error log."""
+
+    def __init__(self, logger=error_log):
+        self._logger = logger
+        self._lock = threading.Lock()
+        self._partial = ""
+
+    def write(self, text):
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", "replace")
+        with self._lock:
+            text = self._partial + text
+            *lines, self._partial = text.split("\n")
+        for line in lines:
+            self._logger.error("%s", line)
+        return len(text)
+
+    def writelines(self, lines):
+        for line in lines:
+            self.write(line)
+
+    def flush(self):
+        with self._lock:
+            partial, self._partial = self._partial, ""
+        if partial:
+            self._logger.error("%s", partial)
+
+
+def listener_environ(config, host, port, multiprocess=False):
+    """The WSGI keys that are the same for every request on one listener."""
+    return {
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": "http",
+        "wsgi.multithread": config.threads > 1,
+        "wsgi.multiprocess": multiprocess,
+        "wsgi.run_once": False,
+        "wsgi.errors": ErrorStream(),
+        "wsgi.file_wrapper": FileWrapper,
+        "wsgi.input_terminated": True,
+        "SERVER_SOFTWARE": f"fastcore/{__version__}",
+        "SERVER_NAME": host,
+        "SERVER_PORT": str(port),
+        "SCRIPT_NAME": config.root_path,
+    }
+
+
+class _Flow:
+    """Hand-over state of one exchange between its thread and the loop."""
+
+    __slots__ = ("go", "cancelled")
+
+    def __init__(self):
+        self.go = threading.Event()
+        self.cancelled = False
+
+
+class AppThreads:
+    """N threads that run the application; the loop keeps serving meanwhile."""
+
+    def __init__(self, loop, count):
+        self.loop = loop
+        self.jobs = queue.SimpleQueue()
+        self.flows = {}
+        self.threads = [threading.Thread(target=self._work, name=f"fastcore-app-{i}", daemon=True)
+                        for i in range(count)]
+        for thread in self.threads:
+            thread.start()
+
+    def stop(self):
+        for _ in self.threads:
+            self.jobs.put(None)
+        for thread in self.threads:
+            thread.join(timeout=1)
+
+    # loop thread
+    def submit(self, gateway, exchange):
+        self.flows[exchange] = _Flow()
+        self.jobs.put((gateway, exchange))
+
+    def resume(self, exchange):
+        flow = self.flows.get(exchange)
+        if flow is not None:
+            flow.go.set()
+
+    def cancel(self, exchange):
+        flow = self.flows.get(exchange)
+        if flow is not None:
+            flow.cancelled = True
+            flow.go.set()
+
+    def _on_chunk(self, gateway, exchange, data):
+        flow = self.flows.get(exchange)
+        if flow is None:
+            return
+        if gateway.start_chunk(exchange, data) or flow.cancelled:
+            flow.go.set()
+        # else: the queue is full; on_writable -> resume() sets go
+
+    def _on_done(self, gateway, exchange, error):
+        self.flows.pop(exchange, None)
+        gateway.complete(exchange, error)
+
+    # application threads
+    def deliver(self, gateway, exchange, data):
+        """Hands one chunk to the loop and waits until it may send another."""
+        flow = self.flows.get(exchange)
+        if flow is None or flow.cancelled:
+            raise ConnectionAbortedError("the client went away")
+        flow.go.clear()
+        self.loop.call_soon_threadsafe(self._on_chunk, gateway, exchange, data)
+        flow.go.wait()
+        if flow.cancelled:
+            raise ConnectionAbortedError("the client went away")
+
+    def _work(self):
+        while True:
+            job = self.jobs.get()
+            if job is None:
+                return
+            gateway, exchange = job
+            error = None
+            try:
+                iterator = gateway.call_app(exchange)
+                if iterator is not None:
+                    flow = self.flows.get(exchange)
+                    for chunk in iterator:
+                        if flow is None or flow.cancelled:
+                            break
+                        if chunk:
+                            self.deliver(gateway, exchange, chunk)
+            except ConnectionAbortedError:
+                pass
+            except Exception:
+                error = sys.exc_info()
+            self.loop.call_soon_threadsafe(self._on_done, gateway, exchange, error)
