@@ -31,24 +31,27 @@ cdef class FileSegment:
 
 
 cdef class OutputQueue:
-    def __cinit__(self):
-        self.items = []
+    # `items` is None while the queue is empty: idle connections hold no list
 
     cdef int push(self, bytes data) except -1:
         cdef Py_ssize_t n = PyBytes_GET_SIZE(data)
         if n:
+            if self.items is None:
+                self.items = []
             self.items.append(data)
             self.pending += n
         return 0
 
     cdef int push_file(self, FileSegment segment) except -1:
         if segment.remaining > 0:
+            if self.items is None:
+                self.items = []
             self.items.append(segment)
             self.pending += segment.remaining
         return 0
 
     cdef void clear(self) noexcept:
-        self.items = []
+        self.items = None
         self.first = 0
         self.first_offset = 0
         self.pending = 0
@@ -113,7 +116,7 @@ cdef class OutputQueue:
                 else:
                     self.first_offset += left
                     left = 0
-        self.items = []
+        self.items = None
         self.first = 0
         self.first_offset = 0
         return 0

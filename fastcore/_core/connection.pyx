@@ -38,7 +38,7 @@ from posix.unistd cimport close as close_fd, read
 from fastcore._core.includes.syscalls cimport *
 from fastcore._core.loop cimport DeadlineQueue, Handle, Loop, TimedHandle
 from fastcore._core.parser cimport (
-    EV_BODY, EV_END, EV_HEAD, EV_NEED_DATA, RequestParser,
+    EV_BODY, EV_END, EV_HEAD, EV_NEED_DATA, FieldArray, RequestParser,
 )
 from fastcore._core.includes.fc_http cimport FC_REQ_KEEP_ALIVE
 from fastcore._core.buffer cimport FileSegment, OutputQueue
@@ -97,6 +97,7 @@ cdef class Server:
             max_body=config.max_body, max_request_line=config.max_request_line,
             max_header_bytes=config.max_header_bytes, max_headers=config.max_headers,
             max_chunk_line=config.max_chunk_line,
+            shared_fields=FieldArray(config.max_headers),
         )
         self.listeners = []
         self.live = set()

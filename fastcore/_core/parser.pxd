@@ -26,7 +26,17 @@ cdef enum State:
     ST_DEAD
 
 
+cdef class FieldArray:
+    """Room for parsed header spans. A worker's connections share one: the
+    spans are read by the handler right after the head is parsed, on the
+    same thread, before any other connection parses (idle connections then
+    hold no header array)."""
+    cdef fc_header_t *fields
+    cdef size_t capacity
+
+
 cdef class Framer:
+    cdef FieldArray field_array
     cdef char *buf
     cdef size_t cap
     cdef size_t start

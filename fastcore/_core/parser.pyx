@@ -184,6 +184,17 @@ cdef str method_str(const char *at, size_t n):
     return latin1(at, n)
 
 
+cdef class FieldArray:
+    def __cinit__(self, size_t capacity):
+        self.fields = <fc_header_t *>malloc(capacity * sizeof(fc_header_t))
+        if self.fields == NULL:
+            raise MemoryError()
+        self.capacity = capacity
+
+    def __dealloc__(self):
+        free(self.fields)
+
+
 cdef class Framer:
     """Body framing and buffering shared by the request and response parsers."""
 
@@ -191,7 +202,7 @@ cdef class Framer:
                   max_request_line=DEFAULT_LIMITS["max_request_line"],
                   max_header_bytes=DEFAULT_LIMITS["max_header_bytes"],
                   max_headers=DEFAULT_LIMITS["max_headers"],
-                  max_chunk_line=DEFAULT_LIMITS["max_chunk_line"]):
+                  max_chunk_line=DEFAULT_LIMITS["max_chunk_line"], FieldArray shared_fields=None):
         for name, value in (("max_body", max_body), ("max_request_line", max_request_line),
                             ("max_header_bytes", max_header_bytes), ("max_headers", max_headers),
                             ("max_chunk_line", max_chunk_line)):
@@ -202,15 +213,14 @@ cdef class Framer:
         self.limits.max_header_bytes = max_header_bytes
         self.max_headers = max_headers
         self.max_chunk_line = max_chunk_line
-        self.fields = <fc_header_t *>malloc(max_headers * sizeof(fc_header_t))
-        if self.fields == NULL:
-            raise MemoryError()
+        if shared_fields is None or shared_fields.capacity < <size_t>max_headers:
+            shared_fields = FieldArray(max_headers)
+        self.field_array = shared_fields
+        self.fields = shared_fields.fields
         self.state = ST_HEAD
-        self.trailers = []
 
     def __dealloc__(self):
         free(self.buf)
-        free(self.fields)
 
     # -- buffer --------------------------------------------------------------
 
@@ -348,7 +358,7 @@ cdef class Framer:
                     return EV_NEED_DATA
                 if rc == FC_HTTP_INVALID:
                     self.fail(err, "in trailers")
-                self.trailers = header_list(self.fields, n) if n else []
+                self.trailers = header_list(self.fields, n) if n else None
                 self.start += rc
                 self.state = ST_END
             elif self.state == ST_UNTIL_CLOSE:
@@ -368,7 +378,7 @@ cdef class Framer:
                 return EV_NEED_DATA
 
     cdef int _start_body(self, bint chunked, bint has_length, uint64_t length) except -1:
-        self.trailers = []
+        self.trailers = None
         self.body_total = 0
         if chunked:
             self.state = ST_CHUNK_SIZE
@@ -516,7 +526,8 @@ cdef class RequestParser(Framer):
         cdef Request r = <Request>message
         if parts:
             r.body = parts[0] if len(parts) == 1 else b"".join(parts)
-        r.trailers = trailers
+        if trailers:
+            r.trailers = trailers
         return 0
 
 
@@ -570,7 +581,7 @@ cdef class ResponseParser(Framer):
         if flags & FC_RESP_NO_BODY:
             self._start_body(False, False, 0)
         elif flags & FC_RESP_UNTIL_CLOSE:
-            self.trailers = []
+            self.trailers = None
             self.state = ST_UNTIL_CLOSE
         else:
             self._start_body(flags & FC_RESP_CHUNKED, flags & FC_RESP_HAS_LENGTH, self.info.content_length)
@@ -594,5 +605,6 @@ cdef class ResponseParser(Framer):
         cdef Response r = <Response>message
         if parts:
             r.body = parts[0] if len(parts) == 1 else b"".join(parts)
-        r.trailers = trailers
+        if trailers:
+            r.trailers = trailers
         return 0
