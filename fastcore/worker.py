@@ -130,6 +130,7 @@ def serve(config, app, sockets=None):
     signal.signal(signal.SIGINT, graceful)
     signal.signal(signal.SIGQUIT, immediate)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    loop.watch_signals()
     try:
         loop.run()
     finally:

@@ -62,6 +62,7 @@ def listener_environ(config, host, port, multiprocess=False):
         "wsgi.errors": ErrorStream(),
         "wsgi.file_wrapper": FileWrapper,
         "wsgi.input_terminated": True,
+        "wsgi.input": EMPTY_INPUT,
         "SERVER_SOFTWARE": f"fastcore/{__version__}",
         "SERVER_NAME": host,
         "SERVER_PORT": str(port),

@@ -33,7 +33,9 @@ from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.list cimport PyList_GET_ITEM
 from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc
-from libc.string cimport memchr
+from libc.string cimport memchr, memcmp
+from cpython.bytes cimport PyBytes_AS_STRING
+from cpython.dict cimport PyDict_SetDefault
 
 from fastcore._core.includes.fc_http cimport (
     FC_REQ_CHUNKED, FC_REQ_EXPECT_CONTINUE, FC_REQ_HAS_LENGTH, fc_header_t,
@@ -42,6 +44,7 @@ from fastcore._core.includes.fc_http cimport (
 from fastcore._core.parser cimport RequestParser, ascii_only, method_str, text
 from fastcore._core.connection cimport Connection, RequestHandler, S_APP, S_CLOSED
 from fastcore._core.buffer cimport FileSegment
+from fastcore._core.includes.syscalls cimport CLOCK_REALTIME, clock_gettime, timespec
 
 import os
 import stat
@@ -126,7 +129,7 @@ cdef object environ_key(const char *at, size_t n):
     cdef bytes raw
     if cached is not None:
         raw = <bytes>cached
-        if <size_t>PyBytes_GET_SIZE(raw) == n and raw == PyBytes_FromStringAndSize(at, n):
+        if <size_t>PyBytes_GET_SIZE(raw) == n and memcmp(PyBytes_AS_STRING(raw), at, n) == 0:
             return <object>PyList_GET_ITEM(key_slot_keys, slot)
     raw = PyBytes_FromStringAndSize(at, n)
     if memchr(at, b'_', n) != NULL:
@@ -182,19 +185,71 @@ cdef inline int hex_digit(char c) noexcept:
 
 cdef frozenset TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789"
                                        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
-cdef set valid_names = set()       # header names already checked (bounded below)
 cdef frozenset HOP_BY_HOP = frozenset(["connection", "keep-alive", "transfer-encoding", "upgrade",
                                        "proxy-connection", "te", "trailer"])
 
+# What a response header from the application is, once checked:
+cdef enum HeaderKind:
+    H_PLAIN = 0          # sent as given
+    H_LENGTH = 1         # Content-Length: the server frames with it
+    H_CONNECTION = 2     # Connection: read for "close", not forwarded
+    H_HOP = 3            # other hop-by-hop fields: the server frames and manages the connection
 
-cdef int check_header_name(object name) except -1:
-    if name in valid_names:
-        return 0
+# Applications send the same few header lines on every response, so a
+# checked (name, value) pair is cached with its kind and its encoded line:
+# validation, case folding and encoding happen once per distinct line.
+cdef dict header_cache = {}
+cdef Py_ssize_t HEADER_CACHE_MAX = 4096
+cdef dict status_cache = {}
+
+
+cdef tuple check_header(object item):
+    """(kind, encoded line) for one (name, value) from start_response; raises
+    for anything that would break the response (the application gets a 500)."""
+    cached = header_cache.get(item)
+    if cached is not None:
+        return <tuple>cached
+    if type(item) is not tuple or len(item) != 2:
+        raise TypeError(f"response header {item!r} is not a (name, value) tuple")
+    name, value = item
     if type(name) is not str or not name or not TOKEN_CHARS.issuperset(name):
         raise ValueError(f"invalid response header name {name!r} from the application")
-    if len(valid_names) < 4096:
-        valid_names.add(name)
-    return 0
+    if type(value) is not str:
+        raise TypeError(f"value of response header {name!r} is not a str: {value!r}")
+    if "\n" in value or "\r" in value or "\0" in value:
+        raise ValueError(f"value of response header {name!r} contains CR, LF or NUL")
+    lower = name.lower()
+    if lower == "content-length":
+        if not value.isdigit():
+            raise ValueError(f"invalid Content-Length {value!r} from the application")
+        kind = H_LENGTH
+    elif lower == "connection":
+        kind = H_CONNECTION
+    elif lower in HOP_BY_HOP:
+        kind = H_HOP
+    else:
+        kind = H_PLAIN
+    line = f"{name}: {value}\r\n".encode("latin-1")  # UnicodeEncodeError: not latin-1
+    entry = (kind, line, value)
+    if len(header_cache) < HEADER_CACHE_MAX:
+        header_cache[item] = entry
+    return entry
+
+
+cdef tuple check_status(object status, bint http11):
+    """(code, encoded status line) of a PEP 3333 status string."""
+    key = (status, http11)
+    cached = status_cache.get(key)
+    if cached is not None:
+        return <tuple>cached
+    if type(status) is not str or len(status) < 3 or not status[:3].isdigit() or (
+            len(status) > 3 and status[3] != " ") or "\n" in status or "\r" in status:
+        raise ValueError(f"invalid status {status!r} from the application: expected '200 OK'")
+    line = (("HTTP/1.1 " if http11 else "HTTP/1.0 ") + status + "\r\n").encode("latin-1")
+    entry = (int(status[:3]), line)
+    if len(status_cache) < 1024:
+        status_cache[key] = entry
+    return entry
 
 
 cdef class Exchange:
@@ -208,9 +263,9 @@ cdef class Exchange:
     cdef bint is_head
     cdef bint http11
     cdef bint keep_alive
-    cdef str status
+    cdef bytes status_line
     cdef int status_code
-    cdef list headers                # validated (name, value) from start_response
+    cdef list header_lines           # encoded, validated header lines from start_response
     cdef bint started                # start_response called
     cdef bint head_sent
     cdef bint chunked
@@ -224,7 +279,8 @@ cdef class Exchange:
 
     def start_response(self, status, headers, exc_info=None):
         """PEP 3333 start_response; returns the write() callable."""
-        cdef str name
+        cdef tuple checked, entry
+        cdef int kind
         if exc_info is not None:
             try:
                 if self.head_sent:
@@ -233,38 +289,26 @@ cdef class Exchange:
                 exc_info = None
         elif self.started:
             raise AssertionError("start_response called a second time without exc_info")
-        if type(status) is not str or len(status) < 3 or not status[:3].isdigit() or (
-                len(status) > 3 and status[3] != " "):
-            raise ValueError(f"invalid status {status!r} from the application: expected '200 OK'")
+        checked = check_status(status, self.http11)
         if type(headers) is not list:
             raise TypeError(f"response headers must be a list of (name, value) tuples, got {type(headers).__name__}")
         self.declared = -1
         self.keep_alive = self.conn.request_keep_alive
-        kept = []
+        lines = []
         for item in headers:
-            if type(item) is not tuple or len(item) != 2:
-                raise TypeError(f"response header {item!r} is not a (name, value) tuple")
-            name, value = item
-            check_header_name(name)
-            if type(value) is not str:
-                raise TypeError(f"value of response header {name!r} is not a str: {value!r}")
-            if "\n" in value or "\r" in value or "\0" in value:
-                raise ValueError(f"value of response header {name!r} contains CR, LF or NUL")
-            lower = name.lower()
-            if lower == "content-length":
-                if not value.isdigit():
-                    raise ValueError(f"invalid Content-Length {value!r} from the application")
-                self.declared = int(value)
-                continue
-            if lower in HOP_BY_HOP:
-                # the server frames the message and manages the connection
-                if lower == "connection" and "close" in value.lower():
+            entry = check_header(item)
+            kind = entry[0]
+            if kind == H_PLAIN:
+                lines.append(entry[1])
+            elif kind == H_LENGTH:
+                self.declared = int(entry[2])
+            elif kind == H_CONNECTION:
+                if "close" in (<str>entry[2]).lower():
                     self.keep_alive = False
-                continue
-            kept.append(item)
-        self.status = status
-        self.status_code = int(status[:3])
-        self.headers = kept
+            # H_HOP: the server frames the message and manages the connection
+        self.status_code = checked[0]
+        self.status_line = checked[1]
+        self.header_lines = lines
         self.started = True
         self.no_body = self.is_head or self.status_code < 200 or self.status_code == 204 or self.status_code == 304
         return self.write
@@ -281,37 +325,32 @@ cdef class Exchange:
     cdef int send_head(self, int64_t length) except -1:
         """Sends the response head; length is the body length when known, -1 if not."""
         cdef Gateway gw = self.gateway
-        cdef list parts = ["HTTP/1.1 " if self.http11 else "HTTP/1.0 ", self.status, "\r\n"]
-        for name, value in self.headers:
-            parts.append(name)
-            parts.append(": ")
-            parts.append(value)
-            parts.append("\r\n")
+        cdef list parts = [self.status_line]
+        parts.extend(self.header_lines)
         parts.append(gw.date_line())
         if gw.server_header:
-            parts.append("Server: fastcore\r\n")
+            parts.append(b"Server: fastcore\r\n")
         if self.declared >= 0:
             length = self.declared
         if self.status_code >= 200 and self.status_code != 204 and self.status_code != 304:
             if length >= 0:
-                parts.append(f"Content-Length: {length}\r\n")
+                parts.append(b"Content-Length: %d\r\n" % length)
             elif self.http11:
                 self.chunked = True
-                parts.append("Transfer-Encoding: chunked\r\n")
+                parts.append(b"Transfer-Encoding: chunked\r\n")
             else:
                 self.keep_alive = False  # close-delimited
         elif self.status_code == 304 and self.declared >= 0:
-            parts.append(f"Content-Length: {self.declared}\r\n")
+            parts.append(b"Content-Length: %d\r\n" % self.declared)
         if not self.keep_alive or self.conn.server.draining:
             self.keep_alive = False
             if self.http11:
-                parts.append("Connection: close\r\n")
+                parts.append(b"Connection: close\r\n")
         elif not self.http11:
-            parts.append("Connection: keep-alive\r\n")
-        parts.append("\r\n")
-        head = "".join(parts).encode("latin-1")  # UnicodeEncodeError: a 500, nothing sent yet
+            parts.append(b"Connection: keep-alive\r\n")
+        parts.append(b"\r\n")
         self.head_sent = True
-        self.conn.send(head)
+        self.conn.send(b"".join(parts))
         return 0
 
     cdef int write_body(self, object data) except -1:
@@ -410,8 +449,8 @@ cdef class Gateway(RequestHandler):
     cdef size_t high_water
     cdef str script_name
     cdef object threads              # fastcore.wsgi.AppThreads when threads > 1
-    cdef double date_second
-    cdef str date_header
+    cdef long date_second
+    cdef bytes date_header
 
     def __cinit__(self, app, config, threads=None):
         self.app = app
@@ -423,11 +462,13 @@ cdef class Gateway(RequestHandler):
         self.threads = threads
         self.date_second = -1
 
-    cdef str date_line(self):
-        cdef double now = time.time()
-        if <long>now != <long>self.date_second:
-            self.date_second = now
-            self.date_header = "Date: " + formatdate(<long>now, usegmt=True) + "\r\n"
+    cdef bytes date_line(self):
+        """The Date header line, formatted once a second."""
+        cdef timespec ts
+        clock_gettime(CLOCK_REALTIME, &ts)
+        if ts.tv_sec != self.date_second:
+            self.date_second = ts.tv_sec
+            self.date_header = ("Date: " + formatdate(ts.tv_sec, usegmt=True) + "\r\n").encode("ascii")
         return self.date_header
 
     # -- RequestHandler ----------------------------------------------------------
@@ -471,7 +512,8 @@ cdef class Gateway(RequestHandler):
         cdef Exchange ex = <Exchange>conn.exchange
         cdef RequestParser p = conn.parser
         environ = ex.environ
-        environ["wsgi.input"] = ex.input_stream()
+        if ex.body is not None or ex.spool is not None:
+            environ["wsgi.input"] = ex.input_stream()  # the template holds EMPTY_INPUT
         if p.info.flags & FC_REQ_CHUNKED:
             # de-chunked: the application sees how much there is to read
             environ["CONTENT_LENGTH"] = str(ex.body_size)
@@ -643,9 +685,11 @@ cdef class Gateway(RequestHandler):
             if key is None:
                 continue
             value = text(f.value.at, f.value.len, ascii)
-            old = env.get(key)
-            if old is None or key[0] != "H":  # HTTP_*: repeated fields are joined
-                env[key] = value
-            else:
-                env[key] = old + ("; " if key == "HTTP_COOKIE" else ", ") + value
+            old = <object>PyDict_SetDefault(env, key, value)
+            if old is not value:
+                # a repeated field: HTTP_* values are joined (Cookie with "; ")
+                if (<str>key).startswith("HTTP_"):
+                    env[key] = old + ("; " if key == "HTTP_COOKIE" else ", ") + value
+                else:
+                    env[key] = value
         return env

@@ -60,6 +60,7 @@ cdef class Loop:
     cdef epoll_event *events
     cdef int max_events
     cdef object log
+    cdef tuple signal_pipe        # (handle, read fd, write fd) once watch_signals() ran
 
     cdef double clock(self) noexcept
     cdef int register(self, Handle h, uint32_t events) except -1

@@ -30,6 +30,7 @@ import collections
 import heapq
 import logging
 import os
+import signal
 
 from cpython.exc cimport PyErr_CheckSignals
 from libc.stdint cimport uint32_t, uint64_t
@@ -146,6 +147,18 @@ cdef class Waker(Handle):
         return 0
 
 
+cdef class SignalPipe(Handle):
+    """The read end of the pipe given to signal.set_wakeup_fd: a signal
+    wakes the loop even where epoll_wait is restarted instead of failing
+    with EINTR (as under valgrind); the handlers run in _run_once."""
+
+    cdef int _on_events(self, uint32_t events) except -1:
+        cdef char sink[64]
+        while read(self.fd, sink, sizeof(sink)) > 0:
+            pass
+        return 0
+
+
 cdef class Timer:
     """A call_later callback; cancel() keeps it from running."""
     cdef readonly double when
@@ -191,6 +204,9 @@ cdef class Loop:
         self.now = self.clock()
 
     def __dealloc__(self):
+        if self.signal_pipe is not None:
+            os.close(self.signal_pipe[1])
+            os.close(self.signal_pipe[2])
         if self.epfd >= 0:
             close(self.epfd)
         if self.wake_fd >= 0:
@@ -316,6 +332,20 @@ cdef class Loop:
         heapq.heappush(self.timers, t)
         return t
 
+    def watch_signals(self):
+        """Wakes the loop for every signal that has a Python handler. Call
+        from the main thread, once, before run()."""
+        cdef SignalPipe pipe
+        if self.signal_pipe is not None:
+            return
+        r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        pipe = SignalPipe.__new__(SignalPipe)
+        pipe.fd = r
+        pipe.loop = self
+        pipe.set_interest(EPOLLIN)
+        self.signal_pipe = (pipe, r, w)
+
     def stop(self):
         """Ends run() after the current iteration."""
         self.running = False
@@ -364,7 +394,7 @@ cdef class Loop:
             if errno != EINTR:
                 raise OSError(errno, f"epoll_wait: {os.strerror(errno)}")
             n = 0
-            PyErr_CheckSignals()  # runs Python signal handlers; they may raise
+        PyErr_CheckSignals()  # runs pending Python signal handlers (a flag test when none); they may raise
         self.now = self.clock()
         for i in range(n):
             h = <Handle>self.events[i].data.ptr

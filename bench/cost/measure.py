@@ -1,0 +1,111 @@
+"""Instructions per request of a server, counted by callgrind.
+
+A server runs under `valgrind --tool=callgrind` and serves N keep-alive
+requests from one client; the same is done with a second N, and the cost
+per request is the difference of the two totals over the difference of the
+two counts, so start-up and shut-down cancel out. Instruction counts do not
+drift with machine load the way times do, which is what lets CI compare
+them with a committed baseline.
+"""
+import os
+import pathlib
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = pathlib.Path(__file__).resolve().parent
+LOAD = HERE.parent / "load"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, deadline=120.0):
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before listening")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"server not listening on {port} after {deadline} s")
+
+
+def send_requests(port, request, count, expect_end):
+    """count requests, one at a time, on one keep-alive connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        for _ in range(count):
+            s.sendall(request)
+            data = b""
+            while not data.endswith(expect_end):
+                chunk = s.recv(65536)
+                if not chunk:
+                    raise RuntimeError(f"server closed the connection; got {data[:200]!r}")
+                data += chunk
+
+
+def callgrind_total(command, port, request, count, expect_end, env=None, cwd=None):
+    """Total instructions of `command` (which must listen on port) serving count requests."""
+    out = tempfile.mktemp(prefix="fastcore-cost-", suffix=".callgrind")
+    proc = subprocess.Popen(
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", "--trace-children=yes", *command],
+        stdout=subprocess.DEVNULL, stderr=open(out + ".log", "w"), env=env, cwd=cwd, start_new_session=True)
+    try:
+        wait_port(port, proc)
+        send_requests(port, request, count, expect_end)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    total = 0
+    for path in pathlib.Path(out).parent.glob(pathlib.Path(out).name + "*"):
+        if path.suffix == ".log":
+            continue
+        text = path.read_text(errors="replace")
+        m = re.search(r"^(?:summary|totals):\s+(\d+)", text, re.M)
+        if m:
+            total = max(total, int(m.group(1)))
+        path.unlink()
+    if not total:
+        raise RuntimeError("callgrind wrote no totals")
+    return total
+
+
+def per_request(make_command, request, expect_end, counts=(200, 1200), env=None, cwd=None):
+    """Instructions per request: the difference of two runs over the difference of their counts."""
+    totals = []
+    for count in counts:
+        port = free_port()
+        totals.append(callgrind_total(make_command(port), port, request, count, expect_end, env=env, cwd=cwd))
+    return (totals[1] - totals[0]) / (counts[1] - counts[0])
+
+
+def python_executable():
+    """The real interpreter binary (valgrind must not trace a shim script)."""
+    return os.path.realpath(sys.executable)
+
+
+if __name__ == "__main__":
+    py = python_executable()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(LOAD), os.environ.get("PYTHONPATH", "")]))
+    req = b"GET / HTTP/1.1\r\nHost: localhost\r\nUser-Agent: cost\r\nAccept: */*\r\n\r\n"
+    servers = {
+        "fastcore": lambda port: [py, "-m", "fastcore", "serve", "apps:hello", "--bind", f"127.0.0.1:{port}"],
+        "bjoern": lambda port: [py, "-c", f"import bjoern, apps; bjoern.run(apps.hello, '127.0.0.1', {port})"],
+    }
+    for name in sys.argv[1:] or servers:
+        cost = per_request(servers[name], req, b"Hello, World!", env=env, cwd=str(LOAD))
+        print(f"{name}: {cost:,.0f} instructions per hello-world request")

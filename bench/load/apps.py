@@ -1,0 +1,23 @@
+"""Applications served by every contender in the load benchmark."""
+
+BODY = b"Hello, World!"
+
+
+def hello(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(BODY)))])
+    return [BODY]
+
+
+def _flask_app():
+    from flask import Flask
+
+    app = Flask("bench")
+
+    @app.route("/")
+    def index():
+        return "Hello, World!"
+
+    return app
+
+
+flask_hello = _flask_app()

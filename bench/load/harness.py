@@ -1,0 +1,338 @@
+"""Load benchmark: fastcore and its peers, one worker each, one after the other.
+
+    python -m bench.load                       # every scenario
+    python -m bench.load --scenarios hello,pipeline --duration 5
+
+Each server runs pinned to core 0 and wrk to core 1 (taskset), on
+127.0.0.1. For every run it prints requests/s, p50 and p99 latency, and the
+server's CPU time per request (user + system time of the server's processes,
+from /proc/PID/stat before and after the run), with the ratio to fastcore.
+Near the top the client saturates its own core, so CPU time per request is
+what separates servers there. The idle scenario reports the RSS a worker
+adds for 10,000 idle keep-alive connections.
+
+Missing tools are installed by the harness (wrk and nginx from Debian, the
+Python peers from PyPI); a peer that cannot be installed is reported as
+absent, never silently left out.
+"""
+import argparse
+import contextlib
+import json
+import os
+import pathlib
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+HERE = pathlib.Path(__file__).resolve().parent
+SERVER_CPU = "0"
+CLIENT_CPU = "1"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+# ---- tools ------------------------------------------------------------------------
+
+def ensure_debian(*packages):
+    missing = [p for p in packages if shutil.which(p if p != "nginx-light" else "nginx") is None]
+    if missing:
+        subprocess.run(["apt-get", "update", "-qq"], check=False)
+        subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=False)
+
+
+def ensure_python(*modules):
+    for module, package in modules:
+        try:
+            __import__(module)
+        except ImportError:
+            subprocess.run([sys.executable, "-m", "pip", "install", "-q", package], check=False)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---- contenders -------------------------------------------------------------------
+
+NGINX_CONF = """
+worker_processes 1;
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log;
+events {{ worker_connections 20000; }}
+http {{
+    access_log off;
+    server {{
+        listen 127.0.0.1:{port} backlog=2048;
+        location / {{ return 200 "Hello, World!"; }}
+    }}
+}}
+"""
+
+
+def command_for(name, app, port, workdir):
+    """The command line of one contender serving `app` (hello or flask_hello)."""
+    py = sys.executable
+    if name == "fastcore":
+        return [py, "-m", "fastcore", "serve", f"apps:{app}", "--bind", f"127.0.0.1:{port}",
+                "--max-connections", "20000"]
+    if name == "bjoern":
+        return [py, "-c", f"import bjoern, apps; bjoern.run(apps.{app}, '127.0.0.1', {port})"]
+    if name == "granian":
+        return [py, "-m", "granian", "--interface", "wsgi", "--workers", "1", "--blocking-threads", "1",
+                "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", f"apps:{app}"]
+    if name == "gunicorn":
+        return [py, "-m", "gunicorn", "-w", "1", "-k", "sync", "-b", f"127.0.0.1:{port}",
+                "--log-level", "warning", f"apps:{app}"]
+    if name == "nginx":
+        conf = pathlib.Path(workdir) / "nginx.conf"
+        conf.write_text(NGINX_CONF.format(dir=workdir, port=port))
+        return [shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(conf), "-p", str(workdir)]
+    raise ValueError(name)
+
+
+def available(name):
+    if name == "nginx":
+        return shutil.which("nginx") is not None or os.path.exists("/usr/sbin/nginx")
+    if name == "fastcore":
+        return True
+    try:
+        __import__(name)
+        return True
+    except ImportError:
+        return False
+
+
+@contextlib.contextmanager
+def running(name, app):
+    port = free_port()
+    workdir = tempfile.mkdtemp(prefix=f"bench-{name}-")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    log = open(pathlib.Path(workdir) / "server.log", "w")
+    proc = subprocess.Popen(["taskset", "-c", SERVER_CPU, *command_for(name, app, port, workdir)],
+                            cwd=HERE, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        wait_ready(port, proc, workdir)
+        yield proc, port
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def wait_ready(port, proc, workdir, deadline=30.0):
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {(pathlib.Path(workdir) / 'server.log').read_text()[-2000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"server on port {port} not ready in {deadline} s")
+
+
+# ---- measuring -----------------------------------------------------------------------
+
+def process_tree(pid):
+    """pid and all its descendants (nginx and gunicorn masters fork workers)."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
+                children.setdefault(int(fields[1]), []).append(int(entry))
+            except OSError:
+                pass
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        todo.extend(children.get(p, []))
+    return tree
+
+
+def cpu_seconds(pid):
+    total = 0
+    for p in process_tree(pid):
+        try:
+            fields = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except OSError:
+            pass
+    return total / CLOCK_TICKS
+
+
+def rss_kib(pid):
+    total = 0
+    for p in process_tree(pid):
+        try:
+            for line in open(f"/proc/{p}/status"):
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
+
+
+def parse_wrk(text):
+    def latency(pct):
+        m = re.search(rf"^\s*{pct}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+        return float(m.group(1)) * UNITS[m.group(2)] if m else float("nan")
+
+    requests = int(re.search(r"(\d+) requests in", text).group(1))
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", text))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1)),
+        "requests": requests,
+        "p50": latency(50),
+        "p99": latency(99),
+        "errors": errors + (int(non2xx.group(1)) if non2xx else 0),
+    }
+
+
+def run_wrk(port, duration, connections, script=None):
+    cmd = ["taskset", "-c", CLIENT_CPU, "wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency",
+           "--timeout", "5s"]
+    if script:
+        cmd += ["-s", str(HERE / script)]
+    cmd.append(f"http://127.0.0.1:{port}/")
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 30)
+    return parse_wrk(out.stdout)
+
+
+def measure(name, app, duration, connections, script=None):
+    with running(name, app) as (proc, port):
+        run_wrk(port, 1, connections, script)  # warm up
+        cpu0 = cpu_seconds(proc.pid)
+        result = run_wrk(port, duration, connections, script)
+        cpu1 = cpu_seconds(proc.pid)
+    result["cpu_us"] = (cpu1 - cpu0) / max(result["requests"], 1) * 1e6
+    return result
+
+
+def idle_memory(name, connections=10000):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    with running(name, "hello") as (proc, port):
+        time.sleep(0.5)
+        before = rss_kib(proc.pid)
+        socks = []
+        try:
+            for _ in range(connections):
+                s = socket.create_connection(("127.0.0.1", port))
+                s.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
+                socks.append(s)
+            for s in socks:
+                s.settimeout(10)
+                data = b""
+                while b"Hello, World!" not in data:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+            time.sleep(1)
+            after = rss_kib(proc.pid)
+        finally:
+            for s in socks:
+                s.close()
+    return {"rest_kib": before, "idle_kib": after, "per_conn_bytes": (after - before) * 1024 / connections}
+
+
+# ---- reporting -----------------------------------------------------------------------
+
+def fmt_time(seconds):
+    return f"{seconds * 1e6:.0f} µs" if seconds < 1e-3 else f"{seconds * 1e3:.2f} ms"
+
+
+def print_table(title, results):
+    base = results.get("fastcore")
+    print(f"\n### {title}\n")
+    print("| server | requests/s | p50 | p99 | CPU µs/request | requests/s vs fastcore | CPU/request vs fastcore | errors |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, r in results.items():
+        if r is None:
+            print(f"| {name} | absent | | | | | | |")
+            continue
+        rps_ratio = f"{r['rps'] / base['rps']:.2f}x" if base else ""
+        cpu_ratio = f"{r['cpu_us'] / base['cpu_us']:.2f}x" if base and base["cpu_us"] else ""
+        print(f"| {name} | {r['rps']:,.0f} | {fmt_time(r['p50'])} | {fmt_time(r['p99'])} | {r['cpu_us']:.1f} "
+              f"| {rps_ratio} | {cpu_ratio} | {r['errors']} |")
+
+
+SCENARIOS = {
+    "hello": ("hello world WSGI", "hello", None, ["fastcore", "bjoern", "granian", "gunicorn", "nginx"]),
+    "flask": ("Flask hello", "flask_hello", None, ["fastcore", "bjoern", "granian", "gunicorn"]),
+    "pipeline": ("hello world, 16 requests pipelined per write", "hello", "pipeline.lua",
+                 ["fastcore", "nginx", "granian", "bjoern"]),
+}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scenarios", default="hello,flask,pipeline,idle")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per run")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args(argv)
+
+    ensure_debian("wrk", "nginx-light")
+    ensure_python(("bjoern", "bjoern"), ("granian", "granian"), ("gunicorn", "gunicorn"), ("flask", "flask"))
+    print(f"load benchmark, {time.strftime('%Y-%m-%d')}: server on CPU {SERVER_CPU}, wrk on CPU {CLIENT_CPU}, "
+          f"{args.connections} connections, {args.duration} s per run")
+    report = {}
+    for key in args.scenarios.split(","):
+        if key == "idle":
+            results = {}
+            for name in ("fastcore", "bjoern", "nginx"):
+                results[name] = idle_memory(name) if available(name) else None
+            report["idle"] = results
+            print("\n### RSS with 10,000 idle keep-alive connections\n")
+            print("| server | RSS at rest | RSS with 10,000 idle | per connection |")
+            print("|---|---|---|---|")
+            for name, r in results.items():
+                if r is None:
+                    print(f"| {name} | absent | | |")
+                else:
+                    print(f"| {name} | {r['rest_kib'] / 1024:.1f} MiB | {r['idle_kib'] / 1024:.1f} MiB "
+                          f"| {r['per_conn_bytes']:.0f} bytes |")
+            continue
+        title, app, script, names = SCENARIOS[key]
+        results = {}
+        for name in names:
+            try:
+                results[name] = measure(name, app, args.duration, args.connections, script) if available(name) else None
+            except Exception as e:  # a peer that fails is reported, the run goes on
+                print(f"{name}: failed: {e}", file=sys.stderr)
+                results[name] = None
+        report[key] = results
+        print_table(title, results)
+    if args.json:
+        pathlib.Path(args.json).write_text(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
