@@ -1,5 +1,7 @@
 /* Nanoseconds per request of the C head parser on one request file, at
- * each SIMD level the CPU has. Usage: bench_fc_http FILE [iterations]
+ * each SIMD level the CPU has. With a third argument (a level: 0 scalar,
+ * 1 SSE2, 2 AVX2) it parses `iterations` times at that level only, once,
+ * and prints nothing: the instruction-count gate (bench/cost) runs it so. Usage: bench_fc_http FILE [iterations]
  * Prints one line per level, for the head parse alone (what picohttpparser's
  * phr_parse_request does) and with fc_http_request_info (framing facts). */
 #define _POSIX_C_SOURCE 199309L
@@ -31,6 +33,18 @@ int main(int argc, char **argv)
     size_t len = fread(buf, 1, sizeof(buf), f);
     fclose(f);
     long iterations = argc > 2 ? atol(argv[2]) : 2000000;
+    if (argc > 3) {
+        fc_http_limits_t lim = {8190, 32768};
+        fc_header_t hs[100];
+        fc_http_set_simd((fc_simd_level_t)atoi(argv[3]));
+        for (long i = 0; i < iterations; ++i) {
+            fc_request_head_t req = {.headers = hs, .num_headers = 100};
+            fc_request_info_t info;
+            if (fc_http_parse_request(buf, len, 0, &lim, &req) <= 0 || fc_http_request_info(&req, &info) != 0)
+                return 1;
+        }
+        return 0;
+    }
     static const char *names[] = {"scalar", "sse2", "avx2"};
     fc_http_limits_t limits = {8190, 32768};
     fc_header_t headers[100];

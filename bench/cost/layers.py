@@ -1,0 +1,114 @@
+"""The fixed workloads of the cost gate, one per layer, each measured in
+instructions per request (callgrind; start-up subtracted by running each
+workload at two sizes and taking the difference).
+
+    parser_c     the C head parser + framing facts on the realistic request (SSE2
+                 level, present on every x86-64, so the count does not depend on
+                 which SIMD the CI machine has)
+    parser_py    RequestParser.feed on the realistic request, Python objects made
+    wsgi_hello   a hello-world WSGI round trip through `fastcore serve`
+    flask_hello  a Flask hello round trip through `fastcore serve`
+
+Layers to come: static 1 KiB hit, 304 revalidation, proxied request.
+"""
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+
+from bench.cost.measure import LOAD, callgrind_total, per_request, python_executable
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+REALISTIC = ROOT / "bench" / "data" / "realistic.http"
+REQUEST = b"GET / HTTP/1.1\r\nHost: localhost\r\nUser-Agent: cost\r\nAccept: */*\r\n\r\n"
+SSE2 = "1"
+
+
+def build_parser_bench(source_dir=ROOT / "src_c", out_dir=None):
+    """Compiles bench/c/bench_fc_http.c against the fc_http.c in source_dir."""
+    out_dir = pathlib.Path(out_dir or tempfile.mkdtemp(prefix="fastcore-cost-"))
+    binary = out_dir / "bench_fc_http"
+    subprocess.run(["gcc", "-O3", "-std=c11", f"-I{source_dir}", "-o", str(binary),
+                    str(ROOT / "bench" / "c" / "bench_fc_http.c"), str(pathlib.Path(source_dir) / "fc_http.c")],
+                   check=True)
+    return binary
+
+
+def program_instructions(command, env=None, cwd=None):
+    """Total instructions of a program that runs to completion under callgrind."""
+    out = tempfile.mktemp(prefix="fastcore-cost-", suffix=".callgrind")
+    subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", *command],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=cwd)
+    try:
+        for line in pathlib.Path(out).read_text(errors="replace").splitlines():
+            if line.startswith("totals:") or line.startswith("summary:"):
+                return int(line.split()[1])
+    finally:
+        os.unlink(out)
+    raise RuntimeError("callgrind wrote no totals")
+
+
+def parser_c(binary=None, counts=(2000, 12000)):
+    # FASTCORE_COST_SRC_C points the gate at another copy of src_c (its own test
+    # uses a deliberately slowed one)
+    binary = binary or build_parser_bench(os.environ.get("FASTCORE_COST_SRC_C", ROOT / "src_c"))
+    totals = [program_instructions([str(binary), str(REALISTIC), str(n), SSE2]) for n in counts]
+    return (totals[1] - totals[0]) / (counts[1] - counts[0])
+
+
+PARSER_PY = """
+import sys
+from fastcore.http import RequestParser
+data = open(sys.argv[1], "rb").read()
+parser = RequestParser()
+for _ in range(int(sys.argv[2])):
+    request = parser.feed(data)[0]
+    request.method, request.target, request.headers
+"""
+
+
+def parser_py(counts=(2000, 12000)):
+    env = server_env()
+    py = python_executable()
+    # run from bench/load so that a source checkout's fastcore/ (not built in
+    # place) cannot shadow the installed package
+    totals = [program_instructions([py, "-c", PARSER_PY, str(REALISTIC), str(n)], env=env, cwd=str(LOAD))
+              for n in counts]
+    return (totals[1] - totals[0]) / (counts[1] - counts[0])
+
+
+def server_env():
+    """Deterministic interpreter: fixed hash seed, the load apps importable."""
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in [str(LOAD), os.environ.get("PYTHONPATH", "")] if p)
+    return env
+
+
+def serve_command(app):
+    py = python_executable()
+    return lambda port: [py, "-m", "fastcore", "serve", f"apps:{app}", "--bind", f"127.0.0.1:{port}"]
+
+
+def wsgi_hello():
+    return per_request(serve_command("hello"), REQUEST, b"Hello, World!", env=server_env(), cwd=str(LOAD))
+
+
+def flask_hello():
+    return per_request(serve_command("flask_hello"), REQUEST, b"Hello, World!", env=server_env(), cwd=str(LOAD))
+
+
+LAYERS = {
+    "parser_c": parser_c,
+    "parser_py": parser_py,
+    "wsgi_hello": wsgi_hello,
+    "flask_hello": flask_hello,
+}
+
+
+def measure_all(names=None):
+    results = {}
+    for name in names or LAYERS:
+        results[name] = round(LAYERS[name]())
+        print(f"  {name}: {results[name]:,} instructions per request", file=sys.stderr, flush=True)
+    return results

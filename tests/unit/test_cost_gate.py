@@ -1,0 +1,35 @@
+"""The perf regression gate itself: it must fail on a slower build of a
+layer and pass on the real one. The slower build is a copy of src_c with a
+busy loop added to the request parser, measured by the real gate command."""
+import pathlib
+import shutil
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def run_gate(src_c):
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "FASTCORE_COST_SRC_C": str(src_c)}
+    return subprocess.run([sys.executable, "-m", "bench.cost", "--check", "--layers", "parser_c"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_cost_gate_fails_on_a_slower_parser(tmp_path):
+    slow = tmp_path / "src_c"
+    shutil.copytree(ROOT / "src_c", slow, ignore=shutil.ignore_patterns("tests"))
+    source = (slow / "fc_http.c").read_text()
+    marker = "    req->error = FC_OK;\n"
+    assert marker in source
+    # about 10% more work per request than the real parser
+    slowed = source.replace(marker, marker + "    for (volatile int spin = 0; spin < 60; ++spin) {}\n", 1)
+    (slow / "fc_http.c").write_text(slowed)
+    result = run_gate(slow)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "SLOWER" in result.stdout and "parser_c" in result.stdout
+
+
+def test_cost_gate_passes_on_the_real_parser():
+    result = run_gate(ROOT / "src_c")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "cost gate: passed" in result.stdout
