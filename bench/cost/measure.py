@@ -94,8 +94,9 @@ def per_request(make_command, request, expect_end, counts=(200, 1200), env=None,
 
 
 def python_executable():
-    """The real interpreter binary (valgrind must not trace a shim script)."""
-    return os.path.realpath(sys.executable)
+    """The interpreter running us: a real binary (or a venv's link to one, which
+    must be kept as it is so that the venv's packages are found)."""
+    return sys.executable
 
 
 if __name__ == "__main__":
