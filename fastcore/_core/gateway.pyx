@@ -132,7 +132,7 @@ cdef object environ_key(const char *at, size_t n):
         if <size_t>PyBytes_GET_SIZE(raw) == n and memcmp(PyBytes_AS_STRING(raw), at, n) == 0:
             return <object>PyList_GET_ITEM(key_slot_keys, slot)
     raw = PyBytes_FromStringAndSize(at, n)
-    if memchr(at, b'_', n) != NULL:
+    if memchr(at, c'_', n) != NULL:
         key = None
     else:
         upper = raw.decode("latin-1").upper().replace("-", "_")
@@ -148,14 +148,14 @@ cdef str percent_decode(const char *at, size_t n):
     cdef char *out
     cdef size_t i = 0, j = 0
     cdef int hi, lo
-    if memchr(at, b'%', n) == NULL:
+    if memchr(at, c'%', n) == NULL:
         return text(at, n, False)
     out = <char *>malloc(n)
     if out == NULL:
         raise MemoryError()
     try:
         while i < n:
-            if at[i] == b'%' and i + 2 < n:
+            if at[i] == c'%' and i + 2 < n:
                 hi = hex_digit(at[i + 1])
                 lo = hex_digit(at[i + 2])
                 if hi >= 0 and lo >= 0:
@@ -172,12 +172,12 @@ cdef str percent_decode(const char *at, size_t n):
 
 
 cdef inline int hex_digit(char c) noexcept:
-    if b'0' <= c <= b'9':
-        return c - b'0'
-    if b'a' <= c <= b'f':
-        return c - b'a' + 10
-    if b'A' <= c <= b'F':
-        return c - b'A' + 10
+    if c'0' <= c <= c'9':
+        return c - c'0'
+    if c'a' <= c <= c'f':
+        return c - c'a' + 10
+    if c'A' <= c <= c'F':
+        return c - c'A' + 10
     return -1
 
 
@@ -480,7 +480,7 @@ cdef class Gateway(RequestHandler):
         ex.conn = conn
         ex.environ = self.build_environ(conn, p)
         ex.http11 = p.head.minor_version == 1
-        ex.is_head = p.head.method.len == 4 and p.head.method.at[0] == b'H' and \
+        ex.is_head = p.head.method.len == 4 and p.head.method.at[0] == c'H' and \
             ex.environ["REQUEST_METHOD"] == "HEAD"
         ex.threaded = self.threads is not None
         conn.exchange = ex
