@@ -72,6 +72,7 @@ cdef class Connection(TimedHandle):
     cdef bint request_keep_alive
     cdef bint got_bytes          # some bytes of the current head have arrived
     cdef bint processing         # inside _process (not reentrant)
+    cdef bint flush_scheduled    # a deferred flush will run after this batch
     cdef sockaddr_storage peer
     cdef socklen_t peer_len
     cdef object peer_host_str
@@ -89,4 +90,5 @@ cdef class Connection(TimedHandle):
     cdef int send_error(self, int status, str message) except -1
     cdef int close(self) except -1
     cdef int _begin_linger(self) except -1
+    cdef int _go_idle(self) except -1
     cdef int _peer_strings(self) except -1

@@ -335,10 +335,37 @@ cdef class Connection(TimedHandle):
         if self.state == S_CLOSED:
             return 0
         if self.state == S_HEAD and self.parser.buffered() == 0 and not self.out.pending:
-            self.state = S_IDLE
-            self.got_bytes = False
-            self.parser.release_buffer()
-            self.server.keepalive_queue.arm(self, self.loop.now)
+            self._go_idle()
+        self._update()
+        return 0
+
+    cdef int _go_idle(self) except -1:
+        self.state = S_IDLE
+        self.got_bytes = False
+        self.parser.release_buffer()
+        self.server.keepalive_queue.arm(self, self.loop.now)
+        return 0
+
+    cdef int _on_deferred(self) except -1:
+        """The batch is over: write the responses this connection completed."""
+        self.flush_scheduled = False
+        if self.state == S_CLOSED:
+            return 0
+        if self.out.pending:
+            try:
+                self.out.flush(self.fd)
+            except ConnectionError:
+                self.close()
+                return 0
+        if not self.out.pending:
+            if self.state == S_CLOSING:
+                self._begin_linger()
+                return 0
+            if self.state == S_HEAD:
+                if self.parser.buffered():
+                    self._process()  # pipelined requests held back by the high-water mark
+                    return 0
+                self._go_idle()
         self._update()
         return 0
 
@@ -372,8 +399,8 @@ cdef class Connection(TimedHandle):
         """Sets what epoll watches and which timeout runs, from the state."""
         cdef uint32_t events = 0
         cdef Server server = self.server
-        if self.state == S_CLOSED:
-            return 0
+        if self.state == S_CLOSED or self.flush_scheduled:
+            return 0  # the deferred flush decides, after trying to write
         if self.out.pending:
             events |= EPOLLOUT
             if self.queue is not server.send_queue:
@@ -422,12 +449,10 @@ cdef class Connection(TimedHandle):
             return 0
         self.exchange = None
         self.producing = False
-        if self.out.pending:
-            try:
-                self.out.flush(self.fd)
-            except ConnectionError:
-                self.close()
-                return 0
+        # written after this event batch, with the other responses of the batch
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            self.loop.defer(self)
         if keep_alive and self.request_keep_alive and not self.server.draining:
             self.state = S_HEAD
             if self.parser.buffered():
@@ -435,10 +460,6 @@ cdef class Connection(TimedHandle):
             self._process()  # returns at once when called from inside _process
         else:
             self.state = S_CLOSING
-            if not self.out.pending:
-                self._begin_linger()
-            else:
-                self._update()
         return 0
 
     cdef int send_error(self, int status, str message) except -1:

@@ -13,9 +13,11 @@ cdef class Handle:
     cdef int fd
     cdef uint32_t interest       # events the loop watches for, 0 if none
     cdef bint registered
+    cdef bint deferred           # in the loop's list for _on_deferred this batch
     cdef Loop loop
 
     cdef int _on_events(self, uint32_t events) except -1
+    cdef int _on_deferred(self) except -1
     cdef int set_interest(self, uint32_t events) except -1
     cdef int unregister(self) except -1
 
@@ -57,6 +59,7 @@ cdef class Loop:
     cdef list ready              # callbacks for call_soon
     cdef object threadsafe       # deque of callbacks from other threads
     cdef list queues             # DeadlineQueues to expire
+    cdef list deferred_handles   # handles whose _on_deferred runs after this batch
     cdef epoll_event *events
     cdef int max_events
     cdef object log
@@ -67,6 +70,8 @@ cdef class Loop:
     cdef int modify(self, Handle h, uint32_t events) except -1
     cdef int drop(self, Handle h) except -1
     cdef DeadlineQueue deadline_queue(self, double duration)
+    cdef int defer(self, Handle h) except -1
+    cdef int _run_deferred(self) except -1
     cdef int _run_once(self) except -1
     cdef int _expire(self) except -1
     cdef int _run_timers(self) except -1

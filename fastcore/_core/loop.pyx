@@ -10,9 +10,12 @@ run meanwhile) for at most the time to the nearest deadline, then:
    no Python frame, for connections and listeners;
 2. runs call_soon callbacks, then callbacks handed over by other threads
    (call_soon_threadsafe wakes the loop through an eventfd);
-3. expires DeadlineQueues (connection timeouts) from their heads;
-4. runs due call_later timers (a heap);
-5. releases Handles unregistered during this batch.
+3. runs deferred work (Handle._on_deferred): connections flush the responses
+   they completed in this batch all together, so a client is woken once per
+   batch rather than once per response;
+4. expires DeadlineQueues (connection timeouts) from their heads;
+5. runs due call_later timers (a heap);
+6. releases Handles unregistered during this batch.
 
 Invariants:
 - a registered Handle is in `handles`, so the pointer epoll hands back is
@@ -51,6 +54,9 @@ cdef class Handle:
 
     cdef int _on_events(self, uint32_t events) except -1:
         raise NotImplementedError
+
+    cdef int _on_deferred(self) except -1:
+        return 0
 
     cdef int set_interest(self, uint32_t events) except -1:
         if self.registered:
@@ -194,6 +200,7 @@ cdef class Loop:
         self.ready = []
         self.threadsafe = collections.deque()
         self.queues = []
+        self.deferred_handles = []
         self.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
         if self.wake_fd < 0:
             raise OSError(errno, os.strerror(errno))
@@ -253,6 +260,28 @@ cdef class Loop:
         if self.handles.get(h.fd) is h:
             del self.handles[h.fd]
         self.graveyard.append(h)
+        return 0
+
+    cdef int defer(self, Handle h) except -1:
+        """Runs h._on_deferred() once, after the events of this batch. Writes
+        of responses completed in one batch go out together this way: the
+        client is woken once per batch, not once per response."""
+        if not h.deferred:
+            h.deferred = True
+            self.deferred_handles.append(h)
+        return 0
+
+    cdef int _run_deferred(self) except -1:
+        cdef Handle h
+        cdef list todo
+        while self.deferred_handles:
+            todo, self.deferred_handles = self.deferred_handles, []
+            for h in todo:
+                h.deferred = False
+                try:
+                    h._on_deferred()
+                except Exception:
+                    error_log.exception("error in the deferred work of fd %d", h.fd)
         return 0
 
     cdef DeadlineQueue deadline_queue(self, double duration):
@@ -386,7 +415,7 @@ cdef class Loop:
         return <int>when + 1
 
     cdef int _run_once(self) except -1:
-        cdef int n, i, timeout = self._next_timeout_ms()
+        cdef int n, i, timeout = 0 if self.deferred_handles else self._next_timeout_ms()
         cdef Handle h
         with nogil:
             n = epoll_wait(self.epfd, self.events, self.max_events, timeout)
@@ -417,6 +446,8 @@ cdef class Loop:
                 callback(*args)
             except Exception:
                 error_log.exception("error in callback %r", callback)
+        if self.deferred_handles:
+            self._run_deferred()
         self._expire()
         if self.timers:
             self._run_timers()

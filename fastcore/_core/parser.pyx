@@ -46,6 +46,37 @@ DEFAULT_LIMITS = {
 
 cdef size_t MIN_BUFFER = 4096
 
+# Read buffers of idle connections go back to a small pool instead of to
+# free(): a worker releases many at once at the end of an event batch, and
+# handing them all back to malloc makes it trim and regrow the heap (a brk
+# and fresh page faults per batch). POOLED_SIZE is the size a buffer has
+# after the first read of read_buffer_size (16 KiB by default); others are
+# freed. The pool holds at most POOL_MAX buffers (1 MiB), so idle
+# connections still hold no memory of their own.
+DEF POOL_MAX = 64
+cdef size_t POOLED_SIZE = 16384
+cdef char *buffer_pool[POOL_MAX]
+cdef int pooled = 0
+
+
+cdef char *take_buffer(size_t want, size_t *cap) noexcept:
+    global pooled
+    if want <= POOLED_SIZE and pooled > 0:
+        pooled -= 1
+        cap[0] = POOLED_SIZE
+        return buffer_pool[pooled]
+    cap[0] = want
+    return <char *>malloc(want)
+
+
+cdef void give_buffer(char *buf, size_t cap) noexcept:
+    global pooled
+    if cap == POOLED_SIZE and pooled < POOL_MAX:
+        buffer_pool[pooled] = buf
+        pooled += 1
+    else:
+        free(buf)
+
 
 class ParseError(Exception):
     """A message that cannot be parsed; `status` is what a server answers."""
@@ -220,7 +251,8 @@ cdef class Framer:
         self.state = ST_HEAD
 
     def __dealloc__(self):
-        free(self.buf)
+        if self.buf != NULL:
+            give_buffer(self.buf, self.cap)
 
     # -- buffer --------------------------------------------------------------
 
@@ -240,6 +272,12 @@ cdef class Framer:
         want = self.cap * 2 if self.cap else MIN_BUFFER
         while want - live < n:
             want *= 2
+        if self.buf == NULL:
+            grown = take_buffer(want, &self.cap)
+            if grown == NULL:
+                raise MemoryError()
+            self.buf = grown
+            return self.buf + self.end
         grown = <char *>realloc(self.buf, want)
         if grown == NULL:
             raise MemoryError()
@@ -260,7 +298,7 @@ cdef class Framer:
     cdef void release_buffer(self) noexcept:
         """Frees the buffer when it holds nothing (idle keep-alive connections)."""
         if self.start == self.end and self.buf != NULL:
-            free(self.buf)
+            give_buffer(self.buf, self.cap)
             self.buf = NULL
             self.cap = self.start = self.end = 0
 
