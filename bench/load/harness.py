@@ -267,7 +267,7 @@ def fmt_time(seconds):
     return f"{seconds * 1e6:.0f} µs" if seconds < 1e-3 else f"{seconds * 1e3:.2f} ms"
 
 
-def print_table(title, results):
+def print_table(title, results, latency=True):
     base = results.get("fastcore")
     print(f"\n### {title}\n")
     print("| server | requests/s | p50 | p99 | CPU µs/request | requests/s vs fastcore | CPU/request vs fastcore | errors |")
@@ -278,7 +278,8 @@ def print_table(title, results):
             continue
         rps_ratio = f"{r['rps'] / base['rps']:.2f}x" if base else ""
         cpu_ratio = f"{r['cpu_us'] / base['cpu_us']:.2f}x" if base and base["cpu_us"] else ""
-        print(f"| {name} | {r['rps']:,.0f} | {fmt_time(r['p50'])} | {fmt_time(r['p99'])} | {r['cpu_us']:.1f} "
+        p50, p99 = (fmt_time(r["p50"]), fmt_time(r["p99"])) if latency else ("n/a", "n/a")
+        print(f"| {name} | {r['rps']:,.0f} | {p50} | {p99} | {r['cpu_us']:.1f} "
               f"| {rps_ratio} | {cpu_ratio} | {r['errors']} |")
 
 
@@ -328,7 +329,8 @@ def main(argv=None):
                 print(f"{name}: failed: {e}", file=sys.stderr)
                 results[name] = None
         report[key] = results
-        print_table(title, results)
+        # wrk times a pipelined batch, not each request in it: no latency there
+        print_table(title, results, latency=script is None)
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(report, indent=2))
     return 0
