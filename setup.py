@@ -30,7 +30,7 @@ def extension(name):
     )
 
 
-extensions = [extension(name) for name in ("parser", "buffer", "loop", "connection", "gateway")]
+extensions = [extension(name) for name in ("parser", "stats", "buffer", "loop", "connection", "gateway")]
 if cythonize:
     extensions = cythonize(
         extensions,

@@ -141,6 +141,21 @@ def _call_factory(factory: Any, spec: AppSpec) -> Any:
     return factory(*spec.args, **spec.kwargs)
 
 
+def check_module_exists(spec: str, chdir: Optional[str] = None) -> None:
+    """Raises AppLoadError when the spec's top-level module cannot be found
+    (a typo), without running any of the user's code: the arbiter checks it
+    before it forks workers that would each import it."""
+    import importlib.util
+
+    parsed = parse_app_spec(spec)
+    top = parsed.module.split(".")[0]
+    directory = os.path.abspath(chdir or os.getcwd())
+    if directory not in sys.path:
+        sys.path.insert(0, directory)
+    if top not in sys.modules and importlib.util.find_spec(top) is None:
+        raise AppLoadError(f"No module named {top!r} (application {spec!r}, looked in {directory})")
+
+
 def load_app(spec: str, chdir: Optional[str] = None) -> Callable[..., Any]:
     """Import and return the application named by ``spec``.
 

@@ -20,7 +20,7 @@ import traceback
 from typing import List, NoReturn, Optional, Sequence
 
 from fastcore import __version__
-from fastcore.appload import AppLoadError, load_app
+from fastcore.appload import AppLoadError, check_module_exists, load_app, parse_app_spec
 from fastcore.config import ConfigError, add_setting_arguments, build_config, settings_from_namespace, settings_markdown
 
 __all__ = ["build_parser", "main"]
@@ -94,25 +94,42 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         sys.stderr.write(_error_line(str(error)))
         return EXIT_USAGE
 
-    try:
-        app = _load(args.app, config.chdir)
-    except AppLoadError as error:
-        sys.stderr.write(_error_line(str(error)))
-        return EXIT_FAILURE
-    except Exception:
-        # Raised by the user's own code: the traceback is the useful part.
-        traceback.print_exc()
-        return EXIT_FAILURE
-
     if args.command == "check":
+        try:
+            _load(args.app, config.chdir)
+        except AppLoadError as error:
+            sys.stderr.write(_error_line(str(error)))
+            return EXIT_FAILURE
+        except Exception:
+            # Raised by the user's own code: the traceback is the useful part.
+            traceback.print_exc()
+            return EXIT_FAILURE
         sys.stdout.write("fastcore: configuration ok\n")
         return EXIT_OK
 
+    # serve: the workers import the application (the arbiter too with
+    # --preload), so a reload picks up new code; only the spec is checked here.
+    if args.app is None:
+        sys.stderr.write(_error_line("serve needs an application: fastcore serve MODULE:APP "
+                                     "(serving a directory comes with the static-file cache)"))
+        return EXIT_USAGE
+    try:
+        parse_app_spec(args.app)
+    except AppLoadError as error:
+        sys.stderr.write(_error_line(str(error)))
+        return EXIT_USAGE
+    try:
+        check_module_exists(args.app, config.chdir)
+    except AppLoadError as error:
+        sys.stderr.write(_error_line(str(error)))
+        return EXIT_FAILURE
+    if config.chdir is not None:
+        os.chdir(config.chdir)
     # Imported here: the server pulls in the compiled core, which --version,
     # check and settings do not need.
-    worker = importlib.import_module("fastcore.worker")
+    arbiter = importlib.import_module("fastcore.arbiter")
     try:
-        status = worker.serve(config, app)
+        status = arbiter.Arbiter(config, args.app, settings_from_namespace(args)).run()
     except KeyboardInterrupt:  # Ctrl-C reaching us is a stop, not a crash
         return 130
     return status if isinstance(status, int) else EXIT_OK

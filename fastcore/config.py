@@ -219,6 +219,20 @@ def parse_log_target(value: Any) -> str:
     return target if target == "-" else os.path.abspath(target)
 
 
+def parse_admin_address(value: Any) -> str:
+    """HOST:PORT or [IPV6]:PORT for the admin listener (no unix sockets)."""
+    text = _nonempty_string(value, "HOST:PORT")
+    address = parse_address(text)
+    if address.family == "unix":
+        raise _Invalid("HOST:PORT (a TCP address)", value)
+    return text
+
+
+def parse_account(value: Any) -> str:
+    """A user or group: a name, or a number."""
+    return _nonempty_string(value, "a user or group name, or a number")
+
+
 def parse_root_path(value: Any) -> str:
     """The WSGI SCRIPT_NAME prefix: empty, or ``/a/b`` (PEP 3333: no trailing slash)."""
     expected = "an empty string or a path that starts with '/' and does not end with '/'"
@@ -377,6 +391,34 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("server_header", "server", ("--server-header", "--no-server-header"), parse_bool, True,
             "Send a Server header in responses.",
             kind="flag", annotation=bool),
+    Setting("reuse_port", "server", ("--reuse-port", "--no-reuse-port"), parse_bool, True,
+            "One SO_REUSEPORT socket per worker, the kernel spreads connections; off: workers share one socket "
+            "(EPOLLEXCLUSIVE).",
+            kind="flag", annotation=bool),
+    Setting("preload", "server", ("--preload", "--no-preload"), parse_bool, False,
+            "Import the application in the arbiter before forking (shared memory; a reload then keeps the old code).",
+            kind="flag", annotation=bool),
+    Setting("max_requests", "server", ("--max-requests",), integer(0), 0,
+            "Recycle a worker (gracefully) after about this many requests; 0 never.",
+            metavar="N", annotation=int),
+    Setting("max_requests_jitter", "server", ("--max-requests-jitter",), integer(0), 0,
+            "Random extra requests (0 to N) added to max_requests per worker, so workers do not recycle together.",
+            metavar="N", annotation=int),
+    Setting("pid", "server", ("--pid",), parse_file_path, None,
+            "Write the arbiter's process id to this file.",
+            metavar="FILE", annotation=Optional[str]),
+    Setting("user", "server", ("--user",), parse_account, None,
+            "When started as root: the user workers run as, after the sockets are bound.",
+            metavar="USER", annotation=Optional[str]),
+    Setting("group", "server", ("--group",), parse_account, None,
+            "When started as root: the group workers run as.",
+            metavar="GROUP", annotation=Optional[str]),
+    Setting("admin", "server", ("--admin",), parse_admin_address, None,
+            "Admin listener HOST:PORT serving /metrics, /status and /health; off when unset.",
+            metavar="ADDRESS", annotation=Optional[str]),
+    Setting("admin_allow_remote", "server", ("--admin-allow-remote", "--no-admin-allow-remote"), parse_bool, False,
+            "Allow the admin listener on a non-loopback address.",
+            kind="flag", annotation=bool),
     Setting("config", "server", ("--config", "-c"), parse_file_path, None,
             "TOML file whose top-level keys are setting names.",
             metavar="PATH", in_file=False, annotation=Optional[str]),
@@ -420,6 +462,10 @@ SETTINGS: Tuple[Setting, ...] = (
             metavar="SECONDS", annotation=float),
     Setting("linger_timeout", "timeouts", ("--linger-timeout",), parse_duration, 2,
             "After a last response, time spent reading and discarding what the client still sends before closing.",
+            metavar="SECONDS", annotation=float),
+    Setting("timeout", "timeouts", ("--timeout", "-t"), parse_duration, 30,
+            "A worker whose event loop has not turned for this long is stuck: its stack is dumped, it is killed "
+            "and replaced.",
             metavar="SECONDS", annotation=float),
     Setting("graceful_timeout", "timeouts", ("--graceful-timeout",), parse_duration, 30,
             "Time given to in-flight requests on stop or reload before workers are killed.",

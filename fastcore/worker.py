@@ -1,19 +1,31 @@
-"""One worker process: binds (or is given) the listening sockets, builds the
-loop, the WSGI gateway and the server, announces readiness, and runs until
-it is told to stop.
+"""One worker process: the loop, the WSGI gateway and the server over the
+listening sockets it inherited from the arbiter.
 
-Signals (single-process mode; the arbiter will own them with workers > 1):
-TERM and INT stop gracefully (stop accepting, let in-flight requests finish
-within graceful_timeout, exit 0); QUIT stops at once.
+Exit statuses: 0 after a stop; BOOT_ERROR (3) when the worker cannot start;
+APP_LOAD_ERROR (4) when the application cannot be imported. The arbiter
+stops on the reserved ones instead of respawning forever; the reason goes to
+it as one line on `report_fd`.
+
+Signals: TERM and INT stop gracefully (stop accepting, close idle
+connections, finish in-flight requests within graceful_timeout); QUIT stops
+at once; USR1 reopens the access log; ABRT (sent by the arbiter to a stuck
+worker) dumps every thread's Python stack to the error log, then aborts.
 """
+import faulthandler
 import logging
 import os
+import random
 import resource
 import signal
 import socket
 import sys
+import time
+import traceback
 
 from fastcore.config import parse_address
+
+BOOT_ERROR = 3
+APP_LOAD_ERROR = 4
 
 error_log = logging.getLogger("fastcore.error")
 
@@ -23,8 +35,11 @@ class BindError(Exception):
 
 
 def setup_logging(config):
+    """The error log of this process: stderr or a file, with the pid on each line."""
     logger = logging.getLogger("fastcore")
-    logger.handlers.clear()
+    for handler in logger.handlers[:]:
+        logger.removeHandler(handler)
+        handler.close()
     if config.error_log in (None, "-"):
         handler = logging.StreamHandler(sys.stderr)
     else:
@@ -33,10 +48,21 @@ def setup_logging(config):
     logger.addHandler(handler)
     logger.setLevel(config.log_level.upper())
     logger.propagate = False
+    return handler
+
+
+def error_stream(handler):
+    """A file object faulthandler can write a stack dump to."""
+    stream = getattr(handler, "stream", None)
+    try:
+        stream.fileno()
+        return stream
+    except (AttributeError, OSError, ValueError):
+        return sys.stderr
 
 
 def raise_descriptor_limit(wanted):
-    """Lets the worker hold max_connections sockets: soft limit up to the hard one."""
+    """Lets a worker hold max_connections sockets: soft limit up to the hard one."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = hard if hard != resource.RLIM_INFINITY else max(soft, wanted)
     if soft < target:
@@ -46,7 +72,7 @@ def raise_descriptor_limit(wanted):
             pass
 
 
-def bind_socket(text, backlog):
+def bind_socket(text, backlog, reuse_port=False):
     """A listening socket for one `bind` entry; raises BindError."""
     address = parse_address(text)
     try:
@@ -61,6 +87,8 @@ def bind_socket(text, backlog):
             family = socket.AF_INET6 if address.family == "inet6" else socket.AF_INET
             sock = socket.socket(family, socket.SOCK_STREAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             sock.bind((address.host, address.port))
@@ -73,41 +101,74 @@ def bind_socket(text, backlog):
 def describe(sock):
     """(url, host, port) of a listening socket, with the real port when 0 was asked."""
     if sock.family == socket.AF_UNIX:
-        path = sock.getsockname()
-        return f"unix:{path}", "localhost", ""
+        return f"unix:{sock.getsockname()}", "localhost", ""
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if sock.family == socket.AF_INET6 else host
     return f"http://{shown}:{port}", host, port
 
 
-def serve(config, app, sockets=None):
-    """Runs one worker in this process until stopped; returns the exit status."""
+def report(report_fd, message):
+    """One line to the arbiter (why this worker cannot start)."""
+    if report_fd is not None:
+        try:
+            os.write(report_fd, message.encode("utf-8", "replace")[:4000])
+        except OSError:
+            pass
+
+
+def load_application(config, app_spec, report_fd):
+    """The application, or an exit status when it cannot be imported."""
+    from fastcore.appload import AppLoadError, load_app
+
+    try:
+        return load_app(app_spec, config.chdir)
+    except AppLoadError as e:
+        report(report_fd, str(e))
+        return APP_LOAD_ERROR
+    except Exception as e:  # raised inside the user's module: they need the traceback
+        traceback.print_exc()
+        report(report_fd, f"importing {app_spec} raised {type(e).__name__}: {e}")
+        return APP_LOAD_ERROR
+
+
+def run_worker(config, sockets, *, app=None, app_spec=None, stats_buffer=None, exclusive=False,
+               report_fd=None, multiprocess=False):
+    """Serves until stopped; returns the exit status. `sockets` are listening
+    sockets; `exclusive` when other workers wait on the same ones."""
     from fastcore._core.connection import Server
     from fastcore._core.loop import Loop
+    from fastcore._core.stats import SIZE, WorkerStats
+    from fastcore.logs import AccessLog, make_request_id
     from fastcore.wsgi import AppThreads, Gateway, listener_environ
 
-    setup_logging(config)
+    handler = setup_logging(config)
+    faulthandler.enable(file=error_stream(handler), all_threads=True)
     if app is None:
-        error_log.error("no application given: `fastcore serve MODULE:APP` (static files come later)")
-        return 2
+        app = load_application(config, app_spec, report_fd)
+        if isinstance(app, int):
+            return app
     raise_descriptor_limit(config.max_connections + 64)
-    if sockets is None:
-        try:
-            sockets = [bind_socket(text, config.backlog) for text in config.bind]
-        except BindError as e:
-            print(f"fastcore: error: {e}", file=sys.stderr, flush=True)
-            return 1
 
+    stats = WorkerStats(stats_buffer if stats_buffer is not None else bytearray(SIZE))
+    stats.reset(os.getpid(), time.time_ns())
     loop = Loop()
+    loop.set_stats(stats)
     threads = AppThreads(loop, config.threads) if config.threads > 1 else None
     gateway = Gateway(app, config, threads)
+    access_log = None
+    if config.access_log:
+        access_log = AccessLog(config.access_log, config.access_log_format)
+        gateway.access_log = access_log
+        gateway.new_request_id = make_request_id
     server = Server(loop, gateway, config)
+    server.set_stats(stats)
     for sock in sockets:
         url, host, port = describe(sock)
-        server.listen(sock, listener_environ(config, host, port, multiprocess=config.workers > 1))
-        print(f"fastcore: listening on {url} (pid {os.getpid()})", file=sys.stderr, flush=True)
+        server.listen(sock, listener_environ(config, host, port, multiprocess=multiprocess),
+                      exclusive=exclusive and sock.family != socket.AF_UNIX)
 
     stopping = {"deadline": None}
+    limit = config.max_requests + random.randint(0, config.max_requests_jitter) if config.max_requests else 0
 
     def check_drained():
         if server.idle or loop.time() >= stopping["deadline"]:
@@ -115,34 +176,44 @@ def serve(config, app, sockets=None):
         else:
             loop.call_later(0.05, check_drained)
 
-    def graceful(signum, frame):
+    def stop_gracefully(reason):
         if stopping["deadline"] is None:
-            error_log.info("stopping: %s, finishing in-flight requests", signal.Signals(signum).name)
+            error_log.info("worker stopping (%s): finishing in-flight requests", reason)
             stopping["deadline"] = loop.time() + config.graceful_timeout
+            stats.set_draining(True)
             server.drain()
             loop.call_soon(check_drained)
 
-    def immediate(signum, frame):
-        error_log.info("stopping now: %s", signal.Signals(signum).name)
-        loop.stop()
+    def housekeeping():
+        if access_log is not None:
+            access_log.flush()
+        if limit and server.requests >= limit and stopping["deadline"] is None:
+            stop_gracefully(f"recycled after {server.requests} requests, max_requests {config.max_requests}")
+        loop.call_later(0.5, housekeeping)
 
-    signal.signal(signal.SIGTERM, graceful)
-    signal.signal(signal.SIGINT, graceful)
-    signal.signal(signal.SIGQUIT, immediate)
+    def on_signal(signum, frame):
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            stop_gracefully(signal.Signals(signum).name)
+        elif signum == signal.SIGQUIT:
+            error_log.info("worker stopping now: SIGQUIT")
+            loop.stop()
+        elif signum == signal.SIGUSR1 and access_log is not None:
+            access_log.reopen()
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1):
+        signal.signal(signum, on_signal)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     loop.watch_signals()
+    loop.call_soon(housekeeping)
+    error_log.debug("worker %d booted: %s", os.getpid(),
+                   f"{config.threads} application threads" if config.threads > 1 else "application inline")
     try:
         loop.run()
     finally:
         server.close_all()
         if threads is not None:
             threads.stop()
-        for sock in sockets:
-            if sock.family == socket.AF_UNIX:
-                try:
-                    os.unlink(sock.getsockname())
-                except OSError:
-                    pass
-            sock.close()
-    error_log.info("stopped")
+        if access_log is not None:
+            access_log.close()
+    error_log.info("worker %d stopped after %d requests", os.getpid(), server.requests)
     return 0

@@ -9,6 +9,7 @@ from fastcore._core.includes.syscalls cimport sockaddr_storage, socklen_t
 from fastcore._core.loop cimport DeadlineQueue, Handle, Loop, TimedHandle
 from fastcore._core.parser cimport RequestParser
 from fastcore._core.buffer cimport FileSegment, OutputQueue
+from fastcore._core.stats cimport WorkerStats
 
 cdef enum ConnState:
     S_HEAD       # waiting for or reading a request head
@@ -47,6 +48,7 @@ cdef class Server:
     cdef dict parser_limits
     cdef readonly unsigned long long requests
     cdef set live                # connections, for draining and counting
+    cdef readonly WorkerStats stats
 
     cdef int add_connection(self, int fd, Listener listener, sockaddr_storage *addr, socklen_t addr_len) except -1
     cdef int connection_closed(self, Connection conn) except -1
@@ -56,6 +58,7 @@ cdef class Server:
 
 cdef class Listener(Handle):
     cdef Server server
+    cdef uint32_t events         # EPOLLIN, with EPOLLEXCLUSIVE when workers share the socket
     cdef object sock
     cdef readonly bint is_unix
     cdef readonly dict environ   # per-listener WSGI constants (SERVER_NAME, SERVER_PORT)

@@ -103,9 +103,12 @@ cdef class Server:
         self.live = set()
         self.accepting = True
 
-    def listen(self, sock, dict environ):
-        """Serves connections accepted on this listening socket (non-blocking)."""
+    def listen(self, sock, dict environ, bint exclusive=False):
+        """Serves connections accepted on this listening socket (non-blocking).
+        exclusive: other worker processes wait on the same socket; with
+        EPOLLEXCLUSIVE a new connection wakes one of them, not all."""
         cdef Listener listener = Listener.__new__(Listener)
+        listener.events = EPOLLIN | (EPOLLEXCLUSIVE if exclusive else 0)
         sock.setblocking(False)
         listener.server = self
         listener.sock = sock
@@ -115,8 +118,11 @@ cdef class Server:
         listener.environ = environ
         self.listeners.append(listener)
         if self.accepting:
-            listener.set_interest(EPOLLIN)
+            listener.set_interest(listener.events)
         return listener
+
+    def set_stats(self, WorkerStats stats):
+        self.stats = stats
 
     cdef int add_connection(self, int fd, Listener listener, sockaddr_storage *addr,
                             socklen_t addr_len) except -1:
@@ -135,6 +141,9 @@ cdef class Server:
         conn.state = S_HEAD
         self.connections += 1
         self.live.add(conn)
+        if self.stats is not None:
+            self.stats.s.connections_open += 1
+            self.stats.s.connections_total += 1
         self.header_queue.arm(conn, self.loop.now)
         conn.set_interest(EPOLLIN | EPOLLRDHUP)
         return 0
@@ -152,6 +161,8 @@ cdef class Server:
 
     cdef int connection_closed(self, Connection conn) except -1:
         self.connections -= 1
+        if self.stats is not None:
+            self.stats.s.connections_open -= 1
         self.live.discard(conn)
         if not self.accepting and not self.draining and self.connections < self.max_connections:
             self.resume_accepting()
@@ -168,7 +179,7 @@ cdef class Server:
         cdef Listener listener
         self.accepting = True
         for listener in self.listeners:
-            listener.set_interest(EPOLLIN)
+            listener.set_interest(listener.events)
         return 0
 
     def drain(self):
@@ -475,6 +486,8 @@ cdef class Connection(TimedHandle):
         self.producing = False
         self.state = S_CLOSING
         self.send(head + body)
+        if self.server.stats is not None:
+            self.server.stats.record_response(status, len(head) + len(body), 0.0)
         self.flush()
         if self.state == S_CLOSED:
             return 0

@@ -45,6 +45,7 @@ from fastcore._core.parser cimport RequestParser, ascii_only, method_str, text
 from fastcore._core.connection cimport Connection, RequestHandler, S_APP, S_CLOSED
 from fastcore._core.buffer cimport FileSegment
 from fastcore._core.includes.syscalls cimport CLOCK_REALTIME, clock_gettime, timespec
+from fastcore._core.stats cimport WorkerStats
 
 import os
 import stat
@@ -276,6 +277,25 @@ cdef class Exchange:
     cdef object iterator
     cdef bint closed                 # result.close() has run
     cdef bint threaded
+    cdef double began                # loop time when the head was parsed
+    cdef Py_ssize_t head_bytes       # size of the response head sent
+
+    cdef int account(self, int status) except -1:
+        """Counts the finished exchange in the worker's stats and access log."""
+        cdef Connection conn = self.conn
+        cdef WorkerStats stats = conn.server.stats
+        cdef double seconds = conn.loop.now - self.began
+        cdef long long body = self.sent if not self.no_body else 0
+        if stats is not None:
+            stats.record_response(status, self.head_bytes + body, seconds)
+            stats.s.route_wsgi += 1
+        log = self.gateway.access_log
+        if log is not None:
+            env = self.environ
+            log.log(env["REMOTE_ADDR"], env["REQUEST_METHOD"], env["RAW_URI"], env["SERVER_PROTOCOL"],
+                    status, body, int(seconds * 1e6), env.get("HTTP_USER_AGENT", ""),
+                    env.get("HTTP_REFERER", ""), env.get("HTTP_X_REQUEST_ID") or self.gateway.new_request_id())
+        return 0
 
     def start_response(self, status, headers, exc_info=None):
         """PEP 3333 start_response; returns the write() callable."""
@@ -350,7 +370,9 @@ cdef class Exchange:
             parts.append(b"Connection: keep-alive\r\n")
         parts.append(b"\r\n")
         self.head_sent = True
-        self.conn.send(b"".join(parts))
+        head = b"".join(parts)
+        self.head_bytes = PyBytes_GET_SIZE(head)
+        self.conn.send(head)
         return 0
 
     cdef int write_body(self, object data) except -1:
@@ -396,6 +418,7 @@ cdef class Exchange:
                               self.environ.get("RAW_URI"))
             keep = False
         self.close_result()
+        self.account(self.status_code)
         self.conn.end_response(keep and self.keep_alive)
         return 0
 
@@ -424,9 +447,14 @@ cdef class Exchange:
         if self.conn.state == S_CLOSED:
             return 0
         if self.head_sent:
+            self.account(self.status_code)
             self.conn.close()
         else:
             self.head_sent = True
+            self.head_bytes = len(ERROR_500)
+            self.sent = 0
+            self.no_body = True
+            self.account(500)
             self.conn.send(ERROR_500)
             self.conn.end_response(True)
         return 0
@@ -451,6 +479,8 @@ cdef class Gateway(RequestHandler):
     cdef object threads              # fastcore.wsgi.AppThreads when threads > 1
     cdef long date_second
     cdef bytes date_header
+    cdef public object access_log     # fastcore.logs.AccessLog, or None (off)
+    cdef public object new_request_id # callable for requests without X-Request-ID
 
     def __cinit__(self, app, config, threads=None):
         self.app = app
@@ -483,6 +513,7 @@ cdef class Gateway(RequestHandler):
         ex.is_head = p.head.method.len == 4 and p.head.method.at[0] == c'H' and \
             ex.environ["REQUEST_METHOD"] == "HEAD"
         ex.threaded = self.threads is not None
+        ex.began = conn.loop.now
         conn.exchange = ex
         if p.info.flags & FC_REQ_EXPECT_CONTINUE and (
                 p.info.flags & FC_REQ_CHUNKED or (p.info.flags & FC_REQ_HAS_LENGTH and p.info.content_length)):

@@ -7,6 +7,7 @@
 # the end of the batch in which it was unregistered.
 from libc.stdint cimport uint32_t
 from fastcore._core.includes.syscalls cimport epoll_event
+from fastcore._core.stats cimport WorkerStats
 
 
 cdef class Handle:
@@ -64,6 +65,7 @@ cdef class Loop:
     cdef int max_events
     cdef object log
     cdef tuple signal_pipe        # (handle, read fd, write fd) once watch_signals() ran
+    cdef WorkerStats stats        # heartbeat written every iteration, when set
 
     cdef double clock(self) noexcept
     cdef int register(self, Handle h, uint32_t events) except -1

@@ -41,6 +41,7 @@ from libc.stdlib cimport free, malloc
 from posix.unistd cimport close, read, write
 
 from fastcore._core.includes.syscalls cimport *
+from fastcore._core.stats cimport WorkerStats
 
 cdef object error_log = logging.getLogger("fastcore.error")
 
@@ -375,6 +376,10 @@ cdef class Loop:
         pipe.set_interest(EPOLLIN)
         self.signal_pipe = (pipe, r, w)
 
+    def set_stats(self, WorkerStats stats):
+        """Writes a heartbeat into stats at every iteration (at least once a second)."""
+        self.stats = stats
+
     def stop(self):
         """Ends run() after the current iteration."""
         self.running = False
@@ -425,6 +430,9 @@ cdef class Loop:
             n = 0
         PyErr_CheckSignals()  # runs pending Python signal handlers (a flag test when none); they may raise
         self.now = self.clock()
+        if self.stats is not None:
+            # the arbiter reads this: a loop that stops turning is a stuck worker
+            self.stats.s.heartbeat_ns = <uint64_t>(self.now * 1e9)
         for i in range(n):
             h = <Handle>self.events[i].data.ptr
             if not h.registered:

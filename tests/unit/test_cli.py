@@ -118,10 +118,20 @@ def test_cli_settings_prints_the_table(tmp_path):
 
 @pytest.fixture
 def fake_worker(monkeypatch, tmp_path):
+    """Stands in for fastcore.arbiter: records (config, app spec) instead of serving."""
     calls = []
-    worker = types.ModuleType("fastcore.worker")
-    worker.serve = lambda config, app: calls.append((config, app))
-    monkeypatch.setitem(sys.modules, "fastcore.worker", worker)
+    arbiter = types.ModuleType("fastcore.arbiter")
+
+    class Arbiter:
+        def __init__(self, config, app_spec, cli_values):
+            self.config, self.app_spec = config, app_spec
+
+        def run(self):
+            calls.append((self.config, self.app_spec))
+            return 0
+
+    arbiter.Arbiter = Arbiter
+    monkeypatch.setitem(sys.modules, "fastcore.arbiter", arbiter)
     monkeypatch.chdir(tmp_path)  # serve may chdir; put the test's cwd back afterwards
     monkeypatch.setattr(sys, "path", list(sys.path))
     for key in [key for key in os.environ if key.startswith("FASTCORE_")]:
@@ -129,28 +139,30 @@ def fake_worker(monkeypatch, tmp_path):
     return calls
 
 
-def test_cli_serve_calls_worker_serve(fake_worker, tmp_path):
+def test_cli_serve_hands_the_spec_to_the_arbiter_unimported(fake_worker, tmp_path):
+    # without --preload the workers import the app (so a reload picks up new
+    # code): serve itself must not run the module
     name = f"fc_cli_serve_{os.getpid()}"
-    (tmp_path / f"{name}.py").write_text(textwrap.dedent("""
-        def make(tag):
-            def app(environ, start_response):
-                return [tag]
-            return app
-    """))
-    try:
-        assert cli.main(["serve", f"{name}:make(b'x')", "--threads", "4", "--no-server-header"]) == 0
-    finally:
-        sys.modules.pop(name, None)
-    [(config, app)] = fake_worker
-    assert (config.threads, config.server_header) == (4, False)
-    assert app(None, None) == [b"x"]
+    (tmp_path / f"{name}.py").write_text("raise RuntimeError('imported by the arbiter')\n")
+    assert cli.main(["serve", f"{name}:make(b'x')", "--threads", "4", "--no-server-header",
+                     "--workers", "3"]) == 0
+    assert name not in sys.modules
+    [(config, spec)] = fake_worker
+    assert (config.threads, config.server_header, config.workers) == (4, False, 3)
+    assert spec == f"{name}:make(b'x')"
 
 
-def test_cli_serve_without_app_passes_none(fake_worker, monkeypatch):
-    monkeypatch.setenv("FASTCORE_WORKERS", "3")
-    assert cli.main(["serve"]) == 0
-    [(config, app)] = fake_worker
-    assert (config.workers, app) == (3, None)
+def test_cli_serve_missing_module_is_one_line_before_starting(fake_worker, capsys):
+    assert cli.main(["serve", "no_such_module_fc_cli:app"]) == 1
+    assert fake_worker == []
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no_such_module_fc_cli" in err
+
+
+def test_cli_serve_without_app_is_a_usage_error(fake_worker, capsys):
+    assert cli.main(["serve"]) == 2
+    assert fake_worker == []
+    assert capsys.readouterr().err.count("\n") == 1
 
 
 def test_cli_bad_setting_does_not_start_the_server(fake_worker, capsys):

@@ -1,0 +1,514 @@
+"""The arbiter: binds the listening sockets, forks the workers and keeps
+them alive. It owns no client connection.
+
+Theory of operation
+-------------------
+- Sockets: with reuse_port, one SO_REUSEPORT socket per worker *slot*, kept
+  by the arbiter and handed to whichever worker serves that slot, so a
+  replacement (after a crash, a recycle or a reload) takes over the same
+  socket and no connection waiting in its backlog is lost. Without it, all
+  workers wait on the same sockets with EPOLLEXCLUSIVE.
+- Each worker writes a stats block in memory shared with the arbiter (one
+  page, mapped before fork): its heartbeat, counters for /metrics.
+- Signal handlers only queue the signal; the arbiter's own event loop (the
+  same Loop the workers run) drains the queue in `tick()`, which also reaps
+  dead workers, kills stuck ones and keeps the worker count.
+- A worker that cannot boot or import the application exits with a
+  reserved status and one line of reason on a pipe: at start-up the arbiter
+  then stops with that line (no respawn loop); during a reload it keeps the
+  old workers serving.
+
+Signals: HUP reload (re-read the configuration, start new workers, then
+drain the old ones), TERM/INT graceful stop, QUIT fast stop, TTIN/TTOU one
+worker more/fewer, USR1 reopen log files.
+"""
+import collections
+import dataclasses
+import ipaddress
+import logging
+import mmap
+import os
+import signal
+import socket
+import sys
+import time
+import traceback
+
+from fastcore import stats_layout
+from fastcore.config import ConfigError, build_config, parse_address
+from fastcore.worker import (APP_LOAD_ERROR, BOOT_ERROR, BindError, bind_socket, describe, run_worker,
+                             setup_logging)
+
+error_log = logging.getLogger("fastcore.error")
+
+KILL_GRACE = 2.0        # seconds between SIGABRT (stack dump) and SIGKILL for a stuck worker
+TICK = 0.1              # how often the arbiter checks on its workers, seconds
+HANDLED = ("HUP", "TERM", "INT", "QUIT", "TTIN", "TTOU", "USR1", "CHLD")
+
+
+class StartupError(Exception):
+    """The arbiter cannot start; the message is one line."""
+
+
+class WorkerProcess:
+    """What the arbiter knows of one worker."""
+
+    __slots__ = ("pid", "slot", "generation", "stats", "report_fd", "spawned", "stopping", "abort_sent",
+                 "kill_at")
+
+    def __init__(self, pid, slot, generation, stats, report_fd):
+        self.pid = pid
+        self.slot = slot
+        self.generation = generation
+        self.stats = stats
+        self.report_fd = report_fd
+        self.spawned = time.monotonic()
+        self.stopping = False
+        self.abort_sent = False
+        self.kill_at = None
+
+    def read_stats(self):
+        return stats_layout.read(self.stats)
+
+    @property
+    def booted(self):
+        return self.read_stats()["heartbeat_ns"] > 0
+
+
+def inherited_sockets():
+    """Listening sockets passed by systemd socket activation (LISTEN_FDS), if any."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()):
+        return None
+    count = int(os.environ.get("LISTEN_FDS", "0"))
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(name, None)
+    return [socket.socket(fileno=3 + i) for i in range(count)] or None
+
+
+def drop_privileges(user, group):
+    """In a worker forked by a root arbiter: become user/group."""
+    import grp
+    import pwd
+
+    if os.getuid() != 0:
+        return
+    if group:
+        gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+        os.setgroups([])
+        os.setgid(gid)
+    if user:
+        uid = int(user) if user.isdigit() else pwd.getpwnam(user).pw_uid
+        if not group:
+            os.setgid(pwd.getpwuid(uid).pw_gid)
+            os.setgroups([])
+        os.setuid(uid)
+
+
+class Arbiter:
+    def __init__(self, config, app_spec, cli_values=None):
+        self.config = config
+        self.app_spec = app_spec
+        self.cli_values = cli_values or {}
+        self.app = None
+        self.workers = {}                 # pid -> WorkerProcess
+        self.generation = 0
+        self.target = config.workers
+        self.slot_sockets = []            # reuse_port: per slot, a list of sockets (one per bind)
+        self.shared_sockets = []          # otherwise: the sockets every worker waits on
+        self.signals = collections.deque()
+        self.restarts = 0
+        self.timeouts = 0
+        self.started = time.time()
+        self.stop_deadline = None
+        self.exit_status = 0
+        self.reload_generation = None     # generation being started by a reload
+        self.announced = False            # readiness lines printed
+        self.loop = None
+        self.admin_server = None
+        self.admin_sock = None
+
+    # -- start-up --------------------------------------------------------------
+
+    def bind(self):
+        config = self.config
+        systemd = inherited_sockets()
+        if systemd is not None:
+            self.shared_sockets = systemd
+            if config.reuse_port:
+                error_log.info("sockets from systemd: workers share them (reuse_port does not apply)")
+            self.reuse_port = False
+            return
+        self.reuse_port = config.reuse_port and all(parse_address(b).family != "unix" for b in config.bind)
+        if self.reuse_port:
+            first = [bind_socket(text, config.backlog, reuse_port=True) for text in config.bind]
+            self.bound = [describe(s)[0] for s in first]
+            self.slot_sockets = [first]
+        else:
+            self.shared_sockets = [bind_socket(text, config.backlog) for text in config.bind]
+            self.bound = [describe(s)[0] for s in self.shared_sockets]
+
+    def sockets_for_slot(self, slot):
+        """The sockets of a worker slot (made on first use in reuse_port mode)."""
+        if not self.reuse_port:
+            return self.shared_sockets
+        while len(self.slot_sockets) <= slot:
+            template = self.slot_sockets[0]
+            self.slot_sockets.append([self.same_address(s) for s in template])
+        return self.slot_sockets[slot]
+
+    def same_address(self, sock):
+        """Another SO_REUSEPORT socket bound where sock is (its real port, when 0 was asked)."""
+        new = socket.socket(sock.family, socket.SOCK_STREAM)
+        new.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        new.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if sock.family == socket.AF_INET6:
+            new.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        new.bind(sock.getsockname())
+        new.listen(self.config.backlog)
+        return new
+
+    def start_admin(self):
+        from fastcore._core.connection import Server
+        from fastcore.admin import make_admin_app
+        from fastcore.wsgi import Gateway, listener_environ
+
+        address = parse_address(self.config.admin)
+        if not self.config.admin_allow_remote:
+            try:
+                loopback = ipaddress.ip_address(address.host).is_loopback
+            except ValueError:
+                loopback = address.host == "localhost"
+            if not loopback:
+                raise StartupError(f"setting admin (--admin): {self.config.admin} is not a loopback address; "
+                                   f"add --admin-allow-remote to expose it")
+        self.admin_sock = bind_socket(self.config.admin, 64)
+        app = make_admin_app(self.snapshot)
+        self.admin_server = Server(self.loop, Gateway(app, self.config, None), self.config)
+        url, host, port = describe(self.admin_sock)
+        self.admin_server.listen(self.admin_sock, listener_environ(self.config, host, port))
+        return url
+
+    def snapshot(self):
+        workers = [w.read_stats() for w in self.workers.values() if not w.stopping or w.booted]
+        counters = {"worker_restarts": self.restarts, "worker_timeouts": self.timeouts}
+        return os.getpid(), self.started, workers, counters, self.stop_deadline is not None
+
+    def run(self):
+        """Runs until stopped; returns the exit status."""
+        from fastcore._core.loop import Loop
+
+        setup_logging(self.config)
+        try:
+            self.bind()
+        except BindError as e:
+            print(f"fastcore: error: {e}", file=sys.stderr, flush=True)
+            return 1
+        if self.config.preload:
+            from fastcore.worker import load_application
+            self.app = load_application(self.config, self.app_spec, None)
+            if isinstance(self.app, int):
+                return 1
+        if self.config.pid:
+            with open(self.config.pid, "w") as f:
+                f.write(f"{os.getpid()}\n")
+        self.loop = Loop()
+        try:
+            admin_url = self.start_admin() if self.config.admin else None
+        except (StartupError, BindError) as e:
+            print(f"fastcore: error: {e}", file=sys.stderr, flush=True)
+            return 2 if isinstance(e, StartupError) else 1
+        for name in HANDLED:
+            signal.signal(getattr(signal, f"SIG{name}"), self.queue_signal)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        self.loop.watch_signals()
+        self.admin_url = admin_url
+        self.maintain()
+        self.loop.call_later(TICK, self.tick)
+        try:
+            self.loop.run()
+        finally:
+            self.cleanup()
+        return self.exit_status
+
+    def announce(self):
+        """Once every worker has booted: the readiness lines (one per address)."""
+        self.announced = True
+        for url in self.bound:
+            print(f"fastcore: listening on {url} (pid {os.getpid()})", file=sys.stderr, flush=True)
+        if self.admin_url:
+            print(f"fastcore: admin on {self.admin_url} (pid {os.getpid()})", file=sys.stderr, flush=True)
+        error_log.info("arbiter %d: %d worker(s), %s", os.getpid(), self.target,
+                       "one SO_REUSEPORT socket each" if self.reuse_port else "sharing the listening sockets")
+
+    def cleanup(self):
+        if self.config.pid:
+            try:
+                os.unlink(self.config.pid)
+            except OSError:
+                pass
+        for sock in self.shared_sockets + [s for slot in self.slot_sockets for s in slot]:
+            if sock.family == socket.AF_UNIX:
+                try:
+                    os.unlink(sock.getsockname())
+                except OSError:
+                    pass
+            sock.close()
+        if self.exit_status == 0:
+            error_log.info("arbiter %d stopped", os.getpid())
+
+    # -- workers ---------------------------------------------------------------
+
+    def spawn(self, slot):
+        stats = mmap.mmap(-1, mmap.PAGESIZE)
+        report_r, report_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            status = BOOT_ERROR
+            try:
+                os.close(report_r)
+                status = self.become_worker(slot, stats, report_w)
+            except SystemExit as e:
+                status = e.code if isinstance(e.code, int) else BOOT_ERROR
+            except BaseException as e:
+                traceback.print_exc()
+                try:
+                    os.write(report_w, f"worker failed to boot: {type(e).__name__}: {e}".encode())
+                except OSError:
+                    pass
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(status)
+        os.close(report_w)
+        os.set_blocking(report_r, False)
+        self.workers[pid] = WorkerProcess(pid, slot, self.generation, stats, report_r)
+        error_log.debug("spawned worker %d (slot %d)", pid, slot)
+        return pid
+
+    def become_worker(self, slot, stats, report_fd):
+        """In the forked child: shed the arbiter's state, then run the worker."""
+        signal.set_wakeup_fd(-1)
+        for name in HANDLED:
+            signal.signal(getattr(signal, f"SIG{name}"), signal.SIG_DFL)
+        if self.admin_sock is not None:
+            self.admin_sock.close()
+        mine = self.sockets_for_slot(slot)
+        for other in [s for sl in self.slot_sockets for s in sl if s not in mine]:
+            other.close()
+        for w in self.workers.values():
+            os.close(w.report_fd)
+        drop_privileges(self.config.user, self.config.group)
+        return run_worker(self.config, mine, app=self.app, app_spec=self.app_spec, stats_buffer=stats,
+                          exclusive=not self.reuse_port, report_fd=report_fd,
+                          multiprocess=self.target > 1)
+
+    def current(self):
+        return [w for w in self.workers.values() if not w.stopping]
+
+    def maintain(self):
+        """Spawns or stops workers until the current generation has `target`."""
+        if self.stop_deadline is not None:
+            return
+        live = self.current()
+        used = {w.slot for w in live}
+        while len(live) < self.target:
+            slot = next(i for i in range(len(live) + len(used) + 1) if i not in used)
+            used.add(slot)
+            try:
+                self.spawn(slot)
+            except OSError as e:
+                error_log.error("cannot fork a worker: %s", e)
+                return
+            live = self.current()
+        for worker in sorted(live, key=lambda w: -w.slot)[: max(0, len(live) - self.target)]:
+            self.stop_worker(worker, signal.SIGTERM)
+
+    def stop_worker(self, worker, signum):
+        worker.stopping = True
+        worker.kill_at = time.monotonic() + self.config.graceful_timeout
+        try:
+            os.kill(worker.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    def reap(self):
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            worker = self.workers.pop(pid, None)
+            if worker is None:
+                continue
+            reason = self.read_report(worker)
+            if os.WIFSIGNALED(status):
+                how = f"was killed by {signal.Signals(os.WTERMSIG(status)).name}"
+                code = None
+            else:
+                code = os.WEXITSTATUS(status)
+                how = f"exited with status {code}"
+            if code in (BOOT_ERROR, APP_LOAD_ERROR):
+                self.boot_failed(worker, reason or "worker failed to boot")
+                continue
+            if worker.stopping:
+                error_log.info("worker %d %s", pid, how)
+            else:
+                self.restarts += 1
+                error_log.warning("worker %d %s; replacing it", pid, how)
+
+    def read_report(self, worker):
+        try:
+            data = os.read(worker.report_fd, 4096)
+        except OSError:
+            data = b""
+        os.close(worker.report_fd)
+        return data.decode("utf-8", "replace").strip()
+
+    def boot_failed(self, worker, reason):
+        if self.reload_generation is not None and worker.generation == self.reload_generation:
+            error_log.error("reload failed: %s; the previous workers keep serving", reason)
+            for other in self.current():
+                if other.generation == self.reload_generation:
+                    self.stop_worker(other, signal.SIGQUIT)
+            self.generation = min(w.generation for w in self.workers.values()) if self.workers else 0
+            self.reload_generation = None
+            return
+        if self.stop_deadline is None:
+            print(f"fastcore: error: {reason}", file=sys.stderr, flush=True)
+            self.announced = True  # nothing to announce any more
+            self.exit_status = 1
+            self.begin_stop(signal.SIGQUIT)
+
+    def check_heartbeats(self):
+        now_ns = time.monotonic_ns()
+        now = time.monotonic()
+        timeout_ns = int(self.config.timeout * 1e9)
+        for worker in list(self.workers.values()):
+            if worker.kill_at is not None and now >= worker.kill_at:
+                error_log.error("worker %d did not stop in time: killing it", worker.pid)
+                worker.kill_at = None
+                try:
+                    os.kill(worker.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                continue
+            if worker.abort_sent:
+                continue
+            beat = worker.read_stats()["heartbeat_ns"] or int(worker.spawned * 1e9)
+            if now_ns - beat > timeout_ns:
+                self.timeouts += 1
+                worker.abort_sent = True
+                worker.stopping = True
+                worker.kill_at = now + KILL_GRACE
+                error_log.error("worker %d is stuck (no heartbeat for %.1f s, timeout %s s): "
+                                "dumping its stack, then killing it", worker.pid, (now_ns - beat) / 1e9,
+                                self.config.timeout)
+                try:
+                    os.kill(worker.pid, signal.SIGABRT)
+                except ProcessLookupError:
+                    pass
+
+    def check_reload(self):
+        """Once every new worker beats, the old generation drains."""
+        if self.reload_generation is None:
+            return
+        new = [w for w in self.workers.values() if w.generation == self.reload_generation and not w.stopping]
+        if len(new) >= self.target and all(w.booted for w in new):
+            for worker in list(self.workers.values()):
+                if worker.generation < self.reload_generation and not worker.stopping:
+                    self.stop_worker(worker, signal.SIGTERM)
+            error_log.info("reload done: generation %d serving", self.reload_generation)
+            self.reload_generation = None
+
+    # -- signals -----------------------------------------------------------------
+
+    def queue_signal(self, signum, frame):
+        self.signals.append(signum)
+
+    def tick(self):
+        while self.signals:
+            signum = self.signals.popleft()
+            handler = getattr(self, f"handle_{signal.Signals(signum).name[3:].lower()}", None)
+            if handler is not None:
+                handler()
+        self.reap()
+        self.check_heartbeats()
+        self.check_reload()
+        if not self.announced and self.stop_deadline is None:
+            live = self.current()
+            if len(live) >= self.target and all(w.booted for w in live):
+                self.announce()
+        if self.stop_deadline is not None:
+            if not self.workers:
+                self.loop.stop()
+                return
+            if time.monotonic() >= self.stop_deadline:
+                for worker in self.workers.values():
+                    try:
+                        os.kill(worker.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+        elif self.reload_generation is None:
+            self.maintain()
+        self.loop.call_later(TICK, self.tick)
+
+    def begin_stop(self, signum):
+        if self.stop_deadline is None:
+            self.stop_deadline = time.monotonic() + self.config.graceful_timeout + KILL_GRACE
+        for worker in self.workers.values():
+            self.stop_worker(worker, signum)
+
+    def handle_term(self):
+        error_log.info("arbiter: SIGTERM, stopping gracefully")
+        self.begin_stop(signal.SIGTERM)
+
+    def handle_int(self):
+        error_log.info("arbiter: SIGINT, stopping gracefully")
+        self.begin_stop(signal.SIGTERM)
+
+    def handle_quit(self):
+        error_log.info("arbiter: SIGQUIT, stopping now")
+        self.begin_stop(signal.SIGQUIT)
+
+    def handle_ttin(self):
+        self.target += 1
+        error_log.info("arbiter: SIGTTIN, %d workers", self.target)
+
+    def handle_ttou(self):
+        if self.target > 1:
+            self.target -= 1
+        error_log.info("arbiter: SIGTTOU, %d workers", self.target)
+
+    def handle_chld(self):
+        self.reap()
+
+    def handle_usr1(self):
+        setup_logging(self.config)
+        for worker in self.workers.values():
+            try:
+                os.kill(worker.pid, signal.SIGUSR1)
+            except ProcessLookupError:
+                pass
+        error_log.info("arbiter: SIGUSR1, log files reopened")
+
+    def handle_hup(self):
+        if self.stop_deadline is not None:
+            return
+        try:
+            config = build_config(cli=self.cli_values, environ=os.environ)
+        except ConfigError as e:
+            error_log.error("reload: the configuration is invalid, keeping the current one: %s", e)
+            return
+        if config.bind != self.config.bind or config.reuse_port != self.config.reuse_port:
+            error_log.warning("reload: bind and reuse_port changes need a restart; keeping the current sockets")
+            config = dataclasses.replace(config, bind=self.config.bind, reuse_port=self.config.reuse_port)
+        self.config = config
+        self.target = config.workers
+        setup_logging(config)
+        self.generation += 1
+        self.reload_generation = self.generation
+        error_log.info("arbiter: SIGHUP, reloading: starting generation %d", self.generation)
+        for slot in range(self.target):
+            self.spawn(slot)  # the old generation drains once every new worker beats (check_reload)

@@ -1,0 +1,34 @@
+"""Layout of a worker's stats block: one shared memory page per worker,
+written by the worker's core (fastcore._core.connection / gateway), read by
+the arbiter for heartbeats, /metrics and /status. All fields are native
+unsigned 64-bit integers; the C struct fc_worker_stats_t in
+fastcore/_core/includes/stats.h has the same fields in the same order.
+"""
+import struct
+
+# request-duration histogram bucket upper bounds, seconds (+Inf is implicit last)
+DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+FIELDS = (
+    "heartbeat_ns",        # CLOCK_MONOTONIC ns of the worker loop's last iteration
+    "pid",
+    "started_ns",          # CLOCK_REALTIME ns when the worker booted
+    "requests",            # requests completed (responses handed over)
+    "status_1xx", "status_2xx", "status_3xx", "status_4xx", "status_5xx",
+    "route_wsgi", "route_static", "route_proxy",
+    "bytes_sent",          # response bytes (head + body) queued for clients
+    "connections_open",
+    "connections_total",
+    *(f"duration_le_{i}" for i in range(len(DURATION_BUCKETS))),
+    "duration_inf",        # requests slower than the last bucket
+    "duration_sum_us",     # sum of request durations, microseconds
+    "draining",            # 1 while the worker finishes in-flight requests before exiting
+)
+INDEX = {name: i for i, name in enumerate(FIELDS)}
+SIZE = 8 * len(FIELDS)
+STRUCT = struct.Struct(f"={len(FIELDS)}Q")
+
+
+def read(buffer):
+    """A dict of every field from a stats block (bytes-like or mmap)."""
+    return dict(zip(FIELDS, STRUCT.unpack_from(buffer, 0)))
