@@ -78,12 +78,32 @@ http {{
 """
 
 
+BJOERN_TWO = """
+import os, bjoern, apps
+for _ in range(2):
+    if os.fork() == 0:
+        bjoern.run(apps.{app}, "127.0.0.1", {port}, reuse_port=True)
+        os._exit(0)
+os.wait(); os.wait()
+"""
+
+
 def command_for(name, app, port, workdir):
     """The command line of one contender serving `app` (hello or flask_hello)."""
     py = sys.executable
     if name == "fastcore":
         return [py, "-m", "fastcore", "serve", f"apps:{app}", "--bind", f"127.0.0.1:{port}",
                 "--max-connections", "20000"]
+    if name == "fastcore-2w":
+        return [py, "-m", "fastcore", "serve", f"apps:{app}", "--bind", f"127.0.0.1:{port}", "--workers", "2"]
+    if name == "fastcore-2w-shared":
+        return [py, "-m", "fastcore", "serve", f"apps:{app}", "--bind", f"127.0.0.1:{port}", "--workers", "2",
+                "--no-reuse-port"]
+    if name == "gunicorn-2w":
+        return [py, "-m", "gunicorn", "-w", "2", "-k", "sync", "-b", f"127.0.0.1:{port}",
+                "--log-level", "warning", f"apps:{app}"]
+    if name == "bjoern-2p":
+        return [py, "-c", BJOERN_TWO.format(app=app, port=port)]
     if name == "bjoern":
         return [py, "-c", f"import bjoern, apps; bjoern.run(apps.{app}, '127.0.0.1', {port})"]
     if name == "granian":
@@ -100,6 +120,7 @@ def command_for(name, app, port, workdir):
 
 
 def available(name):
+    name = name.split("-")[0]
     if name == "nginx":
         return shutil.which("nginx") is not None or os.path.exists("/usr/sbin/nginx")
     if name == "fastcore":
@@ -112,13 +133,13 @@ def available(name):
 
 
 @contextlib.contextmanager
-def running(name, app):
+def running(name, app, cpus=SERVER_CPU):
     port = free_port()
     workdir = tempfile.mkdtemp(prefix=f"bench-{name}-")
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(HERE), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     log = open(pathlib.Path(workdir) / "server.log", "w")
-    proc = subprocess.Popen(["taskset", "-c", SERVER_CPU, *command_for(name, app, port, workdir)],
+    proc = subprocess.Popen(["taskset", "-c", cpus, *command_for(name, app, port, workdir)],
                             cwd=HERE, env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     try:
@@ -181,16 +202,19 @@ def cpu_seconds(pid):
     return total / CLOCK_TICKS
 
 
+def own_rss_kib(pid):
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def rss_kib(pid):
-    total = 0
-    for p in process_tree(pid):
-        try:
-            for line in open(f"/proc/{p}/status"):
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        except OSError:
-            pass
-    return total
+    """RSS of pid and all its descendants."""
+    return sum(own_rss_kib(p) for p in process_tree(pid))
 
 
 UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
@@ -223,14 +247,39 @@ def run_wrk(port, duration, connections, script=None):
     return parse_wrk(out.stdout)
 
 
-def measure(name, app, duration, connections, script=None):
-    with running(name, app) as (proc, port):
+def measure(name, app, duration, connections, script=None, cpus=SERVER_CPU):
+    with running(name, app, cpus) as (proc, port):
         run_wrk(port, 1, connections, script)  # warm up
         cpu0 = cpu_seconds(proc.pid)
         result = run_wrk(port, duration, connections, script)
         cpu1 = cpu_seconds(proc.pid)
     result["cpu_us"] = (cpu1 - cpu0) / max(result["requests"], 1) * 1e6
     return result
+
+
+def reload_run(duration, connections):
+    """fastcore with 2 workers: requests/s steady, then with a SIGHUP reload
+    every 3 s during a run of the same length; errors counted by wrk."""
+    with running("fastcore-2w", "hello", "0,1") as (proc, port):
+        run_wrk(port, 1, connections)
+        steady = run_wrk(port, duration, connections)
+        reloads = []
+
+        def hup_every(seconds):
+            end = time.monotonic() + duration - 1
+            while time.monotonic() + seconds < end:
+                time.sleep(seconds)
+                os.kill(proc.pid, signal.SIGHUP)
+                reloads.append(time.monotonic())
+
+        import threading
+        thread = threading.Thread(target=hup_every, args=(3,))
+        thread.start()
+        during = run_wrk(port, duration, connections)
+        thread.join()
+        time.sleep(1)
+        rss = {p: own_rss_kib(p) for p in process_tree(proc.pid)}
+    return {"steady": steady, "reloading": during, "reloads": len(reloads), "rss_kib": rss, "arbiter": proc.pid}
 
 
 def idle_memory(name, connections=10000):
@@ -276,12 +325,16 @@ def print_table(title, results, latency=True):
         if r is None:
             print(f"| {name} | absent | | | | | | |")
             continue
+        base = base or results.get("fastcore-2w")
         rps_ratio = f"{r['rps'] / base['rps']:.2f}x" if base else ""
         cpu_ratio = f"{r['cpu_us'] / base['cpu_us']:.2f}x" if base and base["cpu_us"] else ""
         p50, p99 = (fmt_time(r["p50"]), fmt_time(r["p99"])) if latency else ("n/a", "n/a")
         print(f"| {name} | {r['rps']:,.0f} | {p50} | {p99} | {r['cpu_us']:.1f} "
               f"| {rps_ratio} | {cpu_ratio} | {r['errors']} |")
 
+
+WORKER_SCENARIO = ("hello world, 2 workers (server on both cores, wrk on core 1)", "hello", None,
+                   ["fastcore-2w", "fastcore-2w-shared", "bjoern-2p", "gunicorn-2w"])
 
 SCENARIOS = {
     "hello": ("hello world WSGI", "hello", None, ["fastcore", "bjoern", "granian", "gunicorn", "nginx"]),
@@ -293,7 +346,7 @@ SCENARIOS = {
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scenarios", default="hello,flask,pipeline,idle")
+    parser.add_argument("--scenarios", default="hello,flask,pipeline,idle,workers,reload")
     parser.add_argument("--duration", type=int, default=10, help="seconds per run")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--json", help="also write the results to this file")
@@ -305,6 +358,28 @@ def main(argv=None):
           f"{args.connections} connections, {args.duration} s per run")
     report = {}
     for key in args.scenarios.split(","):
+        if key == "workers":
+            title, app, script, names = WORKER_SCENARIO
+            results = {}
+            for name in names:
+                results[name] = measure(name, app, args.duration, args.connections, cpus="0,1") \
+                    if available(name) else None
+            report["workers"] = results
+            print_table(title, {k: v for k, v in results.items()})
+            continue
+        if key == "reload":
+            r = reload_run(args.duration, args.connections)
+            report["reload"] = r
+            print("\n### fastcore, 2 workers, SIGHUP reload every 3 s\n")
+            print("| run | requests/s | p99 | errors |")
+            print("|---|---|---|---|")
+            for label in ("steady", "reloading"):
+                x = r[label]
+                print(f"| {label} | {x['rps']:,.0f} | {fmt_time(x['p99'])} | {x['errors']} |")
+            print(f"\n{r['reloads']} reloads; RSS after: " + ", ".join(
+                f"{'arbiter' if pid == r['arbiter'] else 'worker'} {pid}: {kib / 1024:.1f} MiB"
+                for pid, kib in r["rss_kib"].items()))
+            continue
         if key == "idle":
             results = {}
             for name in ("fastcore", "bjoern", "nginx"):
