@@ -118,6 +118,7 @@ class Arbiter:
         self.signals = collections.deque()
         self.restarts = 0
         self.timeouts = 0
+        self.retired = {}                 # counters of exited workers, so /metrics never goes back
         self.started = time.time()
         self.stop_deadline = None
         self.exit_status = 0
@@ -190,7 +191,7 @@ class Arbiter:
 
     def snapshot(self):
         workers = [w.read_stats() for w in self.workers.values() if not w.stopping or w.booted]
-        counters = {"worker_restarts": self.restarts, "worker_timeouts": self.timeouts}
+        counters = {"worker_restarts": self.restarts, "worker_timeouts": self.timeouts, "retired": self.retired}
         return os.getpid(), self.started, workers, counters, self.stop_deadline is not None
 
     def run(self):
@@ -342,6 +343,8 @@ class Arbiter:
             worker = self.workers.pop(pid, None)
             if worker is None:
                 continue
+            from fastcore.metrics import retire_worker_stats
+            retire_worker_stats(self.retired, worker.read_stats())
             reason = self.read_report(worker)
             if os.WIFSIGNALED(status):
                 how = f"was killed by {signal.Signals(os.WTERMSIG(status)).name}"

@@ -1,0 +1,137 @@
+"""Prometheus exposition and /status, from the workers' stats blocks.
+
+The inputs are plain data: `workers` is a list of dicts as returned by
+`fastcore.stats_layout.read()`, one per live worker; `arbiter` holds the
+arbiter's own counters. Nothing here touches shared memory or processes, so
+the arbiter decides when to read and these functions only shape the result.
+
+Counters are summed over the live workers. A worker that exits takes its
+counts with it, which Prometheus reads as a counter reset; an arbiter that
+wants monotonic counters across restarts passes the sums of the exited
+workers' last stats as `arbiter["retired"]` (a dict with the same field
+names), and they are added in.
+
+The stats blocks are written while we read them, so fields of one block may
+be a few requests apart. The histogram's `_count` is therefore the sum of
+its own buckets, not the `requests` field: `le="+Inf"` always equals
+`_count`, as the format requires.
+"""
+import time
+
+from fastcore.stats_layout import DURATION_BUCKETS
+
+__all__ = ["render_prometheus", "render_status", "retire_worker_stats", "CONTENT_TYPE"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+ROUTES = ("wsgi", "static", "proxy")
+_BUCKET_FIELDS = (*(f"duration_le_{i}" for i in range(len(DURATION_BUCKETS))), "duration_inf")
+_LE_LABELS = (*(repr(float(bound)) for bound in DURATION_BUCKETS), "+Inf")
+# fields that only grow in a worker's life: carried over from exited workers
+COUNTER_FIELDS = (
+    "requests",
+    *(f"status_{cls}" for cls in STATUS_CLASSES),
+    *(f"route_{route}" for route in ROUTES),
+    "bytes_sent",
+    "connections_total",
+    *_BUCKET_FIELDS,
+    "duration_sum_us",
+)
+
+
+def retire_worker_stats(retired, stats):
+    """Fold an exited worker's last stats into `retired` (a dict, updated in place).
+
+    The arbiter calls this when it reaps a worker, before the stats block is
+    reused, and passes `retired` as `arbiter["retired"]` to render_prometheus.
+    """
+    for field in COUNTER_FIELDS:
+        retired[field] = retired.get(field, 0) + stats[field]
+    return retired
+
+
+def _total(workers, field, retired):
+    return sum(worker[field] for worker in workers) + retired.get(field, 0)
+
+
+def _family(lines, name, kind, help_text, samples):
+    """Append one metric family: HELP, TYPE, then (suffix, labels, value) samples."""
+    lines.append(f"# HELP {name} {help_text}")
+    lines.append(f"# TYPE {name} {kind}")
+    for suffix, labels, value in samples:
+        label_text = "{" + ",".join(f'{key}="{val}"' for key, val in labels) + "}" if labels else ""
+        lines.append(f"{name}{suffix}{label_text} {value}")
+
+
+def render_prometheus(workers, arbiter):
+    """The text exposition format (0.0.4) of the server, summed over workers."""
+    retired = arbiter.get("retired") or {}
+    lines = []
+
+    def total(field):
+        return _total(workers, field, retired)
+
+    _family(lines, "fastcore_requests_total", "counter",
+            "Requests completed, by response status class.",
+            [("", [("status_class", cls)], total(f"status_{cls}")) for cls in STATUS_CLASSES])
+    _family(lines, "fastcore_requests_by_route_total", "counter",
+            "Requests completed, by the kind of location that served them.",
+            [("", [("route", route)], total(f"route_{route}")) for route in ROUTES])
+
+    cumulative = 0
+    histogram = []
+    for field, le in zip(_BUCKET_FIELDS, _LE_LABELS):
+        cumulative += total(field)
+        histogram.append(("_bucket", [("le", le)], cumulative))
+    histogram.append(("_sum", [], repr(total("duration_sum_us") / 1e6)))
+    histogram.append(("_count", [], cumulative))
+    _family(lines, "fastcore_request_duration_seconds", "histogram",
+            "Time from a request's first byte to its response handed over, in seconds.",
+            histogram)
+
+    _family(lines, "fastcore_open_connections", "gauge",
+            "Client connections open now.",
+            [("", [], sum(worker["connections_open"] for worker in workers))])
+    _family(lines, "fastcore_connections_total", "counter",
+            "Client connections accepted.",
+            [("", [], total("connections_total"))])
+    _family(lines, "fastcore_sent_bytes_total", "counter",
+            "Response bytes (head and body) sent to clients.",
+            [("", [], total("bytes_sent"))])
+    _family(lines, "fastcore_workers", "gauge",
+            "Worker processes alive now.",
+            [("", [], len(workers))])
+    _family(lines, "fastcore_worker_restarts_total", "counter",
+            "Workers the arbiter started again after one died.",
+            [("", [], int(arbiter["worker_restarts"]))])
+    _family(lines, "fastcore_worker_timeouts_total", "counter",
+            "Workers the arbiter killed for missing their heartbeat.",
+            [("", [], int(arbiter["worker_timeouts"]))])
+    return "\n".join(lines) + "\n"
+
+
+def render_status(arbiter_pid, started, workers, now=None):
+    """The /status document: the arbiter and one entry per live worker.
+
+    `started` and `now` are Unix timestamps in seconds (time.time()); a
+    worker's age comes from its `started_ns` (CLOCK_REALTIME ns), null while
+    the worker has not written it yet.
+    """
+    if now is None:
+        now = time.time()
+    entries = []
+    for worker in workers:
+        started_ns = worker["started_ns"]
+        entries.append({
+            "pid": worker["pid"],
+            "age_seconds": round(max(0.0, now - started_ns / 1e9), 3) if started_ns else None,
+            "requests": worker["requests"],
+            "open_connections": worker["connections_open"],
+            "draining": bool(worker["draining"]),
+        })
+    return {
+        "arbiter_pid": arbiter_pid,
+        "uptime_seconds": round(max(0.0, now - started), 3),
+        "workers": entries,
+    }
