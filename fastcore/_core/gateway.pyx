@@ -284,7 +284,7 @@ cdef class Exchange:
         """Counts the finished exchange in the worker's stats and access log."""
         cdef Connection conn = self.conn
         cdef WorkerStats stats = conn.server.stats
-        cdef double seconds = conn.loop.now - self.began
+        cdef double seconds = conn.loop.clock() - self.began
         cdef long long body = self.sent if not self.no_body else 0
         if stats is not None:
             stats.record_response(status, self.head_bytes + body, seconds)
@@ -513,7 +513,7 @@ cdef class Gateway(RequestHandler):
         ex.is_head = p.head.method.len == 4 and p.head.method.at[0] == c'H' and \
             ex.environ["REQUEST_METHOD"] == "HEAD"
         ex.threaded = self.threads is not None
-        ex.began = conn.loop.now
+        ex.began = conn.loop.clock()
         conn.exchange = ex
         if p.info.flags & FC_REQ_EXPECT_CONTINUE and (
                 p.info.flags & FC_REQ_CHUNKED or (p.info.flags & FC_REQ_HAS_LENGTH and p.info.content_length)):
