@@ -91,11 +91,13 @@ def serve_command(app):
 
 
 def wsgi_hello():
-    return per_request(serve_command("hello"), REQUEST, b"Hello, World!", env=server_env(), cwd=str(LOAD))
+    return per_request(serve_command("hello"), REQUEST, b"Hello, World!", env=server_env(), cwd=str(LOAD),
+                       children_only=True)
 
 
 def flask_hello():
-    return per_request(serve_command("flask_hello"), REQUEST, b"Hello, World!", env=server_env(), cwd=str(LOAD))
+    return per_request(serve_command("flask_hello"), REQUEST, b"Hello, World!", env=server_env(), cwd=str(LOAD),
+                       children_only=True)
 
 
 LAYERS = {
