@@ -153,9 +153,21 @@ class Arbiter:
         if not self.reuse_port:
             return self.shared_sockets
         while len(self.slot_sockets) <= slot:
-            template = self.slot_sockets[0]
-            self.slot_sockets.append([self.same_address(s) for s in template])
+            self.slot_sockets.append(None)
+        if self.slot_sockets[slot] is None:
+            self.slot_sockets[slot] = [self.same_address(s) for s in self.slot_sockets[0]]
         return self.slot_sockets[slot]
+
+    def retire_slot(self, slot):
+        """A slot no worker will serve any more (after TTOU): close its sockets,
+        or the kernel would keep queueing connections on them for nobody."""
+        if not self.reuse_port or slot == 0 or slot >= len(self.slot_sockets):
+            return
+        if slot < self.target or any(w.slot == slot for w in self.workers.values()):
+            return
+        for sock in self.slot_sockets[slot] or ():
+            sock.close()
+        self.slot_sockets[slot] = None
 
     def same_address(self, sock):
         """Another SO_REUSEPORT socket bound where sock is (its real port, when 0 was asked)."""
@@ -247,7 +259,7 @@ class Arbiter:
                 os.unlink(self.config.pid)
             except OSError:
                 pass
-        for sock in self.shared_sockets + [s for slot in self.slot_sockets for s in slot]:
+        for sock in self.shared_sockets + [s for slot in self.slot_sockets if slot for s in slot]:
             if sock.family == socket.AF_UNIX:
                 try:
                     os.unlink(sock.getsockname())
@@ -260,6 +272,8 @@ class Arbiter:
     # -- workers ---------------------------------------------------------------
 
     def spawn(self, slot):
+        # the slot's sockets are made here, in the arbiter, so they outlive the worker
+        self.sockets_for_slot(slot)
         stats = mmap.mmap(-1, mmap.PAGESIZE)
         report_r, report_w = os.pipe()
         pid = os.fork()
@@ -294,7 +308,7 @@ class Arbiter:
         if self.admin_sock is not None:
             self.admin_sock.close()
         mine = self.sockets_for_slot(slot)
-        for other in [s for sl in self.slot_sockets for s in sl if s not in mine]:
+        for other in [s for sl in self.slot_sockets if sl for s in sl if s not in mine]:
             other.close()
         for w in self.workers.values():
             os.close(w.report_fd)
@@ -355,6 +369,7 @@ class Arbiter:
             if code in (BOOT_ERROR, APP_LOAD_ERROR):
                 self.boot_failed(worker, reason or "worker failed to boot")
                 continue
+            self.retire_slot(worker.slot)
             if worker.stopping:
                 error_log.info("worker %d %s", pid, how)
             else:

@@ -467,6 +467,10 @@ SETTINGS: Tuple[Setting, ...] = (
             "A worker whose event loop has not turned for this long is stuck: its stack is dumped, it is killed "
             "and replaced.",
             metavar="SECONDS", annotation=float),
+    Setting("graceful_idle_timeout", "timeouts", ("--graceful-idle-timeout",), parse_duration, 1,
+            "On stop or reload, how long an idle keep-alive connection may still bring a request (answered "
+            "with Connection: close) before it is closed.",
+            metavar="SECONDS", annotation=float),
     Setting("graceful_timeout", "timeouts", ("--graceful-timeout",), parse_duration, 30,
             "Time given to in-flight requests on stop or reload before workers are killed.",
             metavar="SECONDS", annotation=float),

@@ -171,25 +171,47 @@ def run_worker(config, sockets, *, app=None, app_spec=None, stats_buffer=None, e
     limit = config.max_requests + random.randint(0, config.max_requests_jitter) if config.max_requests else 0
 
     def check_drained():
-        if server.idle or loop.time() >= stopping["deadline"]:
+        now = loop.time()
+        if now >= stopping["idle_until"]:
+            server.close_idle()
+            if server.idle:
+                loop.stop()
+                return
+        if now >= stopping["deadline"]:
             loop.stop()
-        else:
-            loop.call_later(0.05, check_drained)
+            return
+        loop.call_later(0.05, check_drained)
 
     def stop_gracefully(reason):
         if stopping["deadline"] is None:
             error_log.info("worker stopping (%s): finishing in-flight requests", reason)
             stopping["deadline"] = loop.time() + config.graceful_timeout
+            grace = min(config.graceful_idle_timeout, config.graceful_timeout)
+            stopping["idle_until"] = loop.time() + grace
             stats.set_draining(True)
-            server.drain()
+            server.drain(grace)
             loop.call_soon(check_drained)
 
     def housekeeping():
         if access_log is not None:
             access_log.flush()
-        if limit and server.requests >= limit and stopping["deadline"] is None:
-            stop_gracefully(f"recycled after {server.requests} requests, max_requests {config.max_requests}")
+        if threads is not None and not stopping.get("stuck"):
+            oldest = threads.oldest_job_start()
+            if oldest is not None and time.monotonic() - oldest > config.timeout:
+                # the loop still turns, but an application thread is stuck: stop
+                # beating and date the heartbeat back to that job, so the arbiter
+                # dumps every thread's stack and replaces this worker
+                stopping["stuck"] = True
+                error_log.error("an application thread has run one request for over %s s (timeout)",
+                                config.timeout)
+                loop.set_stats(None)
+                stats.set_heartbeat(int(oldest * 1e9))
         loop.call_later(0.5, housekeeping)
+
+    if limit:
+        server.request_limit = limit
+        server.on_request_limit = lambda: stop_gracefully(
+            f"recycled after {limit} requests (max_requests {config.max_requests})")
 
     def on_signal(signum, frame):
         if signum in (signal.SIGTERM, signal.SIGINT):

@@ -15,6 +15,7 @@ import logging
 import queue
 import sys
 import threading
+import time
 
 from fastcore import __version__
 from fastcore._core.gateway import EMPTY_INPUT, FileWrapper, Gateway  # noqa: F401
@@ -87,10 +88,16 @@ class AppThreads:
         self.loop = loop
         self.jobs = queue.SimpleQueue()
         self.flows = {}
+        self.running = {}            # thread name -> monotonic start of the job it runs
         self.threads = [threading.Thread(target=self._work, name=f"fastcore-app-{i}", daemon=True)
                         for i in range(count)]
         for thread in self.threads:
             thread.start()
+
+    def oldest_job_start(self):
+        """Monotonic start time of the longest-running job, or None."""
+        starts = list(self.running.values())
+        return min(starts) if starts else None
 
     def stop(self):
         for _ in self.threads:
@@ -145,6 +152,8 @@ class AppThreads:
                 return
             gateway, exchange = job
             error = None
+            me = threading.current_thread().name
+            self.running[me] = time.monotonic()
             try:
                 iterator = gateway.call_app(exchange)
                 if iterator is not None:
@@ -158,4 +167,6 @@ class AppThreads:
                 pass
             except Exception:
                 error = sys.exc_info()
+            finally:
+                self.running.pop(me, None)
             self.loop.call_soon_threadsafe(self._on_done, gateway, exchange, error)

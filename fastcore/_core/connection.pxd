@@ -49,6 +49,9 @@ cdef class Server:
     cdef readonly unsigned long long requests
     cdef set live                # connections, for draining and counting
     cdef readonly WorkerStats stats
+    cdef public unsigned long long request_limit   # 0: none
+    cdef public object on_request_limit            # called once when requests reach request_limit
+    cdef double drain_idle_deadline                # while draining, idle connections live until then
 
     cdef int add_connection(self, int fd, Listener listener, sockaddr_storage *addr, socklen_t addr_len) except -1
     cdef int connection_closed(self, Connection conn) except -1

@@ -182,12 +182,25 @@ cdef class Server:
             listener.set_interest(listener.events)
         return 0
 
-    def drain(self):
-        """Graceful stop, first step: stop accepting, close idle connections;
-        busy ones close after their current response."""
-        cdef Connection conn
+    def drain(self, double idle_grace=0):
+        """Graceful stop, first step: stop accepting (after taking what is
+        already queued: with EPOLLEXCLUSIVE the wake-up for it may have come
+        to this worker); busy connections close after their current response;
+        idle keep-alive ones get idle_grace seconds in which a request is still
+        answered (with Connection: close) before close_idle() shuts them."""
+        cdef Listener listener
         self.draining = True
+        for listener in self.listeners:
+            if listener.registered:
+                listener._on_events(EPOLLIN)
         self.pause_accepting()
+        self.drain_idle_deadline = self.loop.now + idle_grace
+        if idle_grace <= 0:
+            self.close_idle()
+
+    def close_idle(self):
+        """Closes connections with no request in progress."""
+        cdef Connection conn
         for conn in list(self.live):
             if conn.state == S_IDLE or (conn.state == S_HEAD and not conn.got_bytes):
                 conn.close()
@@ -403,6 +416,8 @@ cdef class Connection(TimedHandle):
                 self.got_bytes = self.parser.buffered() > 0
                 self.disarm()
                 server.requests += 1
+                if server.requests == server.request_limit and server.on_request_limit is not None:
+                    server.on_request_limit()
                 server.handler.on_end(self)
         return 0
 

@@ -35,6 +35,9 @@ cdef class WorkerStats:
         self.s.pid = pid
         self.s.started_ns = started_ns
 
+    def set_heartbeat(self, uint64_t monotonic_ns):
+        self.s.heartbeat_ns = monotonic_ns
+
     def set_draining(self, bint draining):
         self.s.draining = draining
 

@@ -207,6 +207,7 @@ BAD_VALUES = {
     "send_timeout": ["0", "forever"],
     "graceful_timeout": ["0", "99999999999"],
     "linger_timeout": ["-1", "soon"],
+    "graceful_idle_timeout": ["0", "x"],
     "timeout": ["0", "forever"],
     "reuse_port": ["maybe"],
     "preload": ["2"],
