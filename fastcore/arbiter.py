@@ -124,6 +124,7 @@ class Arbiter:
         self.exit_status = 0
         self.reload_generation = None     # generation being started by a reload
         self.announced = False            # readiness lines printed
+        self.loop_stopping = False
         self.loop = None
         self.admin_server = None
         self.admin_sock = None
@@ -135,6 +136,7 @@ class Arbiter:
         systemd = inherited_sockets()
         if systemd is not None:
             self.shared_sockets = systemd
+            self.bound = [describe(s)[0] for s in systemd]
             if config.reuse_port:
                 error_log.info("sockets from systemd: workers share them (reuse_port does not apply)")
             self.reuse_port = False
@@ -446,6 +448,16 @@ class Arbiter:
         self.signals.append(signum)
 
     def tick(self):
+        """The arbiter's periodic work; reschedules itself even if a step fails,
+        so one error never ends the supervision."""
+        try:
+            self.supervise()
+        except Exception:
+            error_log.exception("arbiter: error while supervising workers")
+        if not self.loop_stopping:
+            self.loop.call_later(TICK, self.tick)
+
+    def supervise(self):
         while self.signals:
             signum = self.signals.popleft()
             handler = getattr(self, f"handle_{signal.Signals(signum).name[3:].lower()}", None)
@@ -460,6 +472,7 @@ class Arbiter:
                 self.announce()
         if self.stop_deadline is not None:
             if not self.workers:
+                self.loop_stopping = True
                 self.loop.stop()
                 return
             if time.monotonic() >= self.stop_deadline:
@@ -470,7 +483,6 @@ class Arbiter:
                         pass
         elif self.reload_generation is None:
             self.maintain()
-        self.loop.call_later(TICK, self.tick)
 
     def begin_stop(self, signum):
         if self.stop_deadline is None:

@@ -22,7 +22,16 @@ import sys
 import time
 import traceback
 
+from fastcore._core.connection import Server
+from fastcore._core.loop import Loop
+from fastcore._core.stats import SIZE, WorkerStats
 from fastcore.config import parse_address
+from fastcore.logs import AccessLog, make_request_id
+from fastcore.wsgi import AppThreads, Gateway, listener_environ
+
+# Everything a worker runs is imported above, by the arbiter before it forks:
+# a worker that drops privileges (--user) may not be able to read the
+# interpreter's own library afterwards.
 
 BOOT_ERROR = 3
 APP_LOAD_ERROR = 4
@@ -135,12 +144,6 @@ def run_worker(config, sockets, *, app=None, app_spec=None, stats_buffer=None, e
                report_fd=None, multiprocess=False):
     """Serves until stopped; returns the exit status. `sockets` are listening
     sockets; `exclusive` when other workers wait on the same ones."""
-    from fastcore._core.connection import Server
-    from fastcore._core.loop import Loop
-    from fastcore._core.stats import SIZE, WorkerStats
-    from fastcore.logs import AccessLog, make_request_id
-    from fastcore.wsgi import AppThreads, Gateway, listener_environ
-
     handler = setup_logging(config)
     faulthandler.enable(file=error_stream(handler), all_threads=True)
     if app is None:

@@ -273,11 +273,28 @@ class Server:
             return client.read_response(method)
 
     def rss_kib(self):
-        with open(f"/proc/{self.pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        raise AssertionError("no VmRSS")
+        """RSS of the arbiter and its workers (the memory that serves requests
+        is in the workers)."""
+        children = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat") as stat:
+                        ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
+                    children.setdefault(ppid, []).append(int(entry))
+                except (OSError, ValueError, IndexError):
+                    pass
+        total, todo = 0, [self.pid]
+        while todo:
+            pid = todo.pop()
+            todo.extend(children.get(pid, []))
+            try:
+                with open(f"/proc/{pid}/status") as status:
+                    total += next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+            except (OSError, StopIteration):
+                pass
+        assert total, "no VmRSS"
+        return total
 
     def stop(self):
         """SIGTERM, wait (kill -9 after STOP_TIMEOUT); returns the exit status."""
@@ -369,3 +386,24 @@ def serve_shared(tmp_path_factory):
     statuses = [(server, server.stop()) for server in servers]
     for server, status in statuses:
         assert status == 0, f"server exited {status} after SIGTERM:\n{server.stderr_text()}"
+
+
+@pytest.fixture
+def adopt(no_fd_leak):
+    """Factory: adopt(proc, directory, binds=1) -> a ready Server for a
+    `fastcore serve` process the test started itself (for instance through a
+    launcher that execs it); stopped with SIGTERM at teardown, must exit 0."""
+    servers = []
+
+    def wrap(proc, directory, binds=1):
+        server = Server(proc, directory)
+        servers.append(server)
+        server.wait_ready(binds)
+        return server
+
+    yield wrap
+    for server in servers:
+        stopped_by_test = server.stopped
+        status = server.stop()
+        if not stopped_by_test:
+            assert status == 0, f"server exited {status} after SIGTERM:\n{server.stderr_text()}"
