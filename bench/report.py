@@ -86,7 +86,8 @@ def draw_charts(load=None):
             rows = {k: v for k, v in load[scenario].items() if v}
             ax.bar(list(rows), [v["rps"] for v in rows.values()],
                    color=["tab:red" if k == "fastcore" else "tab:gray" for k in rows])
-            ax.set_title(f"{scenario}: requests/s (one worker)", fontsize=10)
+            ax.set_title(f"{scenario}: requests/s" + (" (2 workers)" if scenario == "workers" else " (one worker)"),
+                         fontsize=10)
             ax.tick_params(axis="x", labelsize=8)
         fig.tight_layout()
         fig.savefig(CHARTS / "latency.png", dpi=100)
