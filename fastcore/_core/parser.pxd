@@ -72,7 +72,7 @@ cdef class Framer:
     cdef int _collect(self, list out) except -1
     cdef int _feed_and_collect(self, object data, list out) except -1
     cdef object _make_message(self)
-    cdef int _finish_message(self, object message, list parts, list trailers) except -1
+    cdef int _finish_message(self, Message message, list parts, list trailers) except -1
 
 
 cdef class RequestParser(Framer):
@@ -88,30 +88,29 @@ cdef class ResponseParser(Framer):
     cdef Response make_response(self)
 
 
-cdef class Request:
+cdef class Message:
+    """What requests and responses have in common (the Python view)."""
+    cdef readonly str version
+    cdef readonly list headers
+    cdef readonly bytes body
+    cdef readonly bint keep_alive
+    cdef readonly list trailers
+
+
+cdef class Request(Message):
     cdef readonly str method
     cdef readonly str target
     cdef readonly str path
     cdef readonly str query
-    cdef readonly str version
-    cdef readonly list headers
-    cdef readonly bytes body
-    cdef readonly bint keep_alive
     cdef readonly bint expect_continue
     cdef readonly object upgrade
-    cdef readonly list trailers
     cdef readonly object content_length
     cdef readonly bint chunked
 
 
-cdef class Response:
+cdef class Response(Message):
     cdef readonly int status
     cdef readonly str reason
-    cdef readonly str version
-    cdef readonly list headers
-    cdef readonly bytes body
-    cdef readonly bint keep_alive
-    cdef readonly list trailers
 
 
 cdef str latin1(const char *at, size_t n)

@@ -11,29 +11,26 @@ class ParseError(Exception):
 def simd_level() -> int: ...
 def set_simd_level(level: int) -> int: ...
 
-class Request:
+class Message:
+    version: str
+    headers: List[Tuple[str, str]]
+    body: bytes
+    keep_alive: bool
+    trailers: List[Tuple[str, str]]
+
+class Request(Message):
     method: str
     target: str
     path: str
     query: str
-    version: str
-    headers: List[Tuple[str, str]]
-    body: bytes
-    keep_alive: bool
     expect_continue: bool
     upgrade: Optional[str]
-    trailers: List[Tuple[str, str]]
     content_length: Optional[int]
     chunked: bool
 
-class Response:
+class Response(Message):
     status: int
     reason: str
-    version: str
-    headers: List[Tuple[str, str]]
-    body: bytes
-    keep_alive: bool
-    trailers: List[Tuple[str, str]]
 
 class RequestParser:
     def __init__(self, *, max_body: int = ..., max_request_line: int = ..., max_header_bytes: int = ...,

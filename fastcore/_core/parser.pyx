@@ -479,18 +479,26 @@ cdef class Framer:
     cdef object _make_message(self):
         raise NotImplementedError
 
-    cdef int _finish_message(self, object message, list parts, list trailers) except -1:
-        raise NotImplementedError
+    cdef int _finish_message(self, Message message, list parts, list trailers) except -1:
+        if parts:
+            message.body = parts[0] if len(parts) == 1 else b"".join(parts)
+        if trailers:
+            message.trailers = trailers
+        return 0
 
 
-cdef class Request:
+cdef class Message:
+    pass
+
+
+cdef class Request(Message):
     """One parsed request (the Python view; the server's hot path reads spans)."""
 
     def __repr__(self):
         return f"<Request {self.method} {self.target} {self.version}>"
 
 
-cdef class Response:
+cdef class Response(Message):
     """One parsed response."""
 
     def __repr__(self):
@@ -559,14 +567,6 @@ cdef class RequestParser(Framer):
 
     cdef object _make_message(self):
         return self.make_request()
-
-    cdef int _finish_message(self, object message, list parts, list trailers) except -1:
-        cdef Request r = <Request>message
-        if parts:
-            r.body = parts[0] if len(parts) == 1 else b"".join(parts)
-        if trailers:
-            r.trailers = trailers
-        return 0
 
 
 cdef class ResponseParser(Framer):
@@ -638,11 +638,3 @@ cdef class ResponseParser(Framer):
 
     cdef object _make_message(self):
         return self.make_response()
-
-    cdef int _finish_message(self, object message, list parts, list trailers) except -1:
-        cdef Response r = <Response>message
-        if parts:
-            r.body = parts[0] if len(parts) == 1 else b"".join(parts)
-        if trailers:
-            r.trailers = trailers
-        return 0
