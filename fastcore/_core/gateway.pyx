@@ -231,7 +231,8 @@ cdef tuple check_header(object item):
     else:
         kind = H_PLAIN
     line = f"{name}: {value}\r\n".encode("latin-1")  # UnicodeEncodeError: not latin-1
-    entry = (kind, line, value)
+    # (kind, encoded line, value, Content-Length as an int)
+    entry = (kind, line, value, int(value) if kind == H_LENGTH else -1)
     if len(header_cache) < HEADER_CACHE_MAX:
         header_cache[item] = entry
     return entry
@@ -272,6 +273,7 @@ cdef class Exchange:
     cdef bint chunked
     cdef bint no_body                # HEAD, 1xx, 204, 304
     cdef int64_t declared            # the application's Content-Length, -1 if none
+    cdef bytes length_line           # its header line, as validated and encoded
     cdef int64_t sent                # body bytes sent (or counted, for HEAD)
     cdef object result               # what the application returned
     cdef object iterator
@@ -321,7 +323,8 @@ cdef class Exchange:
             if kind == H_PLAIN:
                 lines.append(entry[1])
             elif kind == H_LENGTH:
-                self.declared = int(entry[2])
+                self.declared = entry[3]
+                self.length_line = entry[1]
             elif kind == H_CONNECTION:
                 if "close" in (<str>entry[2]).lower():
                     self.keep_alive = False
@@ -353,7 +356,9 @@ cdef class Exchange:
         if self.declared >= 0:
             length = self.declared
         if self.status_code >= 200 and self.status_code != 204 and self.status_code != 304:
-            if length >= 0:
+            if self.declared >= 0:
+                parts.append(self.length_line)
+            elif length >= 0:
                 parts.append(b"Content-Length: %d\r\n" % length)
             elif self.http11:
                 self.chunked = True
@@ -361,7 +366,7 @@ cdef class Exchange:
             else:
                 self.keep_alive = False  # close-delimited
         elif self.status_code == 304 and self.declared >= 0:
-            parts.append(b"Content-Length: %d\r\n" % self.declared)
+            parts.append(self.length_line)
         if not self.keep_alive or self.conn.server.draining:
             self.keep_alive = False
             if self.http11:
