@@ -229,7 +229,11 @@ def run_worker(config, sockets, *, app=None, app_spec=None, stats_buffer=None, e
         signal.signal(signum, on_signal)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     loop.watch_signals()
-    loop.call_soon(housekeeping)
+    if access_log is not None or threads is not None:
+        # time-driven work only when there is some: a worker with neither does
+        # no work that depends on the clock (which also keeps the cost gate's
+        # instruction counts independent of how fast the machine runs)
+        loop.call_soon(housekeeping)
     error_log.debug("worker %d booted: %s", os.getpid(),
                    f"{config.threads} application threads" if config.threads > 1 else "application inline")
     try:

@@ -27,7 +27,6 @@ import logging
 import sys
 import tempfile
 import time
-from email.utils import formatdate
 
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.list cimport PyList_GET_ITEM
@@ -44,7 +43,24 @@ from fastcore._core.includes.fc_http cimport (
 from fastcore._core.parser cimport RequestParser, ascii_only, method_str, text
 from fastcore._core.connection cimport Connection, RequestHandler, S_APP, S_CLOSED
 from fastcore._core.buffer cimport FileSegment
-from fastcore._core.includes.syscalls cimport CLOCK_REALTIME, clock_gettime, timespec
+from fastcore._core.includes.syscalls cimport CLOCK_REALTIME, clock_gettime, time_t, timespec
+from libc.stdio cimport snprintf
+
+
+cdef extern from "<time.h>" nogil:
+    struct tm:
+        int tm_sec
+        int tm_min
+        int tm_hour
+        int tm_mday
+        int tm_mon
+        int tm_year
+        int tm_wday
+    tm *gmtime_r(const time_t *timep, tm *result)
+
+
+cdef const char *WEEKDAYS = "SunMonTueWedThuFriSat"
+cdef const char *MONTHS = "JanFebMarAprMayJunJulAugSepOctNovDec"
 from fastcore._core.stats cimport WorkerStats
 
 import os
@@ -498,12 +514,20 @@ cdef class Gateway(RequestHandler):
         self.date_second = -1
 
     cdef bytes date_line(self):
-        """The Date header line, formatted once a second."""
+        """The Date header line (RFC 9110 5.6.7 IMF-fixdate), formatted in C
+        once a second."""
         cdef timespec ts
+        cdef tm t
+        cdef char line[64]
+        cdef int n
         clock_gettime(CLOCK_REALTIME, &ts)
         if ts.tv_sec != self.date_second:
             self.date_second = ts.tv_sec
-            self.date_header = ("Date: " + formatdate(ts.tv_sec, usegmt=True) + "\r\n").encode("ascii")
+            gmtime_r(&ts.tv_sec, &t)
+            n = snprintf(line, sizeof(line), "Date: %.3s, %02d %.3s %04d %02d:%02d:%02d GMT\r\n",
+                         WEEKDAYS + 3 * t.tm_wday, t.tm_mday, MONTHS + 3 * t.tm_mon, t.tm_year + 1900,
+                         t.tm_hour, t.tm_min, t.tm_sec)
+            self.date_header = PyBytes_FromStringAndSize(line, n)
         return self.date_header
 
     # -- RequestHandler ----------------------------------------------------------
