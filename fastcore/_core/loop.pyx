@@ -387,6 +387,11 @@ cdef class Loop:
     def run(self):
         """Runs until stop()."""
         self.running = True
+        self.now = self.clock()
+        if self.stats is not None:
+            # first beat as the loop starts: the worker is ready to serve now,
+            # not after its first wait (which may last a second when idle)
+            self.stats.s.heartbeat_ns = <uint64_t>(self.now * 1e9)
         while self.running:
             self._run_once()
 
