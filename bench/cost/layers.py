@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 
-from bench.cost.measure import LOAD, callgrind_total, per_request, python_executable
+from bench.cost.measure import LOAD, per_request, python_executable
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 REALISTIC = ROOT / "bench" / "data" / "realistic.http"

@@ -10,7 +10,6 @@ them with a committed baseline.
 import os
 import pathlib
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -18,14 +17,10 @@ import sys
 import tempfile
 import time
 
+from bench.load.harness import free_port
+
 HERE = pathlib.Path(__file__).resolve().parent
 LOAD = HERE.parent / "load"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_port(port, proc, deadline=120.0):

@@ -30,7 +30,6 @@ A Connection moves through these states (connection.pxd):
 import logging
 import os
 
-from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.stdint cimport uint32_t
 from libc.string cimport memcpy
 from posix.unistd cimport close as close_fd, read

@@ -24,9 +24,10 @@ HEAD, 1xx, 204 and 304 responses carry no body.
 """
 import io
 import logging
+import os
+import stat
 import sys
 import tempfile
-import time
 
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.list cimport PyList_GET_ITEM
@@ -43,28 +44,12 @@ from fastcore._core.includes.fc_http cimport (
 from fastcore._core.parser cimport RequestParser, ascii_only, method_str, text
 from fastcore._core.connection cimport Connection, RequestHandler, S_APP, S_CLOSED
 from fastcore._core.buffer cimport FileSegment
-from fastcore._core.includes.syscalls cimport CLOCK_REALTIME, clock_gettime, time_t, timespec
+from fastcore._core.includes.syscalls cimport CLOCK_REALTIME, clock_gettime, gmtime_r, timespec, tm
+from fastcore._core.stats cimport WorkerStats
 from libc.stdio cimport snprintf
-
-
-cdef extern from "<time.h>" nogil:
-    struct tm:
-        int tm_sec
-        int tm_min
-        int tm_hour
-        int tm_mday
-        int tm_mon
-        int tm_year
-        int tm_wday
-    tm *gmtime_r(const time_t *timep, tm *result)
-
 
 cdef const char *WEEKDAYS = "SunMonTueWedThuFriSat"
 cdef const char *MONTHS = "JanFebMarAprMayJunJulAugSepOctNovDec"
-from fastcore._core.stats cimport WorkerStats
-
-import os
-import stat
 
 cdef object error_log = logging.getLogger("fastcore.error")
 

@@ -63,7 +63,6 @@ cdef class Loop:
     cdef list deferred_handles   # handles whose _on_deferred runs after this batch
     cdef epoll_event *events
     cdef int max_events
-    cdef object log
     cdef tuple signal_pipe        # (handle, read fd, write fd) once watch_signals() ran
     cdef WorkerStats stats        # heartbeat written every iteration, when set
 

@@ -242,8 +242,11 @@ def test_arbiter_replacement_takes_over_dead_workers_queue(serve, slot):
     assert len(set(answered)) == 2, f"the replacement served none of the waiting connections: {answered}"
 
 
-def test_arbiter_kills_stuck_worker_and_dumps_its_stack(serve):
-    server = serve(APP, "--workers", "1", "--timeout", "2", "--admin", "127.0.0.1:0")
+# threads 4: the loop keeps turning while an application thread is stuck;
+# the worker must still give itself up once that request passes --timeout
+@pytest.mark.parametrize("threads", ["1", "4"])
+def test_arbiter_kills_stuck_worker_and_dumps_its_stack(serve, threads):
+    server = serve(APP, "--workers", "1", "--timeout", "2", "--admin", "127.0.0.1:0", "--threads", threads)
     admin = Admin(server)
     stuck = worker_pid(server)
     with server.connect(timeout=10.0) as client:

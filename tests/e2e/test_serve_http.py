@@ -6,8 +6,11 @@ import http.client
 import json
 import pathlib
 import random
+import re
 import shutil
 import subprocess
+import time
+from email.utils import parsedate_to_datetime
 
 import pytest
 import requests
@@ -50,6 +53,19 @@ def test_keepalive_hundred_requests_share_one_connection(serve):
         assert int(ports.pop()) == connection.sock.getsockname()[1]
     finally:
         connection.close()
+
+
+def test_date_header_is_an_imf_fixdate_of_now(serve):
+    # RFC 9110 5.6.7: "Sun, 06 Nov 1994 08:49:37 GMT", the server's clock, UTC
+    server = serve(ECHO_APP)
+    before = time.time()
+    response = requests.get(f"{server.url}/x", timeout=10)
+    after = time.time()
+    date = response.headers["Date"]
+    assert re.fullmatch(r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
+                        r"\d{4} \d\d:\d\d:\d\d GMT", date), date
+    stamp = parsedate_to_datetime(date).timestamp()
+    assert int(before) - 1 <= stamp <= after + 1, (date, before, after)
 
 
 def test_pipelining_twenty_requests_answered_in_order(serve, make_request):
