@@ -17,6 +17,9 @@ if os.environ.get("FASTCORE_DEBUG_BUILD"):
 
 C_SOURCES = {
     "parser": ["src_c/fc_http.c"],
+    "router": ["src_c/fc_static.c"],
+    "filecache": ["src_c/fc_static.c", "src_c/fc_fs.c"],
+    "static": ["src_c/fc_static.c"],
 }
 
 
@@ -30,7 +33,8 @@ def extension(name):
     )
 
 
-extensions = [extension(name) for name in ("parser", "stats", "buffer", "loop", "connection", "gateway")]
+extensions = [extension(name) for name in ("parser", "stats", "buffer", "loop", "connection", "gateway",
+                                        "router", "filecache", "static")]
 if cythonize:
     extensions = cythonize(
         extensions,

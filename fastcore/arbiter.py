@@ -36,7 +36,7 @@ import traceback
 
 from fastcore import stats_layout
 from fastcore.config import ConfigError, build_config, parse_address
-from fastcore.worker import (APP_LOAD_ERROR, BOOT_ERROR, BindError, bind_socket, describe, run_worker,
+from fastcore.worker import (APP_LOAD_ERROR, BOOT_ERROR, BindError, bind_socket, describe, run_worker, static_locations,
                              setup_logging)
 
 error_log = logging.getLogger("fastcore.error")
@@ -218,7 +218,7 @@ class Arbiter:
         except BindError as e:
             print(f"fastcore: error: {e}", file=sys.stderr, flush=True)
             return 1
-        if self.config.preload:
+        if self.config.preload and self.app_spec is not None:
             from fastcore.worker import load_application
             self.app = load_application(self.config, self.app_spec, None)
             if isinstance(self.app, int):
@@ -250,6 +250,9 @@ class Arbiter:
         self.announced = True
         for url in self.bound:
             print(f"fastcore: listening on {url} (pid {os.getpid()})", file=sys.stderr, flush=True)
+        for location in static_locations(self.config, self.app_spec is not None):
+            print(f"fastcore: serving {location.root} at {location.prefix} (pid {os.getpid()})",
+                  file=sys.stderr, flush=True)
         if self.admin_url:
             print(f"fastcore: admin on {self.admin_url} (pid {os.getpid()})", file=sys.stderr, flush=True)
         error_log.info("arbiter %d: %d worker(s), %s", os.getpid(), self.target,

@@ -1,7 +1,7 @@
 """The ``fastcore`` command.
 
     fastcore --version
-    fastcore serve [APP] [settings]     run the server (fastcore.worker.serve)
+    fastcore serve [APP] [settings]     run the server; with no APP, serve files
     fastcore check [APP] [settings]     validate the settings, import the app
     fastcore settings                   print the table of settings (Markdown)
 
@@ -109,20 +109,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     # serve: the workers import the application (the arbiter too with
     # --preload), so a reload picks up new code; only the spec is checked here.
-    if args.app is None:
-        sys.stderr.write(_error_line("serve needs an application: fastcore serve MODULE:APP "
-                                     "(serving a directory comes with the static-file cache)"))
-        return EXIT_USAGE
-    try:
-        parse_app_spec(args.app)
-    except AppLoadError as error:
-        sys.stderr.write(_error_line(str(error)))
-        return EXIT_USAGE
-    try:
-        check_module_exists(args.app, config.chdir)
-    except AppLoadError as error:
-        sys.stderr.write(_error_line(str(error)))
-        return EXIT_FAILURE
+    # With no application, serve files: the static locations, or the
+    # current directory when there are none.
+    if args.app is not None:
+        try:
+            parse_app_spec(args.app)
+        except AppLoadError as error:
+            sys.stderr.write(_error_line(str(error)))
+            return EXIT_USAGE
+        try:
+            check_module_exists(args.app, config.chdir)
+        except AppLoadError as error:
+            sys.stderr.write(_error_line(str(error)))
+            return EXIT_FAILURE
     if config.chdir is not None:
         os.chdir(config.chdir)
     # Imported here: the server pulls in the compiled core, which --version,

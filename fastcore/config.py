@@ -41,6 +41,7 @@ __all__ = [
     "SETTINGS",
     "SETTINGS_BY_NAME",
     "Setting",
+    "StaticLocation",
     "add_setting_arguments",
     "build_config",
     "load_config",
@@ -53,7 +54,7 @@ __all__ = [
 ]
 
 ENV_PREFIX = "FASTCORE_"
-SECTIONS = ("server", "limits", "timeouts", "wsgi", "logging")
+SECTIONS = ("server", "static", "limits", "timeouts", "wsgi", "logging")
 _MAX_REPR = 80  # a pasted blob in an error line helps nobody past this
 
 
@@ -241,6 +242,143 @@ def parse_root_path(value: Any) -> str:
     raise _Invalid(expected, value)
 
 
+def parse_duration_or_zero(value: Any) -> float:
+    """Like parse_duration, but 0 is allowed (meaning: every time)."""
+    if value in (0, "0") or (isinstance(value, float) and value == 0.0 and not isinstance(value, bool)):
+        return 0.0
+    try:
+        return parse_duration(value)
+    except _Invalid:
+        raise _Invalid("a duration >= 0 such as 0, 1, 1.5, 500ms or 2m", value) from None
+
+
+_AGE_RE = re.compile(r"([0-9]+)\s*([smhd]?)\Z", re.IGNORECASE)
+_AGE_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_max_age(value: Any) -> int:
+    """Whole seconds for Cache-Control max-age: ``3600``, ``"90s"``, ``"10m"``, ``"12h"``, ``"365d"``."""
+    expected = "a number of seconds >= 0 such as 3600, 10m, 12h or 365d"
+    if isinstance(value, int) and not isinstance(value, bool):
+        seconds = value
+    elif isinstance(value, str) and _AGE_RE.match(value.strip()):
+        digits, unit = _AGE_RE.match(value.strip()).groups()
+        seconds = int(digits) * _AGE_UNITS[unit.lower()]
+    else:
+        raise _Invalid(expected, value)
+    if not 0 <= seconds <= 2**31 - 1:  # RFC 9111 1.2.2: delta-seconds saturate at 2^31
+        raise _Invalid(expected, value)
+    return seconds
+
+
+def parse_index_name(value: Any) -> str:
+    """A file name (no '/'), served for a request that names a directory."""
+    name = _nonempty_string(value, "a file name without '/'")
+    if "/" in name or name in (".", ".."):
+        raise _Invalid("a file name without '/'", value)
+    return name
+
+
+@dataclasses.dataclass(frozen=True)
+class StaticLocation:
+    """One ``static`` location: requests under ``prefix`` are files under
+    ``root``. An option left as None takes the top-level setting of the same
+    name (``build_config`` fills them in)."""
+
+    prefix: str
+    root: str
+    index: Optional[str] = None
+    autoindex: Optional[bool] = None
+    max_age: Optional[int] = None
+    immutable: Optional[bool] = None
+    dotfiles: Optional[bool] = None
+    follow_symlinks: Optional[bool] = None
+    precompressed: Optional[bool] = None
+
+    def __str__(self) -> str:
+        return f"{self.prefix}={self.root}"
+
+
+# The per-location options of a [[static]] table, with their parsers; each
+# is also a top-level setting giving the default for every location.
+_LOCATION_OPTIONS: Dict[str, Callable[[Any], Any]] = {
+    "index": parse_index_name,
+    "autoindex": parse_bool,
+    "max_age": parse_max_age,
+    "immutable": parse_bool,
+    "dotfiles": parse_bool,
+    "follow_symlinks": parse_bool,
+    "precompressed": parse_bool,
+}
+
+
+def _static_prefix(value: Any) -> str:
+    expected = "a URL path prefix starting with '/' (such as /assets)"
+    if not isinstance(value, str) or not value.startswith("/") or any(c in value for c in "?#%\\\0 "):
+        raise _Invalid(expected, value)
+    segments = [segment for segment in value.split("/") if segment]
+    if any(segment in (".", "..") for segment in segments):
+        raise _Invalid(expected, value)
+    return "/" + "/".join(segments)  # no trailing slash: matching is by whole segments
+
+
+def _static_root(value: Any, whole: Any) -> str:
+    if not isinstance(value, str) or not value or "\0" in value:
+        raise _Invalid("PREFIX=DIR with an existing directory", whole)
+    if not os.path.isdir(value):
+        raise _Invalid("PREFIX=DIR with an existing directory", whole)
+    return os.path.realpath(value)
+
+
+def _static_location(item: Any) -> StaticLocation:
+    if isinstance(item, str):
+        prefix, sep, root = item.partition("=")
+        if not sep:
+            raise _Invalid("PREFIX=DIR, such as /assets=./public", item)
+        try:
+            prefix = _static_prefix(prefix.strip())
+        except _Invalid:
+            raise _Invalid("PREFIX=DIR with PREFIX starting with '/' (such as /assets=./public)", item) from None
+        return StaticLocation(prefix, _static_root(root.strip(), item))
+    if isinstance(item, dict):
+        unknown = set(item) - {"prefix", "root"} - set(_LOCATION_OPTIONS)
+        if unknown:
+            key = sorted(unknown)[0]
+            close = difflib.get_close_matches(key, ["prefix", "root", *_LOCATION_OPTIONS], n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise _Invalid(f"a [[static]] table without the unknown key {key!r}{hint}", item)
+        if "prefix" not in item or "root" not in item:
+            raise _Invalid("a [[static]] table with 'prefix' and 'root'", item)
+        prefix = _static_prefix(item["prefix"])
+        options = {}
+        for key, parse in _LOCATION_OPTIONS.items():
+            if key in item:
+                try:
+                    options[key] = parse(item[key])
+                except _Invalid as invalid:
+                    raise _Invalid(f"[[static]] {prefix}: {key} as {invalid.expected}", invalid.got) from None
+        return StaticLocation(prefix, _static_root(item["root"], item["root"]), **options)
+    raise _Invalid("PREFIX=DIR or a [[static]] table", item)
+
+
+def parse_static(value: Any) -> Tuple[StaticLocation, ...]:
+    """Static locations from repeated ``--static PREFIX=DIR``, a comma-separated
+    string (environment) or a TOML list of strings or ``[[static]]`` tables."""
+    if isinstance(value, str):
+        items: List[Any] = [item.strip() for item in value.split(",") if item.strip()]
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        raise _Invalid("PREFIX=DIR entries or [[static]] tables", value)
+    locations: List[StaticLocation] = []
+    for item in items:
+        location = _static_location(item)
+        if any(other.prefix == location.prefix for other in locations):
+            raise _Invalid("each prefix once", item)
+        locations.append(location)
+    return tuple(locations)
+
+
 class Address(NamedTuple):
     """One parsed ``bind`` entry. ``family`` is ``"inet"``, ``"inet6"`` or ``"unix"``."""
 
@@ -359,6 +497,8 @@ class Setting:
         if isinstance(self.default, bool):
             return "true" if self.default else "false"
         if isinstance(self.default, (list, tuple)):
+            if not self.default:
+                return "(none)"
             return ", ".join(str(item) for item in self.default)
         if self.default == "":
             return '""'
@@ -422,6 +562,54 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("config", "server", ("--config", "-c"), parse_file_path, None,
             "TOML file whose top-level keys are setting names.",
             metavar="PATH", in_file=False, annotation=Optional[str]),
+    # static
+    Setting("static", "static", ("--static",), parse_static, [],
+            "Serve files: PREFIX=DIR maps requests under PREFIX to files under DIR; repeat for several (the longest "
+            "prefix wins); [[static]] tables in the config file also take the per-location options below. With no "
+            "application and no location, the current directory is served at /.",
+            metavar="PREFIX=DIR", kind="list", annotation=Tuple[StaticLocation, ...]),
+    Setting("index", "static", ("--index",), parse_index_name, "index.html",
+            "File served for a request naming a directory (per location in [[static]]).",
+            metavar="NAME", annotation=str),
+    Setting("autoindex", "static", ("--autoindex", "--no-autoindex"), parse_bool, False,
+            "List a directory that has no index file as an HTML page (per location).",
+            kind="flag", annotation=bool),
+    Setting("max_age", "static", ("--max-age",), parse_max_age, None,
+            "Cache-Control max-age of static files, in seconds (10m, 12h, 365d also work); no Cache-Control "
+            "header when unset (per location).",
+            metavar="SECONDS", annotation=Optional[int]),
+    Setting("immutable", "static", ("--immutable", "--no-immutable"), parse_bool, False,
+            "Add 'immutable' to Cache-Control, for files whose names change with their content (per location).",
+            kind="flag", annotation=bool),
+    Setting("dotfiles", "static", ("--dotfiles", "--no-dotfiles"), parse_bool, False,
+            "Serve files and directories whose name starts with '.' (.git, .env); off: they give 404 (per location).",
+            kind="flag", annotation=bool),
+    Setting("follow_symlinks", "static", ("--follow-symlinks", "--no-follow-symlinks"), parse_bool, False,
+            "Follow symbolic links that lead outside the location's root; off: only links that stay inside it "
+            "are followed (per location).",
+            kind="flag", annotation=bool),
+    Setting("precompressed", "static", ("--precompressed", "--no-precompressed"), parse_bool, True,
+            "Serve FILE.br or FILE.gz, when it exists, to clients that accept it (per location).",
+            kind="flag", annotation=bool),
+    Setting("static_revalidate", "static", ("--static-revalidate",), parse_duration_or_zero, 1,
+            "A cached file is checked against the disk (stat) at most this often; 0 checks on every request.",
+            metavar="SECONDS", annotation=float),
+    Setting("static_inline_max", "static", ("--static-inline-max",), size(0), "64k",
+            "Files up to this size are cached in memory and sent with one writev; larger ones with sendfile.",
+            metavar="SIZE", annotation=int),
+    Setting("static_cache_entries", "static", ("--static-cache-entries",), integer(1), 10000,
+            "Most files in a worker's file cache; the least recently used are evicted.",
+            metavar="N", annotation=int),
+    Setting("static_cache_bytes", "static", ("--static-cache-bytes",), size(0), "64m",
+            "Most file content a worker's file cache keeps in memory.",
+            metavar="SIZE", annotation=int),
+    Setting("static_cache_fds", "static", ("--static-cache-fds",), integer(1), 1000,
+            "Most open file descriptors a worker's file cache keeps (a response being sent holds its file's "
+            "until done).",
+            metavar="N", annotation=int),
+    Setting("static_max_ranges", "static", ("--static-max-ranges",), integer(1), 16,
+            "Most ranges answered in one Range request; a request with more gets the whole file (200).",
+            metavar="N", annotation=int),
     # limits
     Setting("max_request_line", "limits", ("--max-request-line",), size(1), 8190,
             "Longest request line (method, target, version); longer gets 414.",
@@ -595,6 +783,11 @@ def build_config(cli: Optional[Mapping[str, Any]] = None, environ: Optional[Mapp
     for setting in SETTINGS:
         raw, origin = origins.get(setting.name, (setting.default, "default"))
         values[setting.name] = _resolve(setting, raw, origin)
+    # a location option left unset takes the top-level setting of its name
+    values["static"] = tuple(
+        dataclasses.replace(location, **{key: values[key] for key in _LOCATION_OPTIONS
+                                         if getattr(location, key) is None})
+        for location in values["static"])
     return Config(**values)
 
 
@@ -665,7 +858,7 @@ def settings_markdown() -> str:
         lines.append(f"| **{section}** | | | | |")
         for setting in members:
             flags = ", ".join(f"`{flag}`" for flag in setting.flags)
-            default = "(none)" if setting.default is None else f"`{setting.default_text}`"
+            default = "(none)" if setting.default_text == "(none)" else f"`{setting.default_text}`"
             lines.append(
                 f"| `{setting.name}` | {_cell(flags)} | `{setting.env}` | {_cell(default)} | {_cell(setting.help)} |"
             )

@@ -23,9 +23,12 @@ import time
 import traceback
 
 from fastcore._core.connection import Server
+from fastcore._core.filecache import FileCache
 from fastcore._core.loop import Loop
+from fastcore._core.router import Router
+from fastcore._core.static import Location
 from fastcore._core.stats import SIZE, WorkerStats
-from fastcore.config import parse_address
+from fastcore.config import StaticLocation, parse_address
 from fastcore.logs import AccessLog, make_request_id
 from fastcore.wsgi import AppThreads, Gateway, listener_environ
 
@@ -140,13 +143,45 @@ def load_application(config, app_spec, report_fd):
         return APP_LOAD_ERROR
 
 
+def static_locations(config, has_app):
+    """The static locations to serve: the configured ones; with neither an
+    application nor a location, the current directory at /."""
+    if config.static or has_app:
+        return config.static
+    return (StaticLocation("/", os.getcwd(), index=config.index, autoindex=config.autoindex,
+                           max_age=config.max_age, immutable=config.immutable, dotfiles=config.dotfiles,
+                           follow_symlinks=config.follow_symlinks, precompressed=config.precompressed),)
+
+
+def build_handler(config, gateway, access_log):
+    """What the server hands each request to: the gateway alone, or a router
+    over the static locations with the gateway (or 404) for the rest."""
+    locations = static_locations(config, gateway is not None)
+    if not locations:
+        return gateway, None
+    cache = FileCache(config)
+    boundary = os.urandom(12).hex().encode("ascii")
+    router = Router(gateway)
+    for location in locations:
+        try:
+            handler = Location(router, cache, location, config, boundary)
+        except OSError as e:
+            raise BindError(f"static location {location.prefix}: cannot open {location.root}: "
+                            f"{e.strerror or e}") from None
+        if access_log is not None:
+            handler.access_log = access_log
+            handler.new_request_id = make_request_id
+        router.add(location.prefix, handler)
+    return router, cache
+
+
 def run_worker(config, sockets, *, app=None, app_spec=None, stats_buffer=None, exclusive=False,
                report_fd=None, multiprocess=False):
     """Serves until stopped; returns the exit status. `sockets` are listening
     sockets; `exclusive` when other workers wait on the same ones."""
     handler = setup_logging(config)
     faulthandler.enable(file=error_stream(handler), all_threads=True)
-    if app is None:
+    if app is None and app_spec is not None:
         app = load_application(config, app_spec, report_fd)
         if isinstance(app, int):
             return app
@@ -156,14 +191,21 @@ def run_worker(config, sockets, *, app=None, app_spec=None, stats_buffer=None, e
     stats.reset(os.getpid(), time.time_ns())
     loop = Loop()
     loop.set_stats(stats)
-    threads = AppThreads(loop, config.threads) if config.threads > 1 else None
-    gateway = Gateway(app, config, threads)
+    threads = AppThreads(loop, config.threads) if config.threads > 1 and app is not None else None
+    gateway = Gateway(app, config, threads) if app is not None else None
     access_log = None
     if config.access_log:
         access_log = AccessLog(config.access_log, config.access_log_format)
-        gateway.access_log = access_log
-        gateway.new_request_id = make_request_id
-    server = Server(loop, gateway, config)
+        if gateway is not None:
+            gateway.access_log = access_log
+            gateway.new_request_id = make_request_id
+    try:
+        handler, file_cache = build_handler(config, gateway, access_log)
+    except BindError as e:
+        error_log.error("%s", e)
+        report(report_fd, str(e))
+        return BOOT_ERROR
+    server = Server(loop, handler, config)
     server.set_stats(stats)
     for sock in sockets:
         url, host, port = describe(sock)

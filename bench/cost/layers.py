@@ -8,11 +8,15 @@ workload at two sizes and taking the difference).
     parser_py    RequestParser.feed on the realistic request, Python objects made
     wsgi_hello   a hello-world WSGI round trip through `fastcore serve`
     flask_hello  a Flask hello round trip through `fastcore serve`
+    static_1k    a 1 KiB file from the static-file cache (`fastcore serve` with no app)
+    static_304   a conditional GET of that file answered 304 (If-None-Match)
 
-Layers to come: static 1 KiB hit, 304 revalidation, proxied request.
+The static layers revalidate once an hour, so that no clock-driven stat()
+lands in the counts. Layer to come: proxied request.
 """
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -100,11 +104,52 @@ def flask_hello():
                        children_only=True)
 
 
+# 1 KiB whose last bytes mark the end of the response for the client
+STATIC_1K = b"x" * (1024 - 10) + b"END-OF-1K\n"
+
+
+def static_site():
+    """A directory holding 1k.bin, and the ETag fastcore gives it."""
+    site = pathlib.Path(tempfile.mkdtemp(prefix="fastcore-cost-site-"))
+    (site / "1k.bin").write_bytes(STATIC_1K)
+    info = (site / "1k.bin").stat()
+    etag = f'"{info.st_size:x}-{info.st_mtime_ns:x}-{info.st_ino:x}"'
+    return site, etag
+
+
+def static_command(port):
+    return [python_executable(), "-m", "fastcore", "serve", "--bind", f"127.0.0.1:{port}",
+            "--static-revalidate", "3600"]
+
+
+def static_1k():
+    site, _ = static_site()
+    request = b"GET /1k.bin HTTP/1.1\r\nHost: localhost\r\nUser-Agent: cost\r\nAccept: */*\r\n\r\n"
+    try:
+        return per_request(static_command, request, b"END-OF-1K\n", env=server_env(), cwd=str(site),
+                           children_only=True)
+    finally:
+        shutil.rmtree(site)
+
+
+def static_304():
+    site, etag = static_site()
+    request = (b"GET /1k.bin HTTP/1.1\r\nHost: localhost\r\nUser-Agent: cost\r\nAccept: */*\r\n"
+               b"If-None-Match: " + etag.encode() + b"\r\n\r\n")
+    try:
+        return per_request(static_command, request, b"\r\n\r\n", env=server_env(), cwd=str(site),
+                           children_only=True)
+    finally:
+        shutil.rmtree(site)
+
+
 LAYERS = {
     "parser_c": parser_c,
     "parser_py": parser_py,
     "wsgi_hello": wsgi_hello,
     "flask_hello": flask_hello,
+    "static_1k": static_1k,
+    "static_304": static_304,
 }
 
 

@@ -77,6 +77,27 @@ http {{
 }}
 """
 
+# nginx as a static-file server the way the docs tune it: sendfile, the open
+# file cache, no access log
+NGINX_STATIC_CONF = """
+worker_processes 1;
+daemon off;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log;
+events {{ worker_connections 20000; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    open_file_cache max=1000 inactive=60s;
+    open_file_cache_valid 60s;
+    default_type application/octet-stream;
+    server {{
+        listen 127.0.0.1:{port} backlog=2048;
+        root {site};
+    }}
+}}
+"""
 
 BJOERN_TWO = """
 import os, bjoern, apps
@@ -112,6 +133,13 @@ def command_for(name, app, port, workdir):
     if name == "gunicorn":
         return [py, "-m", "gunicorn", "-w", "1", "-k", "sync", "-b", f"127.0.0.1:{port}",
                 "--log-level", "warning", f"apps:{app}"]
+    if name == "fastcore-static":  # app: the directory to serve
+        return [py, "-m", "fastcore", "serve", "--static", f"/={app}", "--bind", f"127.0.0.1:{port}",
+                "--max-connections", "20000"]
+    if name == "nginx-static":
+        conf = pathlib.Path(workdir) / "nginx.conf"
+        conf.write_text(NGINX_STATIC_CONF.format(dir=workdir, port=port, site=app))
+        return [shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(conf), "-p", str(workdir)]
     if name == "nginx":
         conf = pathlib.Path(workdir) / "nginx.conf"
         conf.write_text(NGINX_CONF.format(dir=workdir, port=port))
@@ -237,21 +265,23 @@ def parse_wrk(text):
     }
 
 
-def run_wrk(port, duration, connections, script=None):
+def run_wrk(port, duration, connections, script=None, path="/", headers=()):
     cmd = ["taskset", "-c", CLIENT_CPU, "wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency",
            "--timeout", "5s"]
     if script:
         cmd += ["-s", str(HERE / script)]
-    cmd.append(f"http://127.0.0.1:{port}/")
+    for header in headers:
+        cmd += ["-H", header]
+    cmd.append(f"http://127.0.0.1:{port}{path}")
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 30)
     return parse_wrk(out.stdout)
 
 
-def measure(name, app, duration, connections, script=None, cpus=SERVER_CPU):
+def measure(name, app, duration, connections, script=None, cpus=SERVER_CPU, path="/", headers=()):
     with running(name, app, cpus) as (proc, port):
-        run_wrk(port, 1, connections, script)  # warm up
+        run_wrk(port, 1, connections, script, path, headers)  # warm up
         cpu0 = cpu_seconds(proc.pid)
-        result = run_wrk(port, duration, connections, script)
+        result = run_wrk(port, duration, connections, script, path, headers)
         cpu1 = cpu_seconds(proc.pid)
     result["cpu_us"] = (cpu1 - cpu0) / max(result["requests"], 1) * 1e6
     return result
@@ -310,6 +340,63 @@ def idle_memory(name, connections=10000):
     return {"rest_kib": before, "idle_kib": after, "per_conn_bytes": (after - before) * 1024 / connections}
 
 
+STATIC_FILES = {"1k.bin": 1024, "64k.bin": 64 * 1024, "1m.bin": 1024 * 1024}
+
+
+def make_site():
+    """A directory with the benchmark's files (random bytes) and an index.html."""
+    site = pathlib.Path(tempfile.mkdtemp(prefix="bench-site-"))
+    for name, size in STATIC_FILES.items():
+        (site / name).write_bytes(os.urandom(size))
+    (site / "index.html").write_text("<!DOCTYPE html><title>bench</title>\n")
+    os.chmod(site, 0o755)  # nginx's worker may run as another user
+    for path in site.iterdir():
+        os.chmod(path, 0o644)
+    return site
+
+
+def static_runs(duration, connections):
+    """fastcore and nginx serving the same files: each size, then a 304
+    revalidation of the 1 KiB file (If-Modified-Since its own date)."""
+    site = make_site()
+    try:
+        stamp = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime((site / "1k.bin").stat().st_mtime))
+        runs = [(f"{name} ({size // 1024} KiB)", f"/{name}", (), size) for name, size in STATIC_FILES.items()]
+        runs.append(("304 revalidation of 1k.bin", "/1k.bin", (f"If-Modified-Since: {stamp}",), 0))
+        report = {}
+        for label, path, headers, size in runs:
+            results = {}
+            for name in ("fastcore-static", "nginx-static"):
+                if not available(name):
+                    results[name] = None
+                    continue
+                r = measure(name, str(site), duration, connections, path=path, headers=headers)
+                r["mb_s"] = r["rps"] * size / 1e6
+                results[name] = r
+            report[label] = results
+    finally:
+        shutil.rmtree(site, ignore_errors=True)
+    return report
+
+
+def print_static_table(report):
+    print("\n### static files, one worker each (server on core 0, wrk on core 1)\n")
+    print("| file | server | requests/s | MB/s | p99 | CPU µs/request | requests/s vs nginx "
+          "| CPU/request vs nginx | MB/s vs nginx | errors |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for label, results in report.items():
+        base = results.get("nginx-static")
+        for name, r in results.items():
+            if r is None:
+                print(f"| {label} | {name} | absent | | | | | | | |")
+                continue
+            rps = f"{r['rps'] / base['rps']:.2f}x" if base else ""
+            cpu = f"{r['cpu_us'] / base['cpu_us']:.2f}x" if base and base["cpu_us"] else ""
+            mbs = f"{r['mb_s'] / base['mb_s']:.2f}x" if base and base["mb_s"] else ""
+            print(f"| {label} | {name.split('-')[0]} | {r['rps']:,.0f} | {r['mb_s']:,.0f} | {fmt_time(r['p99'])} "
+                  f"| {r['cpu_us']:.1f} | {rps} | {cpu} | {mbs} | {r['errors']} |")
+
+
 # ---- reporting -----------------------------------------------------------------------
 
 def fmt_time(seconds):
@@ -346,7 +433,7 @@ SCENARIOS = {
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scenarios", default="hello,flask,pipeline,idle,workers,reload")
+    parser.add_argument("--scenarios", default="hello,flask,pipeline,static,idle,workers,reload")
     parser.add_argument("--duration", type=int, default=10, help="seconds per run")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--json", help="also write the results to this file")
@@ -366,6 +453,10 @@ def main(argv=None):
                     if available(name) else None
             report["workers"] = results
             print_table(title, {k: v for k, v in results.items()})
+            continue
+        if key == "static":
+            report["static"] = static_runs(args.duration, args.connections)
+            print_static_table(report["static"])
             continue
         if key == "reload":
             r = reload_run(args.duration, args.connections)

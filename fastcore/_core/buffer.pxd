@@ -6,9 +6,13 @@ from libc.stdint cimport int64_t
 
 
 cdef class FileSegment:
-    cdef int fd                  # owned: a dup() of the file's descriptor, closed on dealloc
+    cdef int fd                  # a dup() of the file's descriptor, closed on dealloc; or, with
+    cdef object owner            # an owner, the owner's descriptor, kept open by this reference
     cdef int64_t offset
     cdef int64_t remaining
+
+    @staticmethod
+    cdef FileSegment borrowed(int fd, int64_t offset, int64_t count, object owner)
 
 
 cdef class OutputQueue:

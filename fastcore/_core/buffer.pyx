@@ -20,13 +20,28 @@ cdef class FileSegment:
     a duplicate of the descriptor, so the application may close its file
     object as soon as it is done with it."""
 
-    def __cinit__(self, int fd, int64_t offset, int64_t count):
+    def __init__(self, int fd, int64_t offset, int64_t count):
         self.fd = os.dup(fd)
         self.offset = offset
         self.remaining = count
 
+    @staticmethod
+    cdef FileSegment borrowed(int fd, int64_t offset, int64_t count, object owner):
+        """A segment of a descriptor that `owner` (the file cache's entry)
+        closes when it is freed: no dup(), and the reference held here keeps
+        it open until the segment is sent, even if the cache evicts it."""
+        cdef FileSegment seg = FileSegment.__new__(FileSegment)
+        seg.fd = fd
+        seg.owner = owner
+        seg.offset = offset
+        seg.remaining = count
+        return seg
+
+    def __cinit__(self):
+        self.fd = -1
+
     def __dealloc__(self):
-        if self.fd >= 0:
+        if self.fd >= 0 and self.owner is None:
             close(self.fd)
 
 

@@ -21,6 +21,9 @@ cdef enum ConnState:
     S_CLOSED
 
 
+cdef bytes date_line()           # "Date: <IMF-fixdate>\r\n" for now, formatted once a second
+
+
 cdef class RequestHandler:
     cdef int on_head(self, Connection conn) except -1
     cdef int on_body(self, Connection conn, const char *at, size_t n) except -1
@@ -73,6 +76,7 @@ cdef class Connection(TimedHandle):
     cdef RequestParser parser
     cdef OutputQueue out
     cdef ConnState state
+    cdef RequestHandler handler  # of the current request (a Router picks it in on_head)
     cdef object exchange         # the handler's per-request state
     cdef bint producing          # the handler waits for the queue to drain
     cdef bint request_keep_alive

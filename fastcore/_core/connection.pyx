@@ -30,7 +30,9 @@ A Connection moves through these states (connection.pxd):
 import logging
 import os
 
+from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.stdint cimport uint32_t
+from libc.stdio cimport snprintf
 from libc.string cimport memcpy
 from posix.unistd cimport close as close_fd, read
 
@@ -55,10 +57,37 @@ cdef dict REASONS = {
 
 cdef int ACCEPT_BATCH = 64
 
+cdef const char *WEEKDAYS = "SunMonTueWedThuFriSat"
+cdef const char *MONTHS = "JanFebMarAprMayJunJulAugSepOctNovDec"
+cdef long date_second = -1
+cdef bytes date_header = None
+
+
+cdef bytes date_line():
+    """The Date header line (RFC 9110 5.6.7 IMF-fixdate), formatted in C
+    once a second and shared by every handler of the worker."""
+    global date_second, date_header
+    cdef timespec ts
+    cdef tm t
+    cdef char line[64]
+    cdef int n
+    clock_gettime(CLOCK_REALTIME, &ts)
+    if ts.tv_sec != date_second:
+        date_second = ts.tv_sec
+        gmtime_r(&ts.tv_sec, &t)
+        n = snprintf(line, sizeof(line), "Date: %.3s, %02d %.3s %04d %02d:%02d:%02d GMT\r\n",
+                     WEEKDAYS + 3 * t.tm_wday, t.tm_mday, MONTHS + 3 * t.tm_mon, t.tm_year + 1900,
+                     t.tm_hour, t.tm_min, t.tm_sec)
+        date_header = PyBytes_FromStringAndSize(line, n)
+    return date_header
+
 
 cdef class RequestHandler:
-    """What a Connection calls; the WSGI gateway (and later the proxy and
-    the static-file server) implement it."""
+    """What a Connection calls; the WSGI gateway, the static-file locations
+    and the router (and later the proxy) implement it. The server's handler
+    gets on_head; it may hand the request to another handler by setting
+    conn.handler before passing on_head on, and that one gets the rest of
+    the request's calls (on_body, on_end, on_writable, on_close)."""
 
     cdef int on_head(self, Connection conn) except -1:
         return 0
@@ -137,6 +166,7 @@ cdef class Server:
         conn.peer_len = addr_len
         conn.parser = RequestParser(**self.parser_limits)
         conn.out = OutputQueue()
+        conn.handler = self.handler
         conn.state = S_HEAD
         self.connections += 1
         self.live.add(conn)
@@ -323,7 +353,7 @@ cdef class Connection(TimedHandle):
                 return 0
             if self.producing:
                 self.producing = False
-                self.server.handler.on_writable(self)
+                self.handler.on_writable(self)
                 if self.state == S_CLOSED:
                     return 0
             if self.state == S_HEAD and self.parser.buffered():
@@ -407,9 +437,10 @@ cdef class Connection(TimedHandle):
                 self.request_keep_alive = (self.parser.info.flags & FC_REQ_KEEP_ALIVE) != 0
                 self.state = S_BODY
                 server.body_queue.arm(self, self.loop.now)
-                server.handler.on_head(self)
+                self.handler = server.handler
+                self.handler.on_head(self)
             elif ev == EV_BODY:
-                server.handler.on_body(self, self.parser.body_at, self.parser.body_len)
+                self.handler.on_body(self, self.parser.body_at, self.parser.body_len)
             elif ev == EV_END:
                 self.state = S_APP
                 self.got_bytes = self.parser.buffered() > 0
@@ -417,7 +448,7 @@ cdef class Connection(TimedHandle):
                 server.requests += 1
                 if server.requests == server.request_limit and server.on_request_limit is not None:
                     server.on_request_limit()
-                server.handler.on_end(self)
+                self.handler.on_end(self)
         return 0
 
     cdef int _update(self) except -1:
@@ -495,7 +526,7 @@ cdef class Connection(TimedHandle):
         head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
                 f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode("latin-1")
         if self.state == S_APP:
-            self.server.handler.on_close(self)
+            self.handler.on_close(self)
         self.exchange = None
         self.producing = False
         self.state = S_CLOSING
@@ -531,7 +562,7 @@ cdef class Connection(TimedHandle):
         self.disarm()
         if was == S_APP and self.exchange is not None:
             try:
-                self.server.handler.on_close(self)
+                self.handler.on_close(self)
             except Exception:
                 error_log.exception("error while closing a response")
         self.exchange = None

@@ -42,14 +42,10 @@ from fastcore._core.includes.fc_http cimport (
     fc_request_head_t, fc_request_info_t,
 )
 from fastcore._core.parser cimport RequestParser, ascii_only, method_str, text
-from fastcore._core.connection cimport Connection, RequestHandler, S_APP, S_CLOSED
+from fastcore._core.connection cimport Connection, RequestHandler, S_APP, S_CLOSED, date_line
 from fastcore._core.buffer cimport FileSegment
-from fastcore._core.includes.syscalls cimport CLOCK_REALTIME, clock_gettime, gmtime_r, timespec, tm
 from fastcore._core.stats cimport WorkerStats
-from libc.stdio cimport snprintf
 
-cdef const char *WEEKDAYS = "SunMonTueWedThuFriSat"
-cdef const char *MONTHS = "JanFebMarAprMayJunJulAugSepOctNovDec"
 
 cdef object error_log = logging.getLogger("fastcore.error")
 
@@ -351,7 +347,7 @@ cdef class Exchange:
         cdef Gateway gw = self.gateway
         cdef list parts = [self.status_line]
         parts.extend(self.header_lines)
-        parts.append(gw.date_line())
+        parts.append(date_line())
         if gw.server_header:
             parts.append(b"Server: fastcore\r\n")
         if self.declared >= 0:
@@ -483,8 +479,6 @@ cdef class Gateway(RequestHandler):
     cdef size_t high_water
     cdef str script_name
     cdef object threads              # fastcore.wsgi.AppThreads when threads > 1
-    cdef long date_second
-    cdef bytes date_header
     cdef public object access_log     # fastcore.logs.AccessLog, or None (off)
     cdef public object new_request_id # callable for requests without X-Request-ID
 
@@ -496,24 +490,6 @@ cdef class Gateway(RequestHandler):
         self.high_water = config.write_buffer_high
         self.script_name = config.root_path
         self.threads = threads
-        self.date_second = -1
-
-    cdef bytes date_line(self):
-        """The Date header line (RFC 9110 5.6.7 IMF-fixdate), formatted in C
-        once a second."""
-        cdef timespec ts
-        cdef tm t
-        cdef char line[64]
-        cdef int n
-        clock_gettime(CLOCK_REALTIME, &ts)
-        if ts.tv_sec != self.date_second:
-            self.date_second = ts.tv_sec
-            gmtime_r(&ts.tv_sec, &t)
-            n = snprintf(line, sizeof(line), "Date: %.3s, %02d %.3s %04d %02d:%02d:%02d GMT\r\n",
-                         WEEKDAYS + 3 * t.tm_wday, t.tm_mday, MONTHS + 3 * t.tm_mon, t.tm_year + 1900,
-                         t.tm_hour, t.tm_min, t.tm_sec)
-            self.date_header = PyBytes_FromStringAndSize(line, n)
-        return self.date_header
 
     # -- RequestHandler ----------------------------------------------------------
 

@@ -321,7 +321,7 @@ def start_server(directory, app_spec="app:app", args=(), binds=None):
         args = ["--bind", "127.0.0.1:0"] + args
     if binds is None:
         binds = sum(1 for a in args if a in ("--bind", "-b") or a.startswith("--bind="))
-    command = [sys.executable, "-m", "fastcore", "serve", app_spec, *args]
+    command = [sys.executable, "-m", "fastcore", "serve", *([app_spec] if app_spec else []), *args]
     proc = subprocess.Popen(command, cwd=directory, stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
@@ -353,6 +353,25 @@ def serve(tmp_path, no_fd_leak):
         for name, text in (files or {}).items():
             (directory / name).write_text(text)
         server = start_server(directory, app, args, binds)
+        servers.append(server)
+        return server
+
+    yield start
+    statuses = [(server, server.stopped, server.stop()) for server in servers]
+    for server, stopped_by_test, status in statuses:
+        if not stopped_by_test:
+            assert status == 0, f"server exited {status} after SIGTERM:\n{server.stderr_text()}"
+
+
+@pytest.fixture
+def serve_files(no_fd_leak):
+    """Factory: serve_files(directory, *args) -> Server running `fastcore
+    serve ARGS` with no application, started in `directory` (so with no
+    --static it serves that directory at /); stopped at teardown, must exit 0."""
+    servers = []
+
+    def start(directory, *args, binds=None):
+        server = start_server(directory, None, args, binds)
         servers.append(server)
         return server
 

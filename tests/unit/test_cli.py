@@ -159,10 +159,24 @@ def test_cli_serve_missing_module_is_one_line_before_starting(fake_worker, capsy
     assert err.count("\n") == 1 and "no_such_module_fc_cli" in err
 
 
-def test_cli_serve_without_app_is_a_usage_error(fake_worker, capsys):
-    assert cli.main(["serve"]) == 2
+def test_cli_serve_without_app_serves_files(fake_worker, tmp_path):
+    # no application: the arbiter gets no spec and the worker serves the
+    # static locations (or the current directory when there are none)
+    (tmp_path / "public").mkdir()
+    assert cli.main(["serve"]) == 0
+    assert cli.main(["serve", "--static", "/assets=public", "--autoindex"]) == 0
+    [(plain, plain_spec), (assets, assets_spec)] = fake_worker
+    assert plain_spec is None and assets_spec is None
+    assert plain.static == ()
+    [location] = assets.static
+    assert (location.prefix, location.root, location.autoindex) == ("/assets", str(tmp_path / "public"), True)
+
+
+def test_cli_serve_static_bad_directory_is_one_line(fake_worker, capsys):
+    assert cli.main(["serve", "--static", "/assets=no-such-dir"]) == 2
     assert fake_worker == []
-    assert capsys.readouterr().err.count("\n") == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "static" in err and "no-such-dir" in err
 
 
 def test_cli_bad_setting_does_not_start_the_server(fake_worker, capsys):

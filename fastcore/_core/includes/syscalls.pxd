@@ -141,3 +141,36 @@ cdef extern from "<errno.h>" nogil:
         ENETUNREACH
         EOPNOTSUPP
         EINPROGRESS
+        ENOENT
+        ENOTDIR
+        EXDEV
+        ELOOP
+        EACCES
+        EISDIR
+        ENAMETOOLONG
+
+cdef extern from "<sys/stat.h>" nogil:
+    ctypedef unsigned long dev_t
+    ctypedef unsigned long ino_t
+    ctypedef unsigned int mode_t
+    ctypedef struct struct_stat "struct stat":
+        dev_t st_dev
+        ino_t st_ino
+        mode_t st_mode
+        int64_t st_size
+        timespec st_mtim
+    int fstat(int fd, struct_stat *buf)
+    int fstatat(int dirfd, const char *path, struct_stat *buf, int flags)
+    bint S_ISREG(mode_t mode)
+    bint S_ISDIR(mode_t mode)
+
+cdef extern from "<fcntl.h>" nogil:
+    enum:
+        O_RDONLY
+        O_DIRECTORY
+        O_CLOEXEC
+        O_PATH
+    int open(const char *path, int flags)
+
+cdef extern from "<unistd.h>" nogil:
+    ssize_t pread(int fd, void *buf, size_t count, int64_t offset)

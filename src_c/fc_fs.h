@@ -1,0 +1,38 @@
+/* fc_fs: opening files confined to a directory, the one system-call layer of
+ * the static-file server.
+ */
+#ifndef FC_FS_H
+#define FC_FS_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Opens `rel` (a relative path, NUL-terminated, already normalised: no ".."
+ * segment, no leading '/') under the directory `root_fd`, read-only,
+ * close-on-exec, non-blocking (a FIFO must not stall the worker) and
+ * without acquiring a controlling terminal.
+ *
+ * beneath = 1: resolution may never leave root_fd, symbolic links included
+ * (a link pointing outside fails with EXDEV); /proc-style magic links are
+ * never followed. openat2(2) RESOLVE_BENEATH does this in the kernel (Linux
+ * 5.6+); where it is missing (ENOSYS) the file is opened with openat(2) and
+ * its real path, read back from /proc/self/fd, must lie under the root's
+ * (`root_real`, NUL-terminated, no trailing '/'), else EXDEV.
+ * beneath = 0: links are followed wherever they lead (`..` cannot occur in
+ * a normalised path, so only links can lead out).
+ *
+ * Returns the new descriptor, or -1 with errno set. */
+int fc_open_beneath(int root_fd, const char *rel, const char *root_real, int beneath);
+
+/* 1 once the kernel has shown it has openat2(2), 0 once it has shown it has
+ * not, -1 before the first call. For tests and the startup log line. */
+int fc_openat2_state(void);
+
+/* Forces the fallback path (for tests): 1 pretends openat2 is missing. */
+void fc_fs_force_fallback(int on);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FC_FS_H */
