@@ -222,6 +222,20 @@ BAD_VALUES = {
     "error_log": [""],
     "access_log": [""],
     "access_log_format": ["xml", ""],
+    "static": ["nodir", "assets=.", "/x=/definitely/not/a/dir", "/a/../b=.", "/a b=."],
+    "index": ["", "a/b", ".."],
+    "autoindex": ["sometimes"],
+    "max_age": ["-1", "1y", "soon"],
+    "immutable": ["2"],
+    "dotfiles": ["hidden"],
+    "follow_symlinks": ["x"],
+    "precompressed": ["gzip"],
+    "static_revalidate": ["-1", "often"],
+    "static_inline_max": ["-1", "64kb"],
+    "static_cache_entries": ["0", "all"],
+    "static_cache_bytes": ["-1", "lots"],
+    "static_cache_fds": ["0", "x"],
+    "static_max_ranges": ["0", "-3"],
 }
 
 
