@@ -31,11 +31,22 @@ from libc.stdint cimport int64_t, uint64_t
 from libc.stdio cimport snprintf
 from posix.unistd cimport close
 
-from fastcore._core.includes.fc_fs cimport fc_open_beneath
+from fastcore._core.includes.fc_fs cimport fc_fs_force_fallback, fc_open_beneath, fc_openat2_state
 from fastcore._core.includes.fc_static cimport FC_ENC_BR, FC_ENC_GZIP, FC_HTTP_DATE_LEN, fc_http_date_format
 from fastcore._core.includes.syscalls cimport *
 
 cdef int next_root_id = 0
+
+
+def openat2_state():
+    """1: the kernel confines opens with openat2 RESOLVE_BENEATH; 0: it has no
+    openat2 and the real-path check is used; -1: no file opened yet."""
+    return fc_openat2_state()
+
+
+def force_fallback(bint on):
+    """Tests: behave as on a kernel without openat2."""
+    fc_fs_force_fallback(on)
 
 
 cdef class Root:
@@ -269,6 +280,14 @@ cdef class FileCache:
         self.newest = entry
         if self.oldest is None:
             self.oldest = entry
+
+    def find(self, Root root, bytes rel, double now, unsigned encoding=0):
+        """lookup() for Python callers (tests, tools): (size, etag, in
+        memory) of the entry, or None (then `error` says why)."""
+        cdef CachedFile entry = self.lookup(root, rel, encoding, True, now)
+        if entry is None:
+            return None
+        return entry.size, entry.etag, entry.content is not None
 
     def stats(self):
         """{entries, content_bytes, descriptors, hits, misses}, for tests and /status."""

@@ -23,6 +23,7 @@ cdef class Location(RequestHandler):
     cdef bytes server_line       # b"Server: fastcore\r\n" or b""
     cdef int max_ranges
     cdef bytes boundary          # multipart/byteranges boundary of this worker
+    cdef size_t queued_before    # conn.out.pending when on_head began (stats count head + body)
     cdef public object access_log
     cdef public object new_request_id
 

@@ -283,6 +283,7 @@ cdef class Location(RequestHandler):
         cdef size_t rel_len = router.path_len - router.match_len
         cdef bytes end, rel
         cdef CachedFile entry
+        self.queued_before = conn.out.pending
         keep = conn.request_keep_alive and not conn.server.draining and not has_body
         if not keep:
             end = END_CLOSE
@@ -344,7 +345,8 @@ cdef class Location(RequestHandler):
         cdef RequestParser p
         cdef double seconds = conn.loop.clock() - began
         if stats is not None:
-            stats.record_response(status, body_bytes, seconds)
+            stats.record_response(status, conn.out.pending - self.queued_before
+                                  if conn.out.pending >= self.queued_before else 0, seconds)
             stats.s.route_static += 1
         if self.access_log is not None:
             p = conn.parser
