@@ -4,7 +4,8 @@
 
 1. runs the parser micro benchmarks (pytest-benchmark, fastcore, httptools and
    h11 in one run) and prints median/p99 latency and requests/s per parser;
-2. runs the load harness (bench/load) for the WSGI layers against the peers;
+2. runs the load harness (bench/load) for the WSGI and static-file layers
+   against the peers;
 3. draws bench/charts/cost.png (instructions per request of each layer over
    the commits of bench/history.jsonl) and bench/charts/latency.png (the
    latest requests/s and p99 of every server), the charts the README shows.
@@ -52,9 +53,13 @@ def print_layer(title, rows):
 
 def load_layers(duration):
     out = pathlib.Path(tempfile.mkdtemp()) / "load.json"
-    subprocess.run([sys.executable, "-m", "bench.load", "--scenarios", "hello,flask,pipeline", "--duration",
+    subprocess.run([sys.executable, "-m", "bench.load", "--scenarios", "hello,flask,pipeline,static", "--duration",
                     str(duration), "--json", str(out)], check=True, cwd=ROOT)
-    return json.loads(out.read_text())
+    load = json.loads(out.read_text())
+    # one scenario per static file, servers named as in the others
+    for label, rows in load.pop("static", {}).items():
+        load[f"static {label}"] = {name.replace("-static", ""): r for name, r in rows.items()}
+    return load
 
 
 def draw_charts(load=None):

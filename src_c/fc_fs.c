@@ -50,11 +50,15 @@ int fc_open_beneath(int root_fd, const char *rel, const char *root_real, int ben
         how.flags = OPEN_FLAGS;
         how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
         fd = (int)syscall(SYS_openat2, root_fd, rel, &how, sizeof(how));
-        if (fd >= 0 || errno != ENOSYS) {
+        if (fd >= 0 || (errno != ENOSYS && errno != EXDEV)) {
             openat2_state = 1;
             return fd;
         }
-        openat2_state = 0;
+        if (errno == ENOSYS)
+            openat2_state = 0;
+        /* EXDEV: resolution left the root, or met an absolute symbolic link,
+         * which RESOLVE_BENEATH refuses even when it points inside the root;
+         * the real-path check below tells the two apart */
     }
 #endif
     fd = openat(root_fd, rel, OPEN_FLAGS);

@@ -16,9 +16,12 @@ extern "C" {
  * beneath = 1: resolution may never leave root_fd, symbolic links included
  * (a link pointing outside fails with EXDEV); /proc-style magic links are
  * never followed. openat2(2) RESOLVE_BENEATH does this in the kernel (Linux
- * 5.6+); where it is missing (ENOSYS) the file is opened with openat(2) and
- * its real path, read back from /proc/self/fd, must lie under the root's
- * (`root_real`, NUL-terminated, no trailing '/'), else EXDEV.
+ * 5.6+). Where it is missing (ENOSYS), and where it refuses a path only
+ * because of an absolute symbolic link (EXDEV, which it also gives for a
+ * link pointing inside the root), the file is opened with openat(2) and its
+ * real path, read back from /proc/self/fd, must lie under the root's
+ * (`root_real`, NUL-terminated, no trailing '/'), else EXDEV. The check is
+ * made on the opened file, so a link swapped in between cannot fool it.
  * beneath = 0: links are followed wherever they lead (`..` cannot occur in
  * a normalised path, so only links can lead out).
  *

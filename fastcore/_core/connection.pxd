@@ -97,7 +97,7 @@ cdef class Connection(TimedHandle):
     cdef int send_file(self, FileSegment segment) except -1
     cdef int flush(self) except -1
     cdef int end_response(self, bint keep_alive) except -1
-    cdef int send_error(self, int status, str message) except -1
+    cdef int send_error(self, int status, str message, bint no_body=*) except -1
     cdef int close(self) except -1
     cdef int _begin_linger(self) except -1
     cdef int _go_idle(self) except -1

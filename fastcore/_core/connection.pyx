@@ -356,9 +356,13 @@ cdef class Connection(TimedHandle):
                 self.handler.on_writable(self)
                 if self.state == S_CLOSED:
                     return 0
-            if self.state == S_HEAD and self.parser.buffered():
-                self._process()
-                return 0
+            if self.state == S_HEAD:
+                if self.parser.buffered():
+                    self._process()
+                    return 0
+                # a large response has gone out: the connection is idle now,
+                # under the keep-alive timeout, its read buffer released
+                self._go_idle()
         self._update()
         return 0
 
@@ -425,7 +429,10 @@ cdef class Connection(TimedHandle):
     cdef int _process_events(self) except -1:
         cdef int ev
         cdef Server server = self.server
-        while (self.state == S_HEAD or self.state == S_BODY) and self.out.pending < server.high_water:
+        # a new request is not started while output is above the high-water
+        # mark; the events of the current one (its body, its end) always run,
+        # even when its handler has just queued a large response
+        while self.state == S_BODY or (self.state == S_HEAD and self.out.pending < server.high_water):
             try:
                 ev = self.parser.next_event()
             except ParseError as e:
@@ -518,13 +525,16 @@ cdef class Connection(TimedHandle):
             self.state = S_CLOSING
         return 0
 
-    cdef int send_error(self, int status, str message) except -1:
-        """Answers status with a short plain-text body and closes (after the
-        responses already queued, so pipelined order holds)."""
+    cdef int send_error(self, int status, str message, bint no_body=False) except -1:
+        """Answers status with a short plain-text body (none for a HEAD
+        request: no_body) and closes (after the responses already queued, so
+        pipelined order holds)."""
         reason = REASONS.get(status, "Error")
         body = f"{status} {reason}: {message}\n".encode("latin-1", "replace")
         head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode("latin-1")
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n").encode("latin-1") + date_line() + b"\r\n"
+        if no_body:
+            body = b""
         if self.state == S_APP:
             self.handler.on_close(self)
         self.exchange = None

@@ -163,6 +163,10 @@ cdef class SignalPipe(Handle):
         cdef char sink[64]
         while read(self.fd, sink, sizeof(sink)) > 0:
             pass
+        # a signal that arrived after this iteration's PyErr_CheckSignals has
+        # had its wake-up byte drained just now: run its handler here, or it
+        # would wait for the next unrelated wake-up
+        PyErr_CheckSignals()
         return 0
 
 

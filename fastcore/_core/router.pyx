@@ -101,7 +101,8 @@ cdef class Router(RequestHandler):
             self.path_error = <int>n
             self.path_len = 0
             if self.match(raw, raw_len) is not None:
-                conn.send_error(400, PATH_ERRORS.get(n, "bad path"))
+                conn.send_error(400, PATH_ERRORS.get(n, "bad path"),
+                                p.head.method.len == 4 and memcmp(p.head.method.at, b"HEAD", 4) == 0)
                 return 0
             handler = self.fallback
         else:

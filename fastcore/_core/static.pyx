@@ -231,22 +231,28 @@ cdef bytes html_escape(bytes raw):
 cdef bytes HEX = b"0123456789ABCDEF"
 
 
-cdef bytes url_quote(bytes raw):
-    """Percent-encodes all but unreserved characters (RFC 3986 2.3), for an
-    href that must stay one path segment whatever the file is called."""
+cdef bytes quote(bytes raw, bytes safe):
+    """Percent-encodes every byte but unreserved characters (RFC 3986 2.3)
+    and those in `safe`."""
     cdef bytearray out = bytearray()
     cdef unsigned char c
     cdef Py_ssize_t i
     cdef const char *at = PyBytes_AS_STRING(raw)
     for i in range(PyBytes_GET_SIZE(raw)):
         c = <unsigned char>at[i]
-        if (c'a' <= c <= c'z') or (c'A' <= c <= c'Z') or (c'0' <= c <= c'9') or c in b"-._~":
+        if (c'a' <= c <= c'z') or (c'A' <= c <= c'Z') or (c'0' <= c <= c'9') or c in b"-._~" or c in safe:
             out.append(c)
         else:
             out.append(b'%')
             out.append(HEX[c >> 4])
             out.append(HEX[c & 15])
     return bytes(out)
+
+
+# an href that must stay one path segment whatever the file is called
+cdef bytes SEGMENT_SAFE = b""
+# a normalised path in a Location header: '/' and sub-delimiters stay (RFC 3986 3.3)
+cdef bytes PATH_SAFE = b"/!$&'()*+,;=:@"
 
 
 cdef class Location(RequestHandler):
@@ -545,11 +551,12 @@ cdef class Location(RequestHandler):
         return self.respond(conn, status, 0 if is_head else len(body), began)
 
     cdef int redirect(self, Connection conn, bint is_head, bytes end, double began) except -1:
-        """301 to the same path with a trailing slash (query kept): the raw
-        path as the client sent it, which the parser has checked to be
-        printable ASCII, so nothing can be injected into the head."""
+        """301 to the same path with a trailing slash (query kept). The path
+        is the normalised one, percent-encoded again: never the raw one, in
+        which "//evil.example/.." would make a link to another site."""
         cdef RequestParser p = conn.parser
-        location = PyBytes_FromStringAndSize(p.info.path.at, p.info.path.len) + b"/"
+        cdef Router router = self.router
+        location = quote(PyBytes_FromStringAndSize(router.path, router.path_len), PATH_SAFE) + b"/"
         if p.info.query.len:
             location += b"?" + PyBytes_FromStringAndSize(p.info.query.at, p.info.query.len)
         body = b"301 Moved Permanently\n"
@@ -583,10 +590,14 @@ cdef class Location(RequestHandler):
                     if name.startswith(".") and not self.dotfiles:
                         continue
                     try:
-                        is_dir = item.is_dir()
-                        info = item.stat(follow_symlinks=True)
-                        size = b"-" if is_dir else b"%d" % info.st_size
-                        mtime = int(info.st_mtime)
+                        if item.is_symlink() and self.root.beneath:
+                            # where it leads may be outside the root: say nothing of it
+                            is_dir, size, mtime = False, b"-", 0
+                        else:
+                            is_dir = item.is_dir()
+                            info = item.stat(follow_symlinks=True)
+                            size = b"-" if is_dir else b"%d" % info.st_size
+                            mtime = int(info.st_mtime)
                     except OSError:
                         is_dir, size, mtime = False, b"-", 0
                     rows.append((not is_dir, name.encode("utf-8", "surrogateescape"), is_dir, size, mtime))
@@ -603,7 +614,7 @@ cdef class Location(RequestHandler):
             shown = html_escape(raw.decode("utf-8", "replace").encode("utf-8"))
             slash = b"/" if is_dir else b""
             fc_http_date_format(mtime, date)
-            out += [b"<tr><td><a href=\"", url_quote(raw), slash, b"\">", shown, slash, b"</a></td><td>",
+            out += [b"<tr><td><a href=\"", quote(raw, SEGMENT_SAFE), slash, b"\">", shown, slash, b"</a></td><td>",
                     size, b"</td><td>", PyBytes_FromStringAndSize(date, FC_HTTP_DATE_LEN), b"</td></tr>\n"]
         out.append(b"</table>\n</body></html>\n")
         body = b"".join(out)
