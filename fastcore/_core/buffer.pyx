@@ -8,6 +8,7 @@ import os
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from libc.stdint cimport int64_t
+from libc.string cimport memset
 from posix.unistd cimport close
 
 from fastcore._core.includes.syscalls cimport *
@@ -73,6 +74,7 @@ cdef class OutputQueue:
 
     cdef int flush(self, int fd) except -1:
         cdef iovec iov[MAX_IOV]
+        cdef msghdr msg
         cdef int count
         cdef Py_ssize_t i, n_items
         cdef ssize_t n
@@ -113,7 +115,16 @@ cdef class OutputQueue:
                     iov[0].iov_len -= self.first_offset
                 count += 1
                 i += 1
-            n = writev(fd, iov, count)
+            if i < n_items and type(self.items[i]) is FileSegment:
+                # a file follows (a response head before its body): MSG_MORE
+                # lets the kernel fill whole segments with head and file
+                # together, as TCP_CORK would, instead of sending the head alone
+                memset(&msg, 0, sizeof(msg))
+                msg.msg_iov = iov
+                msg.msg_iovlen = count
+                n = sendmsg(fd, &msg, MSG_MORE | MSG_NOSIGNAL)
+            else:
+                n = writev(fd, iov, count)
             if n < 0:
                 if errno == EAGAIN or errno == EINTR:
                     return 1

@@ -1000,3 +1000,19 @@ def test_bad_static_setting_one_line_exit_2(tmp_path, value):
     assert "static" in lines[0]
     assert value in lines[0]
     assert "Traceback" not in lines[0]
+
+
+def test_large_file_over_a_unix_socket_is_intact(serve_files, tmp_path):
+    # head and file go out with sendmsg(MSG_MORE) then sendfile: on a unix
+    # socket too, where MSG_MORE has no TCP meaning
+    site = tmp_path / "unix-site"
+    site.mkdir()
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    (site / "big.bin").write_bytes(data)
+    path = tmp_path / "fc.sock"
+    serve_files(site, "--bind", f"unix:{path}")
+    out = subprocess.run(["curl", "-s", "-D", "-", "--unix-socket", str(path), "http://localhost/big.bin",
+                          "-o", str(tmp_path / "got.bin")], capture_output=True, timeout=30)
+    assert out.returncode == 0
+    assert b" 200 " in out.stdout.splitlines()[0]
+    assert hashlib.sha256((tmp_path / "got.bin").read_bytes()).hexdigest() == hashlib.sha256(data).hexdigest()

@@ -50,6 +50,7 @@ cdef extern from "<sys/socket.h>" nogil:
         SOL_SOCKET
         SO_ERROR
         MSG_NOSIGNAL
+        MSG_MORE
         SHUT_WR
 
     int accept4(int sockfd, sockaddr *addr, socklen_t *addrlen, int flags)
@@ -89,6 +90,17 @@ cdef extern from "<sys/uio.h>" nogil:
         void *iov_base
         size_t iov_len
     ssize_t writev(int fd, const iovec *iov, int iovcnt)
+
+cdef extern from "<sys/socket.h>" nogil:
+    struct msghdr:
+        void *msg_name
+        socklen_t msg_namelen
+        iovec *msg_iov
+        size_t msg_iovlen
+        void *msg_control
+        size_t msg_controllen
+        int msg_flags
+    ssize_t sendmsg(int sockfd, const msghdr *msg, int flags)
 
 cdef extern from "<sys/sendfile.h>" nogil:
     ssize_t sendfile(int out_fd, int in_fd, int64_t *offset, size_t count)
