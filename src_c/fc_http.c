@@ -2,6 +2,7 @@
  * Contracts are in fc_http.h; the per-SIMD-level parser body is in
  * fc_http_impl.h, included below once per level. */
 #include "fc_http.h"
+#include "fc_text.h"
 
 #include <string.h>
 
@@ -305,20 +306,6 @@ int fc_http_parse_fields(const char *buf, size_t len, size_t max_bytes,
 
 /* ---- framing facts (RFC 9112 6.1-6.3, 9.3; RFC 9110 7.2, 10.1.1) -------- */
 
-/* Case-insensitive compare of a token against a lowercase literal. Safe
- * with `| 0x20` because a token byte that folds onto a letter or '-' is
- * that letter in either case, or '-' itself. */
-static int fc_token_eq(const char *s, size_t n, const char *lower, size_t lower_len)
-{
-    if (n != lower_len)
-        return 0;
-    for (size_t i = 0; i < n; ++i)
-        if (((unsigned char)s[i] | 0x20) != (unsigned char)lower[i])
-            return 0;
-    return 1;
-}
-
-#define FC_LIT(s) s, sizeof(s) - 1
 
 /* Calls back for each element of a comma-separated list (RFC 9110 5.6.1),
  * trimmed of OWS; empty elements are skipped. Stops when fn returns

@@ -7,6 +7,7 @@
  * Nothing here depends on the locale: character classes are spelled out.
  */
 #include "fc_static.h"
+#include "fc_text.h"
 
 #include <string.h>
 
@@ -47,20 +48,6 @@ static int fc_is_tchar(unsigned char c)
     }
 }
 
-/* Case-insensitive compare against a lowercase literal of letters and '-'.
- * `| 0x20` is safe on any byte: only the two cases of a letter fold onto
- * it, and only CR (never accepted where this is called) onto '-'. */
-static int fc_token_eq(const char *s, size_t n, const char *lower, size_t lower_len)
-{
-    if (n != lower_len)
-        return 0;
-    for (size_t i = 0; i < n; ++i)
-        if (((unsigned char)s[i] | 0x20) != (unsigned char)lower[i])
-            return 0;
-    return 1;
-}
-
-#define FC_LIT(s) s, sizeof(s) - 1
 
 /* ---- request paths ------------------------------------------------------
  * Theory of operation: one left-to-right pass. Each input byte, or each %XX

@@ -41,43 +41,8 @@ static int cases = 0;
 
 /* ---- guarded buffers --------------------------------------------------- */
 
-typedef struct {
-    char *map;
-    size_t map_len;
-    char *data;
-} guarded_t;
-
-/* `len` writable bytes ending right before a PROT_NONE page */
-static guarded_t guarded_alloc(size_t len)
-{
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    size_t body = (len + page - 1) / page * page;
-    if (body == 0)
-        body = page;
-    guarded_t g;
-    g.map_len = body + page;
-    g.map = mmap(NULL, g.map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (g.map == MAP_FAILED) {
-        perror("mmap");
-        exit(2);
-    }
-    if (mprotect(g.map + body, page, PROT_NONE) != 0) {
-        perror("mprotect");
-        exit(2);
-    }
-    g.data = g.map + body - len;
-    return g;
-}
-
-static guarded_t guarded_copy(const char *src, size_t len)
-{
-    guarded_t g = guarded_alloc(len);
-    if (len)
-        memcpy(g.data, src, len);
-    return g;
-}
-
-static void guarded_free(guarded_t g) { munmap(g.map, g.map_len); }
+/* guarded_t, guarded_alloc, guarded_copy, guarded_free */
+#include "fc_test_guard.h"
 
 /* a printable label for an input that may hold any byte */
 static const char *show(const char *s, size_t len)
