@@ -1016,3 +1016,38 @@ def test_large_file_over_a_unix_socket_is_intact(serve_files, tmp_path):
     assert out.returncode == 0
     assert b" 200 " in out.stdout.splitlines()[0]
     assert hashlib.sha256((tmp_path / "got.bin").read_bytes()).hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+def test_static_requests_in_metrics_and_access_log(serve_files, tmp_path):
+    import json
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    site = tmp_path / "logged-site"
+    site.mkdir()
+    (site / "a.txt").write_bytes(b"a" * 10)
+    log = tmp_path / "access.json"
+    server = serve_files(site, "--admin", "127.0.0.1:0", "--access-log", str(log), "--access-log-format", "json")
+    admin_url = re.search(r"fastcore: admin on (\S+) ", server.stderr_text()).group(1)
+    sent = [("/a.txt", 200, 10)] * 3 + [("/missing", 404, 14)] * 2
+    with requests.Session() as session:
+        for path, status, size in sent:
+            response = session.get(server.url + path, headers={"User-Agent": "static-test"}, timeout=5)
+            assert (response.status_code, len(response.content)) == (status, size)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not (log.exists() and len(log.read_text().splitlines()) == len(sent)):
+        time.sleep(0.05)
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert sorted((r["path"], r["status"], r["bytes"]) for r in records) == sorted(sent)
+    assert all(r["method"] == "GET" and r["user_agent"] == "static-test" and r["request_id"] for r in records)
+    samples = {}
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        text = requests.get(admin_url + "/metrics", timeout=5).text
+        samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                   for family in text_string_to_metric_families(text) for s in family.samples}
+        if samples.get(("fastcore_requests_by_route_total", (("route", "static"),))) == len(sent):
+            break
+        time.sleep(0.1)
+    assert samples[("fastcore_requests_by_route_total", (("route", "static"),))] == len(sent)
+    assert samples[("fastcore_requests_by_route_total", (("route", "wsgi"),))] == 0
