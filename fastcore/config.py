@@ -327,7 +327,9 @@ def _static_root(value: Any, whole: Any) -> str:
         raise _Invalid("PREFIX=DIR with an existing directory", whole)
     if not os.path.isdir(value):
         raise _Invalid("PREFIX=DIR with an existing directory", whole)
-    return os.path.realpath(value)
+    # absolute, but links kept: a deploy that flips `current -> releases/N`
+    # is followed by the worker (it re-resolves the root)
+    return os.path.abspath(value)
 
 
 def _static_location(item: Any) -> StaticLocation:
@@ -607,8 +609,12 @@ SETTINGS: Tuple[Setting, ...] = (
             "Most open file descriptors a worker's file cache keeps (a response being sent holds its file's "
             "until done).",
             metavar="N", annotation=int),
-    Setting("static_max_ranges", "static", ("--static-max-ranges",), integer(1), 16,
-            "Most ranges answered in one Range request; a request with more gets the whole file (200).",
+    Setting("static_max_ranges", "static", ("--static-max-ranges",), integer(1, 64), 16,
+            "Most ranges answered in one Range request (up to 64); a request with more, or whose ranges add up "
+            "to more than the file, gets the whole file (200).",
+            metavar="N", annotation=int),
+    Setting("autoindex_max_entries", "static", ("--autoindex-max-entries",), integer(1), 10000,
+            "Most entries in a directory listing; the rest of a larger directory is left out, and the page says so.",
             metavar="N", annotation=int),
     # limits
     Setting("max_request_line", "limits", ("--max-request-line",), size(1), 8190,

@@ -7,10 +7,12 @@
 #include <linux/openat2.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #define OPEN_FLAGS (O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)
+#define EAGAIN_RETRIES 4
 
 static int openat2_state = -1;
 static int forced_fallback = 0;
@@ -19,7 +21,7 @@ int fc_openat2_state(void) { return openat2_state; }
 
 void fc_fs_force_fallback(int on) { forced_fallback = on; }
 
-/* The fallback's check: is the opened file's real path under root_real? */
+/* The fallback's check: is the opened file's real path root_real or under it? */
 static int under_root(int fd, const char *root_real)
 {
     char proc[64];
@@ -38,36 +40,95 @@ static int under_root(int fd, const char *root_real)
     return (size_t)n == root_len || real[root_len] == '/';
 }
 
+/* openat2 with RESOLVE_BENEATH; -1 with errno ENOSYS when the kernel (or a
+ * seccomp filter, which answers EPERM) does not let us use it. EAGAIN (a
+ * rename raced with resolving a link) is retried a few times. */
+static int open_beneath_kernel(int root_fd, const char *rel, int flags)
+{
+#ifdef SYS_openat2
+    struct open_how how;
+    int fd = -1, tries;
+    if (openat2_state == 0 || forced_fallback) {
+        errno = ENOSYS;
+        return -1;
+    }
+    memset(&how, 0, sizeof(how));
+    how.flags = (unsigned long long)flags;
+    how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
+    for (tries = 0; tries < EAGAIN_RETRIES; ++tries) {
+        fd = (int)syscall(SYS_openat2, root_fd, rel, &how, sizeof(how));
+        if (fd >= 0 || errno != EAGAIN)
+            break;
+    }
+    if (fd < 0 && (errno == ENOSYS || errno == EPERM)) {
+        openat2_state = 0;
+        errno = ENOSYS;
+        return -1;
+    }
+    openat2_state = 1;
+    return fd;
+#else
+    (void)root_fd; (void)rel; (void)flags;
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+/* Without the kernel's help: resolve with O_PATH (which opens nothing: no
+ * FIFO, device or automount is touched), check where it landed, and only
+ * then open that very file for reading through /proc/self/fd. */
+static int open_checked(int root_fd, const char *rel, const char *root_real, int want_path)
+{
+    char proc[64];
+    struct stat st;
+    int path_fd, fd;
+    path_fd = openat(root_fd, rel, O_PATH | O_CLOEXEC);
+    if (path_fd < 0)
+        return -1;
+    if (!under_root(path_fd, root_real)) {
+        close(path_fd);
+        errno = EXDEV;
+        return -1;
+    }
+    if (want_path)
+        return path_fd;
+    if (fstat(path_fd, &st) != 0 || !(S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))) {
+        /* a FIFO or a device is refused before it is opened */
+        close(path_fd);
+        errno = EACCES;
+        return -1;
+    }
+    snprintf(proc, sizeof(proc), "/proc/self/fd/%d", path_fd);
+    fd = open(proc, OPEN_FLAGS);
+    close(path_fd);
+    return fd;
+}
+
 int fc_open_beneath(int root_fd, const char *rel, const char *root_real, int beneath)
 {
     int fd;
     if (!beneath)
         return openat(root_fd, rel, OPEN_FLAGS);
-#ifdef SYS_openat2
-    if (openat2_state != 0 && !forced_fallback) {
-        struct open_how how;
-        memset(&how, 0, sizeof(how));
-        how.flags = OPEN_FLAGS;
-        how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
-        fd = (int)syscall(SYS_openat2, root_fd, rel, &how, sizeof(how));
-        if (fd >= 0 || (errno != ENOSYS && errno != EXDEV)) {
-            openat2_state = 1;
-            return fd;
-        }
-        if (errno == ENOSYS)
-            openat2_state = 0;
-        /* EXDEV: resolution left the root, or met an absolute symbolic link,
-         * which RESOLVE_BENEATH refuses even when it points inside the root;
-         * the real-path check below tells the two apart */
-    }
-#endif
-    fd = openat(root_fd, rel, OPEN_FLAGS);
+    fd = open_beneath_kernel(root_fd, rel, OPEN_FLAGS);
+    if (fd >= 0 || (errno != ENOSYS && errno != EXDEV))
+        return fd;
+    /* ENOSYS: no openat2 here. EXDEV: resolution left the root, or met an
+     * absolute symbolic link, which RESOLVE_BENEATH refuses even when it
+     * points inside the root; the real-path check tells the two apart. */
+    return open_checked(root_fd, rel, root_real, 0);
+}
+
+int fc_stat_beneath(int root_fd, const char *rel, const char *root_real, int beneath, struct stat *st)
+{
+    int fd, rc;
+    if (!beneath)
+        return fstatat(root_fd, rel, st, 0);
+    fd = open_beneath_kernel(root_fd, rel, O_PATH | O_CLOEXEC);
+    if (fd < 0 && (errno == ENOSYS || errno == EXDEV))
+        fd = open_checked(root_fd, rel, root_real, 1);
     if (fd < 0)
         return -1;
-    if (!under_root(fd, root_real)) {
-        close(fd);
-        errno = EXDEV;
-        return -1;
-    }
-    return fd;
+    rc = fstat(fd, st);
+    close(fd);
+    return rc;
 }

@@ -16,17 +16,24 @@ extern "C" {
  * beneath = 1: resolution may never leave root_fd, symbolic links included
  * (a link pointing outside fails with EXDEV); /proc-style magic links are
  * never followed. openat2(2) RESOLVE_BENEATH does this in the kernel (Linux
- * 5.6+). Where it is missing (ENOSYS), and where it refuses a path only
- * because of an absolute symbolic link (EXDEV, which it also gives for a
- * link pointing inside the root), the file is opened with openat(2) and its
- * real path, read back from /proc/self/fd, must lie under the root's
- * (`root_real`, NUL-terminated, no trailing '/'), else EXDEV. The check is
- * made on the opened file, so a link swapped in between cannot fool it.
+ * 5.6+). Where it is missing (ENOSYS, or EPERM from a seccomp filter), and
+ * where it refuses a path only because of an absolute symbolic link (EXDEV,
+ * which it also gives for a link pointing inside the root), the path is
+ * resolved with openat(2) O_PATH, which opens nothing, its real path (read
+ * back from /proc/self/fd) must lie under the root's (`root_real`,
+ * NUL-terminated, no trailing '/'), else EXDEV, and only then is that same
+ * file opened for reading: a link swapped in between cannot fool the check
+ * and nothing outside the root is ever opened.
  * beneath = 0: links are followed wherever they lead (`..` cannot occur in
  * a normalised path, so only links can lead out).
  *
  * Returns the new descriptor, or -1 with errno set. */
 int fc_open_beneath(int root_fd, const char *rel, const char *root_real, int beneath);
+
+/* fstat of what fc_open_beneath would open, with the same confinement,
+ * without opening it for reading. Returns 0, or -1 with errno set. */
+struct stat;
+int fc_stat_beneath(int root_fd, const char *rel, const char *root_real, int beneath, struct stat *st);
 
 /* 1 once the kernel has shown it has openat2(2), 0 once it has shown it has
  * not, -1 before the first call. For tests and the startup log line. */

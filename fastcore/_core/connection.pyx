@@ -231,7 +231,8 @@ cdef class Server:
         """Closes connections with no request in progress."""
         cdef Connection conn
         for conn in list(self.live):
-            if conn.state == S_IDLE or (conn.state == S_HEAD and not conn.got_bytes):
+            if conn.state == S_IDLE or (conn.state == S_HEAD and not conn.got_bytes and not conn.out.pending
+                                        and not conn.flush_scheduled):
                 conn.close()
 
     def close_all(self):
@@ -248,7 +249,9 @@ cdef class Server:
         """True when no connection has a request in progress."""
         cdef Connection conn
         for conn in self.live:
-            if conn.state != S_IDLE and not (conn.state == S_HEAD and not conn.got_bytes):
+            # a response still being written (a large file) is a request in progress
+            if conn.state != S_IDLE and not (conn.state == S_HEAD and not conn.got_bytes and not conn.out.pending
+                                             and not conn.flush_scheduled):
                 return False
         return True
 
@@ -347,6 +350,10 @@ cdef class Connection(TimedHandle):
         except ConnectionError:
             self.close()
             return 0
+        if self.out.written and self.out.pending:
+            # send_timeout is the time allowed between two writes, not for the
+            # whole response: progress restarts it
+            self.server.send_queue.arm(self, self.loop.now)
         if rc == 0:
             if self.state == S_CLOSING:
                 self._begin_linger()
@@ -360,9 +367,10 @@ cdef class Connection(TimedHandle):
                 if self.parser.buffered():
                     self._process()
                     return 0
-                # a large response has gone out: the connection is idle now,
-                # under the keep-alive timeout, its read buffer released
-                self._go_idle()
+                if not self.out.pending:
+                    # a large response has gone out: the connection is idle
+                    # now, under the keep-alive timeout, its read buffer released
+                    self._go_idle()
         self._update()
         return 0
 
@@ -444,6 +452,11 @@ cdef class Connection(TimedHandle):
                 self.request_keep_alive = (self.parser.info.flags & FC_REQ_KEEP_ALIVE) != 0
                 self.state = S_BODY
                 server.body_queue.arm(self, self.loop.now)
+                server.requests += 1
+                if server.requests == server.request_limit and server.on_request_limit is not None:
+                    # before the handler answers: the last request's response
+                    # then says "Connection: close" instead of a promise broken
+                    server.on_request_limit()
                 self.handler = server.handler
                 self.handler.on_head(self)
             elif ev == EV_BODY:
@@ -452,9 +465,6 @@ cdef class Connection(TimedHandle):
                 self.state = S_APP
                 self.got_bytes = self.parser.buffered() > 0
                 self.disarm()
-                server.requests += 1
-                if server.requests == server.request_limit and server.on_request_limit is not None:
-                    server.on_request_limit()
                 self.handler.on_end(self)
         return 0
 

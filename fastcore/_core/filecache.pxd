@@ -10,11 +10,20 @@ from libc.stdint cimport int64_t, uint64_t
 
 
 cdef class Root:
-    """A location's directory, opened once (O_PATH) at startup."""
+    """A location's directory, held open (O_PATH) and re-resolved at most
+    once per revalidation window, so that a deploy that flips a symbolic
+    link (current -> releases/N) is followed."""
     cdef int fd
-    cdef bytes real              # its real path, for the openat2-less fallback check
+    cdef bytes path              # as configured (absolute, links not resolved)
+    cdef bytes real              # its real path, for the real-path check
     cdef bint beneath            # symbolic links may not lead outside
-    cdef bytes tag               # prefix of this root's cache keys
+    cdef bytes tag               # prefix of this root's cache keys; new when the directory changes
+    cdef uint64_t dev
+    cdef uint64_t ino
+    cdef double checked          # loop time of the last resolution
+
+    cdef int refresh(self, double now, double interval) except -1
+    cdef int _open(self) except -1
 
 
 cdef class CachedFile:

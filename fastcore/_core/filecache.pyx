@@ -23,15 +23,17 @@ recently used entries. Files up to inline_max are read into memory once
 and their descriptor closed (then a response is one writev); larger files
 keep their descriptor for sendfile.
 
-Entries are keyed by root tag + relative path, plus b"\\0gz" / b"\\0br" for a
-precompressed variant (FILE.gz served as FILE with Content-Encoding).
+Entries are keyed by root tag + relative path, plus b"\\0.gz" / b"\\0.br" for
+a precompressed variant (FILE.gz served as FILE with Content-Encoding).
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from libc.stdint cimport int64_t, uint64_t
 from libc.stdio cimport snprintf
 from posix.unistd cimport close
 
-from fastcore._core.includes.fc_fs cimport fc_fs_force_fallback, fc_open_beneath, fc_openat2_state
+from fastcore._core.includes.fc_fs cimport (
+    fc_fs_force_fallback, fc_open_beneath, fc_openat2_state, fc_stat_beneath,
+)
 from fastcore._core.includes.fc_static cimport FC_ENC_BR, FC_ENC_GZIP, FC_HTTP_DATE_LEN, fc_http_date_format
 from fastcore._core.includes.syscalls cimport *
 
@@ -52,14 +54,47 @@ def force_fallback(bint on):
 cdef class Root:
 
     def __init__(self, str path, bint beneath):
-        global next_root_id
-        self.real = path.encode("utf-8", "surrogateescape")
-        self.fd = open(self.real, O_PATH | O_DIRECTORY | O_CLOEXEC)
-        if self.fd < 0:
-            raise OSError(errno, f"cannot open the static root {path}")
+        self.path = path.encode("utf-8", "surrogateescape")
         self.beneath = beneath
+        self.fd = -1
+        self._open()
+
+    cdef int _open(self) except -1:
+        """(Re)opens the directory the configured path names now."""
+        global next_root_id
+        cdef struct_stat st
+        cdef char resolved[PATH_MAX]
+        cdef int fd = open(self.path, O_PATH | O_DIRECTORY | O_CLOEXEC)
+        if fd < 0:
+            raise OSError(errno, f"cannot open the static root {self.path.decode('utf-8', 'replace')}")
+        if fstat(fd, &st) != 0 or realpath(self.path, resolved) == NULL:
+            close(fd)
+            raise OSError(errno, f"cannot resolve the static root {self.path.decode('utf-8', 'replace')}")
+        if self.fd >= 0:
+            close(self.fd)
+        self.fd = fd
+        self.real = resolved
+        self.dev = st.st_dev
+        self.ino = st.st_ino
         next_root_id += 1
-        self.tag = b"%d:" % next_root_id
+        self.tag = b"%d:" % next_root_id  # entries under the old directory are no longer found
+        return 0
+
+    cdef int refresh(self, double now, double interval) except -1:
+        """At most once per interval: if the configured path now names
+        another directory, serve from that one."""
+        cdef struct_stat st
+        if now - self.checked < interval:
+            return 0
+        self.checked = now
+        if stat(self.path, &st) != 0:
+            return 0  # gone for now (mid-deploy): keep serving the directory held open
+        if st.st_dev != self.dev or st.st_ino != self.ino:
+            try:
+                self._open()
+            except OSError:
+                pass
+        return 0
 
     def __dealloc__(self):
         if self.fd >= 0:
@@ -141,9 +176,9 @@ cdef class FileCache:
         cdef unsigned found = 0
         cdef bytes gz = rel + b".gz"
         cdef bytes br = rel + b".br"
-        if fstatat(root.fd, gz, &st, 0) == 0 and S_ISREG(st.st_mode):
+        if fc_stat_beneath(root.fd, gz, root.real, root.beneath, &st) == 0 and S_ISREG(st.st_mode):
             found |= FC_ENC_GZIP
-        if fstatat(root.fd, br, &st, 0) == 0 and S_ISREG(st.st_mode):
+        if fc_stat_beneath(root.fd, br, root.real, root.beneath, &st) == 0 and S_ISREG(st.st_mode):
             found |= FC_ENC_BR
         if found != entry.siblings:
             entry.siblings = found
@@ -152,7 +187,7 @@ cdef class FileCache:
 
     cdef bint _unchanged(self, CachedFile entry, Root root, bytes path) noexcept:
         cdef struct_stat st
-        if fstatat(root.fd, PyBytes_AS_STRING(path), &st, 0) != 0:
+        if fc_stat_beneath(root.fd, PyBytes_AS_STRING(path), PyBytes_AS_STRING(root.real), root.beneath, &st) != 0:
             return False
         return (S_ISREG(st.st_mode) and st.st_ino == entry.ino and st.st_dev == entry.dev and
                 <uint64_t>st.st_size == entry.size and

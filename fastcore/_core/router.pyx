@@ -19,7 +19,7 @@ Without a fallback, requests under no location get 404.
 from libc.stdlib cimport free, realloc
 from libc.string cimport memcmp
 
-from fastcore._core.connection cimport Connection, RequestHandler
+from fastcore._core.connection cimport Connection, RequestHandler, date_line
 from fastcore._core.includes.fc_static cimport fc_path_normalize
 from fastcore._core.parser cimport RequestParser
 
@@ -39,15 +39,21 @@ cdef class NotFound(RequestHandler):
     """Requests under no location when there is no application."""
 
     cdef int on_head(self, Connection conn) except -1:
+        cdef RequestParser p = conn.parser
+        # the method is read here, while the head's spans are valid: on_end may
+        # come after a body has moved the buffer
+        conn.exchange = p.head.method.len == 4 and memcmp(p.head.method.at, b"HEAD", 4) == 0
         return 0
 
     cdef int on_end(self, Connection conn) except -1:
         cdef bint keep = conn.request_keep_alive and not conn.server.draining
-        body = b"404 Not Found\n"
-        conn.send(b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 14\r\n" +
-                  (b"\r\n" if keep else b"Connection: close\r\n\r\n") + body)
+        cdef bint is_head = conn.exchange is True
+        response = (b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 14\r\n" +
+                    date_line() + (b"\r\n" if keep else b"Connection: close\r\n\r\n") +
+                    (b"" if is_head else b"404 Not Found\n"))
+        conn.send(response)
         if conn.server.stats is not None:
-            conn.server.stats.record_response(404, 100, 0.0)
+            conn.server.stats.record_response(404, len(response), 0.0)
         conn.end_response(keep)
         return 0
 

@@ -22,7 +22,10 @@ cdef class Location(RequestHandler):
     cdef bytes cache_control     # b"Cache-Control: ...\r\n" or b""
     cdef bytes server_line       # b"Server: fastcore\r\n" or b""
     cdef int max_ranges
+    cdef Py_ssize_t listing_max  # autoindex_max_entries
+    cdef str prefix
     cdef bytes boundary          # multipart/byteranges boundary of this worker
+    cdef bint kept               # the keep-alive decision of the response being made
     cdef size_t queued_before    # conn.out.pending when on_head began (stats count head + body)
     cdef public object access_log
     cdef public object new_request_id
@@ -36,6 +39,8 @@ cdef class Location(RequestHandler):
     cdef int redirect(self, Connection conn, bint is_head, bytes end, double began) except -1
     cdef int listing(self, Connection conn, bytes rel, bint is_head, bytes end, double began) except -1
     cdef int finish_early(self, Connection conn, bint has_body) except -1
+    cdef int lookup_failed(self, Connection conn, bytes rel, bint is_head, bytes end, double began) except -1
+    cdef bint ranges_reasonable(self, fc_range_t *ranges, int n, uint64_t size) noexcept
     cdef bint if_range_holds(self, RequestParser p, int index, CachedFile entry) noexcept
     cdef int not_modified(self, Connection conn, tuple heads, bytes end, double began) except -1
     cdef int send_body(self, Connection conn, CachedFile entry, uint64_t offset, uint64_t count) except -1

@@ -32,6 +32,7 @@ validators, length), the worker's Date line and the line that ends the head;
 the body is the cached content (one writev with the head) or a sendfile
 segment of the cached descriptor.
 """
+import logging
 import os
 import stat as stat_module
 
@@ -47,7 +48,7 @@ from fastcore._core.includes.fc_http cimport (
     FC_REQ_CHUNKED, FC_REQ_HAS_LENGTH, fc_header_t, fc_request_head_t,
 )
 from fastcore._core.includes.fc_static cimport *
-from fastcore._core.includes.syscalls cimport EACCES, EISDIR, ENOENT
+from fastcore._core.includes.syscalls cimport EACCES, EISDIR, ELOOP, ENAMETOOLONG, ENOENT, ENOTDIR, EPERM, EXDEV
 from fastcore._core.parser cimport RequestParser, method_str, text
 from fastcore._core.router cimport Router
 from fastcore._core.stats cimport WorkerStats
@@ -93,6 +94,7 @@ cdef dict MEDIA_TYPES = {
     b"dmg": b"application/octet-stream", b"deb": b"application/vnd.debian.binary-package",
 }
 cdef bytes DEFAULT_TYPE = b"application/octet-stream"
+cdef object error_log = logging.getLogger("fastcore.error")
 
 
 cdef bytes media_type(bytes rel):
@@ -212,13 +214,15 @@ cdef str field_text(RequestParser p, Field kind):
 
 # ---- fixed responses --------------------------------------------------------------
 
+cdef object KEEP = "keep-alive"   # conn.exchange between on_head and on_end
+cdef object CLOSE = "close"
 cdef bytes END_KEEP = b"\r\n"
 cdef bytes END_KEEP_10 = b"Connection: keep-alive\r\n\r\n"
 cdef bytes END_CLOSE = b"Connection: close\r\n\r\n"
 cdef dict REASONS = {
     200: b"OK", 206: b"Partial Content", 301: b"Moved Permanently", 304: b"Not Modified",
     400: b"Bad Request", 403: b"Forbidden", 404: b"Not Found", 405: b"Method Not Allowed",
-    412: b"Precondition Failed", 416: b"Range Not Satisfiable",
+    412: b"Precondition Failed", 416: b"Range Not Satisfiable", 503: b"Service Unavailable",
 }
 cdef int MAX_RANGES_ON_STACK = 64
 
@@ -267,7 +271,9 @@ cdef class Location(RequestHandler):
         self.dotfiles = location.dotfiles
         self.precompressed = location.precompressed
         self.server_line = b"Server: fastcore\r\n" if config.server_header else b""
-        self.max_ranges = min(config.static_max_ranges, MAX_RANGES_ON_STACK)
+        self.max_ranges = config.static_max_ranges  # at most MAX_RANGES_ON_STACK (the setting's bound)
+        self.listing_max = config.autoindex_max_entries
+        self.prefix = location.prefix
         self.boundary = boundary
         if location.max_age is None:
             self.cache_control = b""
@@ -291,6 +297,7 @@ cdef class Location(RequestHandler):
         cdef CachedFile entry
         self.queued_before = conn.out.pending
         keep = conn.request_keep_alive and not conn.server.draining and not has_body
+        self.kept = keep
         if not keep:
             end = END_CLOSE
         elif h.minor_version == 1:
@@ -312,6 +319,7 @@ cdef class Location(RequestHandler):
             self.simple(conn, 404, is_head, end, began)
             return self.finish_early(conn, has_body)
         rel = PyBytes_FromStringAndSize(rel_at + 1, rel_len - 1)
+        self.root.refresh(conn.loop.now, self.cache.revalidate)
         if rel_at[rel_len - 1] == c'/':
             entry = self.cache.lookup(self.root, rel + self.index, 0, self.precompressed, conn.loop.now)
             if entry is not None:
@@ -319,28 +327,44 @@ cdef class Location(RequestHandler):
             elif self.cache.error == ENOENT:
                 self.listing(conn, rel, is_head, end, began)
             else:
-                self.simple(conn, 404, is_head, end, began)
+                self.lookup_failed(conn, rel + self.index, is_head, end, began)
             return self.finish_early(conn, has_body)
         entry = self.cache.lookup(self.root, rel, 0, self.precompressed, conn.loop.now)
         if entry is not None:
             self.serve_file(conn, rel, entry, is_head, end, began)
         elif self.cache.error == EISDIR:
             self.redirect(conn, is_head, end, began)
-        elif self.cache.error == EACCES:
-            self.simple(conn, 403, is_head, end, began)
         else:
-            self.simple(conn, 404, is_head, end, began)
+            self.lookup_failed(conn, rel, is_head, end, began)
         return self.finish_early(conn, has_body)
+
+    cdef int lookup_failed(self, Connection conn, bytes rel, bint is_head, bytes end, double began) except -1:
+        """No file to serve: 404 when there is none to be had (missing, not a
+        directory on the way, a link out of the root), 403 when it is not a
+        regular file, 503 when the worker itself is short of something
+        (descriptors, memory: a client or cache must not take that as 404)."""
+        cdef int error = self.cache.error
+        if error == ENOENT or error == ENOTDIR or error == EXDEV or error == ELOOP or error == ENAMETOOLONG:
+            return self.simple(conn, 404, is_head, end, began)
+        if error == EACCES or error == EPERM:
+            return self.simple(conn, 403, is_head, end, began)
+        error_log.error("static %s: cannot open %s: %s", self.prefix, rel.decode("utf-8", "replace"),
+                        os.strerror(error))
+        return self.simple(conn, 503, is_head, end, began, b"Retry-After: 1\r\n")
 
     cdef int finish_early(self, Connection conn, bint has_body) except -1:
         """A request with a body is answered now and the connection closed
-        (its body is not read); one without gets on_end at once."""
+        (its body is not read); one without gets on_end at once, which keeps
+        the connection as the head just sent said (even if the worker began
+        draining in between, say at max_requests)."""
         if has_body:
             conn.end_response(False)
+        else:
+            conn.exchange = KEEP if self.kept else CLOSE
         return 0
 
     cdef int on_end(self, Connection conn) except -1:
-        conn.end_response(conn.request_keep_alive and not conn.server.draining)
+        conn.end_response(conn.exchange is KEEP)
         return 0
 
     # -- responses -------------------------------------------------------------------
@@ -472,7 +496,7 @@ cdef class Location(RequestHandler):
                 conn.send(end)
                 self.send_body(conn, entry, ranges[0].first, total)
                 return self.respond(conn, 206, total, began)
-            if n > 1:
+            if n > 1 and self.ranges_reasonable(ranges, n, entry.size):
                 return self.multipart(conn, entry, heads, ranges, n, end, began)
 
         conn.send(<bytes>PyTuple_GET_ITEM(heads, 0))
@@ -490,10 +514,24 @@ cdef class Location(RequestHandler):
         if index < 0:
             return True
         f = &p.fields[index]
-        if f.value.len and (f.value.at[0] == c'"' or f.value.at[0] == c'W'):
+        if f.value.len and (f.value.at[0] == c'"' or (f.value.len > 1 and f.value.at[0] == c'W' and
+                                                     f.value.at[1] == c'/')):
             return fc_etag_match(f.value.at, f.value.len, PyBytes_AS_STRING(entry.etag),
                                  PyBytes_GET_SIZE(entry.etag), 0) == 1
         return fc_http_date_parse(f.value.at, f.value.len, &when) == 0 and when == entry.mtime
+
+    cdef bint ranges_reasonable(self, fc_range_t *ranges, int n, uint64_t size) noexcept:
+        """Several ranges are answered only while they ask for no more bytes
+        than the file holds: `bytes=0-,0-,0-` on a large file would turn one
+        small request into many copies of it (RFC 9110 14.2 lets a server
+        ignore such a Range; it gets the file once, 200)."""
+        cdef uint64_t total = 0
+        cdef int k
+        for k in range(n):
+            total += ranges[k].last - ranges[k].first + 1
+            if total > size:
+                return False
+        return True
 
     cdef int not_modified(self, Connection conn, tuple heads, bytes end, double began) except -1:
         conn.send(<bytes>PyTuple_GET_ITEM(heads, 1))
@@ -584,8 +622,12 @@ cdef class Location(RequestHandler):
             if not self.autoindex:
                 return self.simple(conn, 403, is_head, end, began)
             rows = []
+            truncated = False
             with os.scandir(fd) as scan:
                 for item in scan:
+                    if len(rows) >= self.listing_max:
+                        truncated = True
+                        break
                     name = item.name
                     if name.startswith(".") and not self.dotfiles:
                         continue
@@ -616,7 +658,10 @@ cdef class Location(RequestHandler):
             fc_http_date_format(mtime, date)
             out += [b"<tr><td><a href=\"", quote(raw, SEGMENT_SAFE), slash, b"\">", shown, slash, b"</a></td><td>",
                     size, b"</td><td>", PyBytes_FromStringAndSize(date, FC_HTTP_DATE_LEN), b"</td></tr>\n"]
-        out.append(b"</table>\n</body></html>\n")
+        out.append(b"</table>\n")
+        if truncated:
+            out.append(b"<p>Only the first %d entries are listed (autoindex_max_entries).</p>\n" % self.listing_max)
+        out.append(b"</body></html>\n")
         body = b"".join(out)
         conn.send(b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: %d\r\n"
                   b"Cache-Control: no-cache\r\n%s" % (len(body), self.server_line))

@@ -235,7 +235,8 @@ BAD_VALUES = {
     "static_cache_entries": ["0", "all"],
     "static_cache_bytes": ["-1", "lots"],
     "static_cache_fds": ["0", "x"],
-    "static_max_ranges": ["0", "-3"],
+    "static_max_ranges": ["0", "-3", "65"],
+    "autoindex_max_entries": ["0", "all"],
 }
 
 

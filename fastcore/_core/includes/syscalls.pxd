@@ -172,6 +172,7 @@ cdef extern from "<sys/stat.h>" nogil:
         int64_t st_size
         timespec st_mtim
     int fstat(int fd, struct_stat *buf)
+    int stat(const char *path, struct_stat *buf)
     int fstatat(int dirfd, const char *path, struct_stat *buf, int flags)
     bint S_ISREG(mode_t mode)
     bint S_ISDIR(mode_t mode)
@@ -183,6 +184,13 @@ cdef extern from "<fcntl.h>" nogil:
         O_CLOEXEC
         O_PATH
     int open(const char *path, int flags)
+
+cdef extern from "<limits.h>" nogil:
+    enum:
+        PATH_MAX
+
+cdef extern from "<stdlib.h>" nogil:
+    char *realpath(const char *path, char *resolved)
 
 cdef extern from "<unistd.h>" nogil:
     ssize_t pread(int fd, void *buf, size_t count, int64_t offset)

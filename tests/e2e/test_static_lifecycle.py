@@ -1,0 +1,188 @@
+"""Static files over time: long downloads against send_timeout and a
+graceful stop, a deploy that flips the root's symbolic link, keep-alive
+promises kept across max_requests, and the answers that protect the worker
+(overlapping ranges, long listings, links out of the root next to a file).
+"""
+import email.utils
+import hashlib
+import os
+import signal
+import socket
+import time
+
+import pytest
+
+from tests.e2e.conftest import RawClient, request_bytes
+
+SIZE = 8 * 1024 * 1024
+
+
+@pytest.fixture
+def site(tmp_path):
+    root = tmp_path / "site"
+    root.mkdir()
+    data = os.urandom(SIZE)
+    (root / "big.bin").write_bytes(data)
+    (root / "a.txt").write_bytes(b"a" * 100)
+    return root, data
+
+
+def slow_download(port, path, pause_every, pause, timeout=60):
+    """Reads path with a small receive window, pausing `pause` s every
+    `pause_every` bytes; returns (head, body)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", port))
+    try:
+        sock.sendall(request_bytes("GET", path))
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += sock.recv(65536)
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = int([line.split(b":")[1] for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:")][0])
+        chunks, got, next_pause = [body], len(body), pause_every
+        deadline = time.monotonic() + timeout
+        while got < length and time.monotonic() < deadline:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+            if got >= next_pause:
+                next_pause += pause_every
+                time.sleep(pause)
+        return head, b"".join(chunks)
+    finally:
+        sock.close()
+
+
+def test_send_timeout_limits_the_gap_between_writes_not_the_download(serve_files, site):
+    root, data = site
+    # about 16 pauses of 0.25 s: the whole download takes far longer than
+    # send_timeout, but no gap between two writes does
+    server = serve_files(root, "--send-timeout", "1")
+    head, body = slow_download(server.port, "/big.bin", SIZE // 16, 0.25)
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert hashlib.sha256(body).digest() == hashlib.sha256(data).digest()
+
+
+def test_graceful_stop_lets_a_download_in_flight_finish(serve_files, site):
+    root, data = site
+    server = serve_files(root, "--graceful-idle-timeout", "0.2")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", server.port))
+    try:
+        sock.sendall(request_bytes("GET", "/big.bin"))
+        received = sock.recv(65536)
+        os.kill(server.pid, signal.SIGTERM)
+        time.sleep(0.6)  # past graceful_idle_timeout: an idle connection would be closed by now
+        chunks = [received]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            chunk = sock.recv(1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        whole = b"".join(chunks)
+    finally:
+        sock.close()
+    head, _, body = whole.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert len(body) == SIZE and hashlib.sha256(body).digest() == hashlib.sha256(data).digest()
+    assert server.stop() == 0
+
+
+def test_a_deploy_flipping_the_root_link_is_followed(serve_files, tmp_path):
+    for release in ("1", "2"):
+        (tmp_path / "releases" / release).mkdir(parents=True)
+        (tmp_path / "releases" / release / "version.txt").write_text(f"release {release}\n")
+    current = tmp_path / "current"
+    os.symlink(tmp_path / "releases" / "1", current)
+    server = serve_files(tmp_path, "--static", f"/={current}")
+    assert server.request(target="/version.txt").body == b"release 1\n"
+    # how deploy tools flip: a new link renamed over the old one
+    os.symlink(tmp_path / "releases" / "2", tmp_path / "current.new")
+    os.rename(tmp_path / "current.new", current)
+    deadline = time.monotonic() + 5
+    body = b""
+    while time.monotonic() < deadline:
+        body = server.request(target="/version.txt").body
+        if body == b"release 2\n":
+            break
+        time.sleep(0.1)
+    assert body == b"release 2\n"
+
+
+def test_keep_alive_promised_by_a_response_is_kept_across_max_requests(serve_files, site):
+    root, _ = site
+    server = serve_files(root, "--max-requests", "3")
+    answered = 0
+    with server.connect() as client:
+        for _ in range(10):
+            client.send(request_bytes("GET", "/a.txt"))
+            response = client.read_response()
+            assert response.status == 200 and response.body == b"a" * 100
+            answered += 1
+            if response.header("Connection") == "close":
+                client.read_until_closed()
+                break
+            # no "Connection: close": the connection must take the next request
+    assert answered == 3
+
+
+def test_overlapping_ranges_adding_up_past_the_file_get_it_once(serve_files, site):
+    root, data = site
+    server = serve_files(root)
+    response = server.request(target="/a.txt", headers=[("Range", "bytes=0-,0-,0-,0-")])
+    assert (response.status, response.body) == (200, b"a" * 100)
+    response = server.request(target="/a.txt", headers=[("Range", "bytes=0-9,20-29")])
+    assert response.status == 206 and "multipart/byteranges" in response.header("Content-Type")
+
+
+def test_if_range_with_a_wednesday_date_is_a_date(serve_files, site):
+    root, _ = site
+    wednesday = 1445436000  # Wed, 21 Oct 2015 14:00:00 GMT
+    os.utime(root / "a.txt", (wednesday, wednesday))
+    server = serve_files(root)
+    date = email.utils.formatdate(wednesday, usegmt=True)
+    assert date.startswith("Wed, ")
+    response = server.request(target="/a.txt", headers=[("Range", "bytes=0-9"), ("If-Range", date)])
+    assert (response.status, response.body) == (206, b"a" * 10)
+
+
+def test_head_of_a_path_under_no_location_keeps_the_stream_in_step(serve_files, site):
+    root, _ = site
+    server = serve_files(root, "--static", f"/files={root}")
+    with server.connect() as client:
+        client.send(request_bytes("HEAD", "/nowhere") + request_bytes("GET", "/files/a.txt"))
+        head = client.read_response("HEAD")
+        assert head.status == 404 and head.header("Content-Length") == "14" and head.header("Date")
+        response = client.read_response()
+        assert (response.status, response.body) == (200, b"a" * 100)
+
+
+def test_long_listing_is_cut_at_autoindex_max_entries(serve_files, tmp_path):
+    root = tmp_path / "many"
+    root.mkdir()
+    for i in range(25):
+        (root / f"file{i:02d}.txt").write_text("x")
+    server = serve_files(root, "--autoindex", "--autoindex-max-entries", "10")
+    body = server.request(target="/").body
+    assert body.count(b"<tr><td><a href=\"file") == 10
+    assert b"Only the first 10 entries are listed" in body
+
+
+def test_precompressed_sibling_linked_out_of_the_root_is_not_offered(serve_files, tmp_path):
+    root = tmp_path / "site"
+    root.mkdir()
+    (root / "app.js").write_text("console.log(1)\n")
+    (tmp_path / "outside.gz").write_bytes(b"not for you")
+    os.symlink(tmp_path / "outside.gz", root / "app.js.gz")
+    server = serve_files(root)
+    response = server.request(target="/app.js", headers=[("Accept-Encoding", "gzip")])
+    assert response.status == 200 and response.body == b"console.log(1)\n"
+    assert response.header("Content-Encoding") is None and response.header("Vary") is None
