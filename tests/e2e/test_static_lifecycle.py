@@ -186,3 +186,48 @@ def test_precompressed_sibling_linked_out_of_the_root_is_not_offered(serve_files
     response = server.request(target="/app.js", headers=[("Accept-Encoding", "gzip")])
     assert response.status == 200 and response.body == b"console.log(1)\n"
     assert response.header("Content-Encoding") is None and response.header("Vary") is None
+
+
+def test_worker_out_of_descriptors_answers_503_then_recovers(adopt, tmp_path):
+    import resource
+    import subprocess
+    import sys
+
+    root = tmp_path / "site"
+    root.mkdir()
+    (root / "index.html").write_text("<p>hi</p>\n")
+    (root / "big.bin").write_bytes(os.urandom(200_000))  # over static_inline_max: needs a descriptor
+
+    def low_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (48, 48))
+
+    proc = subprocess.Popen([sys.executable, "-m", "fastcore", "serve", "--bind", "127.0.0.1:0"], cwd=root,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=low_limit)
+    server = adopt(proc, root)
+    with server.connect() as client:
+        client.send(request_bytes("GET", "/index.html"))
+        assert client.read_response().status == 200
+        hogs = []
+        try:
+            for _ in range(60):  # more connections than the worker has descriptors left
+                hogs.append(socket.create_connection(("127.0.0.1", server.port)))
+            deadline = time.monotonic() + 5
+            while "Too many open files" not in server.stderr_text() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            client.send(request_bytes("GET", "/big.bin"))
+            response = client.read_response()
+            assert response.status == 503 and response.header("Retry-After") == "1"
+        finally:
+            for hog in hogs:
+                hog.close()
+        # descriptors back: the file is served (and was never remembered as missing)
+        deadline = time.monotonic() + 5
+        while True:
+            client.send(request_bytes("GET", "/big.bin"))
+            response = client.read_response()
+            if response.status == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert response.status == 200 and len(response.body) == 200_000
+    assert "cannot open big.bin: Too many open files" in server.stderr_text()
