@@ -85,8 +85,12 @@ def draw_charts(load=None):
     plt.close(fig)
     if load:
         scenarios = [s for s in load if s != "idle"]
-        fig, axes = plt.subplots(1, len(scenarios), figsize=(5 * len(scenarios), 4), squeeze=False)
-        for ax, scenario in zip(axes[0], scenarios):
+        columns = min(4, len(scenarios))
+        rows_count = (len(scenarios) + columns - 1) // columns
+        fig, axes = plt.subplots(rows_count, columns, figsize=(4.5 * columns, 3.6 * rows_count), squeeze=False)
+        for ax in axes.flat[len(scenarios):]:
+            ax.set_visible(False)
+        for ax, scenario in zip(axes.flat, scenarios):
             rows = {k: v for k, v in load[scenario].items() if v}
             ax.bar(list(rows), [v["rps"] for v in rows.values()],
                    color=["tab:red" if k == "fastcore" else "tab:gray" for k in rows])
