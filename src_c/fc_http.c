@@ -631,16 +631,6 @@ int fc_http_response_info(const fc_response_head_t *resp, int request_was_head,
 
 /* ---- chunked framing (RFC 9112 7.1) ------------------------------------ */
 
-static inline int fc_hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = (char)(c | 0x20);
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 int fc_http_parse_chunk_size(const char *buf, size_t len, size_t max_line,
                              uint64_t *size, fc_http_error_t *error)
 {

@@ -15,17 +15,6 @@ static inline int fc_is_digit(char c) { return c >= '0' && c <= '9'; }
 
 static inline int fc_is_ows(char c) { return c == ' ' || c == '\t'; }
 
-/* 0-15 for a hex digit of either case, else -1 */
-static inline int fc_hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = (char)(c | 0x20);
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 /* the first byte at or after p that is not SP or HTAB, or end */
 static const char *fc_skip_ows(const char *p, const char *end)
 {

@@ -19,6 +19,17 @@ static inline int fc_token_eq(const char *s, size_t n, const char *lower, size_t
     return 1;
 }
 
+/* 0-15 for a hex digit of either case, else -1 */
+static inline int fc_hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = (char)(c | 0x20);
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
 /* a string literal as the (pointer, length) pair of fc_token_eq */
 #define FC_LIT(s) s, sizeof(s) - 1
 

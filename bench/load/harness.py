@@ -62,7 +62,9 @@ def free_port():
 
 # ---- contenders -------------------------------------------------------------------
 
-NGINX_CONF = """
+# one worker, the same process settings for every nginx run; {http} is the
+# http block's body
+NGINX_BASE = """
 worker_processes 1;
 daemon off;
 pid {dir}/nginx.pid;
@@ -70,23 +72,20 @@ error_log {dir}/error.log;
 events {{ worker_connections 20000; }}
 http {{
     access_log off;
+{http}
+}}
+"""
+
+NGINX_HELLO = """
     server {{
         listen 127.0.0.1:{port} backlog=2048;
         location / {{ return 200 "Hello, World!"; }}
     }}
-}}
 """
 
 # nginx as a static-file server the way the docs tune it: sendfile, the open
 # file cache, no access log
-NGINX_STATIC_CONF = """
-worker_processes 1;
-daemon off;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log;
-events {{ worker_connections 20000; }}
-http {{
-    access_log off;
+NGINX_STATIC = """
     sendfile on;
     tcp_nopush on;
     open_file_cache max=1000 inactive=60s;
@@ -96,8 +95,12 @@ http {{
         listen 127.0.0.1:{port} backlog=2048;
         root {site};
     }}
-}}
 """
+
+
+def nginx_conf(http, **values):
+    return NGINX_BASE.format(dir=values["dir"], http=http.format(**values))
+
 
 BJOERN_TWO = """
 import os, bjoern, apps
@@ -138,11 +141,11 @@ def command_for(name, app, port, workdir):
                 "--max-connections", "20000"]
     if name == "nginx-static":
         conf = pathlib.Path(workdir) / "nginx.conf"
-        conf.write_text(NGINX_STATIC_CONF.format(dir=workdir, port=port, site=app))
+        conf.write_text(nginx_conf(NGINX_STATIC, dir=workdir, port=port, site=app))
         return [shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(conf), "-p", str(workdir)]
     if name == "nginx":
         conf = pathlib.Path(workdir) / "nginx.conf"
-        conf.write_text(NGINX_CONF.format(dir=workdir, port=port))
+        conf.write_text(nginx_conf(NGINX_HELLO, dir=workdir, port=port))
         return [shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(conf), "-p", str(workdir)]
     raise ValueError(name)
 

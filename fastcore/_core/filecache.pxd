@@ -70,3 +70,4 @@ cdef class FileCache:
     cdef int _remove(self, CachedFile entry) except -1
     cdef void _touch(self, CachedFile entry) noexcept
     cdef void _unlink(self, CachedFile entry) noexcept
+    cdef void _link_newest(self, CachedFile entry) noexcept

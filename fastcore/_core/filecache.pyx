@@ -256,14 +256,7 @@ cdef class FileCache:
             self.content_bytes += entry.size
         else:
             self.descriptors += 1
-        entry.linked = True
-        entry.prev = None
-        entry.next = self.newest
-        if self.newest is not None:
-            self.newest.prev = entry
-        self.newest = entry
-        if self.oldest is None:
-            self.oldest = entry
+        self._link_newest(entry)
         victim = self.oldest
         while victim is not None and victim is not entry and (
                 self.count > self.max_entries or self.content_bytes > self.max_bytes or
@@ -308,7 +301,12 @@ cdef class FileCache:
         if self.newest is entry:
             return
         self._unlink(entry)
+        self._link_newest(entry)
+
+    cdef void _link_newest(self, CachedFile entry) noexcept:
+        """Puts an unlinked entry at the most recently used end."""
         entry.linked = True
+        entry.prev = None
         entry.next = self.newest
         if self.newest is not None:
             self.newest.prev = entry

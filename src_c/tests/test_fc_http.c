@@ -8,6 +8,7 @@
  */
 #define _GNU_SOURCE
 #include "fc_http.h"
+#include "fc_test.h"   /* CHECK, failures, checks, guarded buffers */
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,24 +16,6 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-static int failures = 0;
-static int checks = 0;
-
-#define CHECK(cond, ...)                                                   \
-    do {                                                                   \
-        ++checks;                                                          \
-        if (!(cond)) {                                                     \
-            ++failures;                                                    \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);           \
-            fprintf(stderr, __VA_ARGS__);                                  \
-            fputc('\n', stderr);                                           \
-        }                                                                  \
-    } while (0)
-
-/* ---- guarded buffers --------------------------------------------------- */
-
-/* guarded_t, guarded_alloc, guarded_copy, guarded_free */
-#include "fc_test_guard.h"
 
 /* ---- comparing levels -------------------------------------------------- */
 

@@ -14,6 +14,7 @@
  */
 #define _GNU_SOURCE
 #include "fc_static.h"
+#include "fc_test.h"   /* CHECK, failures, checks, guarded buffers */
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,27 +23,9 @@
 #include <time.h>
 #include <unistd.h>
 
-static int failures = 0;
-static int checks = 0;
 static int cases = 0;
 
-#define CHECK(cond, ...)                                                   \
-    do {                                                                   \
-        ++checks;                                                          \
-        if (!(cond)) {                                                     \
-            ++failures;                                                    \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);           \
-            fprintf(stderr, __VA_ARGS__);                                  \
-            fputc('\n', stderr);                                           \
-        }                                                                  \
-    } while (0)
-
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
-
-/* ---- guarded buffers --------------------------------------------------- */
-
-/* guarded_t, guarded_alloc, guarded_copy, guarded_free */
-#include "fc_test_guard.h"
 
 /* a printable label for an input that may hold any byte */
 static const char *show(const char *s, size_t len)

@@ -314,6 +314,14 @@ class Server:
         return self.proc.returncode
 
 
+def stop_all(servers):
+    """Teardown: stops every server; those the test did not stop itself must exit 0."""
+    statuses = [(server, server.stopped, server.stop()) for server in servers]
+    for server, stopped_by_test, status in statuses:
+        if not stopped_by_test:
+            assert status == 0, f"server exited {status} after SIGTERM:\n{server.stderr_text()}"
+
+
 def start_server(directory, app_spec="app:app", args=(), binds=None):
     """Starts `fastcore serve` in `directory`; returns a ready Server."""
     args = list(args)
@@ -357,10 +365,7 @@ def serve(tmp_path, no_fd_leak):
         return server
 
     yield start
-    statuses = [(server, server.stopped, server.stop()) for server in servers]
-    for server, stopped_by_test, status in statuses:
-        if not stopped_by_test:
-            assert status == 0, f"server exited {status} after SIGTERM:\n{server.stderr_text()}"
+    stop_all(servers)
 
 
 @pytest.fixture
@@ -376,10 +381,7 @@ def serve_files(no_fd_leak):
         return server
 
     yield start
-    statuses = [(server, server.stopped, server.stop()) for server in servers]
-    for server, stopped_by_test, status in statuses:
-        if not stopped_by_test:
-            assert status == 0, f"server exited {status} after SIGTERM:\n{server.stderr_text()}"
+    stop_all(servers)
 
 
 @pytest.fixture

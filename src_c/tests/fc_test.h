@@ -1,14 +1,29 @@
 /* Shared by the C tests: counted checks and guarded buffers.
  * A guarded buffer's `len` bytes end right before a PROT_NONE page, so a
  * read or write one byte past the end crashes instead of passing unseen. */
-#ifndef FC_TEST_GUARD_H
-#define FC_TEST_GUARD_H
+#ifndef FC_TEST_H
+#define FC_TEST_H
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
+
+static int failures = 0;
+static int checks = 0;
+
+/* counts a check; a failed one is reported with its place and message */
+#define CHECK(cond, ...)                                                   \
+    do {                                                                   \
+        ++checks;                                                          \
+        if (!(cond)) {                                                     \
+            ++failures;                                                    \
+            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);           \
+            fprintf(stderr, __VA_ARGS__);                                  \
+            fputc('\n', stderr);                                           \
+        }                                                                  \
+    } while (0)
 
 typedef struct {
     char *map;
@@ -48,4 +63,4 @@ static guarded_t guarded_copy(const char *src, size_t len)
 
 static void guarded_free(guarded_t g) { munmap(g.map, g.map_len); }
 
-#endif /* FC_TEST_GUARD_H */
+#endif /* FC_TEST_H */
