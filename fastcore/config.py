@@ -593,6 +593,10 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("precompressed", "static", ("--precompressed", "--no-precompressed"), parse_bool, True,
             "Serve FILE.br or FILE.gz, when it exists, to clients that accept it (per location).",
             kind="flag", annotation=bool),
+    Setting("etag_inode", "static", ("--etag-inode", "--no-etag-inode"), parse_bool, True,
+            "Put the file's inode in its ETag (with size and modification time); turn off when several machines "
+            "serve the same files behind a balancer, so that they give a file the same tag.",
+            kind="flag", annotation=bool),
     Setting("static_revalidate", "static", ("--static-revalidate",), parse_duration_or_zero, 1,
             "A cached file is checked against the disk (stat) at most this often; 0 checks on every request.",
             metavar="SECONDS", annotation=float),

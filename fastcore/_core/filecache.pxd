@@ -58,6 +58,7 @@ cdef class FileCache:
     cdef size_t max_fds
     cdef size_t inline_max
     cdef double revalidate
+    cdef bint etag_inode         # the inode is part of the ETag
     cdef readonly unsigned long long hits
     cdef readonly unsigned long long misses
     cdef public int error        # errno of the last failed lookup (ENOENT, EISDIR, EXDEV, ...)

@@ -136,6 +136,7 @@ cdef class FileCache:
         self.max_fds = config.static_cache_fds
         self.inline_max = config.static_inline_max
         self.revalidate = config.static_revalidate
+        self.etag_inode = config.etag_inode
 
     cdef CachedFile lookup(self, Root root, bytes rel, unsigned encoding, bint want_siblings, double now):
         """The entry of `rel` (a normalised path relative to root, no leading
@@ -223,8 +224,12 @@ cdef class FileCache:
         entry.mtime = st.st_mtim.tv_sec
         entry.mtime_ns = st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec
         entry.checked = now
-        n = snprintf(tag, sizeof(tag), "\"%llx-%llx-%llx\"", <unsigned long long>entry.size,
-                     <unsigned long long>entry.mtime_ns, <unsigned long long>entry.ino)
+        if self.etag_inode:
+            n = snprintf(tag, sizeof(tag), "\"%llx-%llx-%llx\"", <unsigned long long>entry.size,
+                         <unsigned long long>entry.mtime_ns, <unsigned long long>entry.ino)
+        else:
+            n = snprintf(tag, sizeof(tag), "\"%llx-%llx\"", <unsigned long long>entry.size,
+                         <unsigned long long>entry.mtime_ns)
         entry.etag = PyBytes_FromStringAndSize(tag, n)
         fc_http_date_format(entry.mtime, date)
         entry.last_modified = PyBytes_FromStringAndSize(date, FC_HTTP_DATE_LEN)

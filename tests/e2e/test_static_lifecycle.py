@@ -231,3 +231,59 @@ def test_worker_out_of_descriptors_answers_503_then_recovers(adopt, tmp_path):
             time.sleep(0.1)
         assert response.status == 200 and len(response.body) == 200_000
     assert "cannot open big.bin: Too many open files" in server.stderr_text()
+
+
+BLOCKING_APP = """
+import os
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+def app(environ, start_response):
+    # holds its thread until the test creates "release" (at most 20 s)
+    open(os.path.join(HERE, "entered-%s" % environ["QUERY_STRING"]), "w").close()
+    deadline = time.monotonic() + 20
+    while not os.path.exists(os.path.join(HERE, "release")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"released"]
+"""
+
+
+def test_static_files_are_served_while_application_threads_are_busy(serve, tmp_path):
+    # --threads: the application runs on a pool; the loop keeps answering
+    # static requests, whatever the application is doing
+    import threading
+
+    root = tmp_path / "assets"
+    root.mkdir()
+    (root / "a.css").write_text("body{}\n")
+    server = serve(BLOCKING_APP, "--threads", "4", "--static", f"/assets={root}")
+    results = []
+    callers = [threading.Thread(target=lambda i=i: results.append(server.request(target=f"/app?{i}").body))
+               for i in range(4)]
+    for caller in callers:
+        caller.start()
+    deadline = time.monotonic() + 10
+    while len(list(server.dir.glob("entered-*"))) < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(list(server.dir.glob("entered-*"))) == 4, "the application threads did not all start"
+    try:
+        for _ in range(20):  # every application thread is held: only the loop can answer these
+            response = server.request(target="/assets/a.css")
+            assert (response.status, response.body) == (200, b"body{}\n")
+        assert results == []
+    finally:
+        (server.dir / "release").touch()
+        for caller in callers:
+            caller.join(20)
+    assert results == [b"released"] * 4
+
+
+def test_etag_without_inode_for_machines_behind_a_balancer(serve_files, site):
+    root, _ = site
+    info = os.stat(root / "a.txt")
+    server = serve_files(root, "--no-etag-inode")
+    response = server.request(target="/a.txt")
+    assert response.header("ETag") == f'"{info.st_size:x}-{info.st_mtime_ns:x}"'
+    assert server.request(target="/a.txt", headers=[("If-None-Match", response.header("ETag"))]).status == 304

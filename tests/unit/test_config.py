@@ -237,6 +237,7 @@ BAD_VALUES = {
     "static_cache_fds": ["0", "x"],
     "static_max_ranges": ["0", "-3", "65"],
     "autoindex_max_entries": ["0", "all"],
+    "etag_inode": ["inode"],
 }
 
 

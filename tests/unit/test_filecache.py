@@ -11,7 +11,7 @@ from fastcore._core.filecache import FileCache, Root
 
 def settings(**overrides):
     values = dict(static_cache_entries=100, static_cache_bytes=1 << 20, static_cache_fds=10,
-                  static_inline_max=64 * 1024, static_revalidate=1.0)
+                  static_inline_max=64 * 1024, static_revalidate=1.0, etag_inode=True)
     values.update(overrides)
     return types.SimpleNamespace(**values)
 
@@ -144,3 +144,18 @@ def test_filecache_precompressed_variant_is_its_own_entry(site):
     gz = cache.find(root, b"small.txt", 0.0, 1)  # FC_ENC_GZIP
     assert plain[0] == 100 and gz[0] == 10 and gz[1] != plain[1]
     assert cache.find(root, b"small.txt", 0.0, 2) is None  # no .br
+
+
+def test_filecache_etag_without_the_inode(site):
+    # two copies of a file with the same size and mtime (two machines behind
+    # a balancer) get the same tag once the inode is left out
+    info = os.stat(site / "small.txt")
+    (site / "copy.txt").write_bytes((site / "small.txt").read_bytes())
+    os.utime(site / "copy.txt", ns=(info.st_atime_ns, info.st_mtime_ns))
+    root = Root(str(site), True)
+    with_inode = FileCache(settings())
+    assert with_inode.find(root, b"small.txt", 0.0)[1] != with_inode.find(root, b"copy.txt", 0.0)[1]
+    without = FileCache(settings(etag_inode=False))
+    tag = without.find(root, b"small.txt", 0.0)[1]
+    assert tag == f'"{info.st_size:x}-{info.st_mtime_ns:x}"'.encode()
+    assert without.find(root, b"copy.txt", 0.0)[1] == tag
