@@ -287,3 +287,17 @@ def test_etag_without_inode_for_machines_behind_a_balancer(serve_files, site):
     response = server.request(target="/a.txt")
     assert response.header("ETag") == f'"{info.st_size:x}-{info.st_mtime_ns:x}"'
     assert server.request(target="/a.txt", headers=[("If-None-Match", response.header("ETag"))]).status == 304
+
+
+def test_if_range_date_of_a_file_changed_just_now_is_weak(serve_files, site):
+    # RFC 9110 8.8.2.2: a Last-Modified less than a second old is a weak
+    # validator; If-Range needs a strong one, so the whole file comes back
+    root, _ = site
+    future = int(time.time()) + 3600  # "modified" later than now: never a second old
+    os.utime(root / "a.txt", (future, future))
+    server = serve_files(root)
+    date = email.utils.formatdate(future, usegmt=True)
+    response = server.request(target="/a.txt", headers=[("Range", "bytes=0-9"), ("If-Range", date)])
+    assert (response.status, len(response.body)) == (200, 100)
+    response = server.request(target="/a.txt", headers=[("Range", "bytes=0-9")])
+    assert response.status == 206
