@@ -17,6 +17,7 @@ if os.environ.get("FASTCORE_DEBUG_BUILD"):
 
 C_SOURCES = {
     "parser": ["src_c/fc_http.c"],
+    "connection": ["src_c/fc_static.c"],  # fc_http_date_format for the Date header
     "router": ["src_c/fc_static.c"],
     "filecache": ["src_c/fc_static.c", "src_c/fc_fs.c"],
     "static": ["src_c/fc_static.c"],

@@ -29,6 +29,17 @@ SIZE = 8 * len(FIELDS)
 STRUCT = struct.Struct(f"={len(FIELDS)}Q")
 
 
+def pack(**values):
+    """A stats block holding `values` (other fields 0): what a worker's core
+    writes, for tools and tests that stand in for one."""
+    unknown = set(values) - set(FIELDS)
+    if unknown:
+        raise KeyError(f"not stats fields: {sorted(unknown)}")
+    block = bytearray(SIZE)
+    STRUCT.pack_into(block, 0, *(values.get(name, 0) for name in FIELDS))
+    return block
+
+
 def read(buffer):
     """A dict of every field from a stats block (bytes-like or mmap)."""
     return dict(zip(FIELDS, STRUCT.unpack_from(buffer, 0)))

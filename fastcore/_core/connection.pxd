@@ -89,6 +89,7 @@ cdef class Connection(TimedHandle):
     cdef object peer_port_str
 
     cdef int _on_readable(self) except -1
+    cdef int _write(self) except -1
     cdef int _on_writable(self) except -1
     cdef int _process(self) except -1
     cdef int _process_events(self) except -1

@@ -32,7 +32,6 @@ import os
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.stdint cimport uint32_t
-from libc.stdio cimport snprintf
 from libc.string cimport memcpy
 from posix.unistd cimport close as close_fd, read
 
@@ -42,6 +41,7 @@ from fastcore._core.parser cimport (
     EV_BODY, EV_END, EV_HEAD, EV_NEED_DATA, FieldArray, RequestParser,
 )
 from fastcore._core.includes.fc_http cimport FC_REQ_KEEP_ALIVE
+from fastcore._core.includes.fc_static cimport FC_HTTP_DATE_LEN, fc_http_date_format
 from fastcore._core.buffer cimport FileSegment, OutputQueue
 from fastcore._core.parser import ParseError
 
@@ -57,8 +57,6 @@ cdef dict REASONS = {
 
 cdef int ACCEPT_BATCH = 64
 
-cdef const char *WEEKDAYS = "SunMonTueWedThuFriSat"
-cdef const char *MONTHS = "JanFebMarAprMayJunJulAugSepOctNovDec"
 cdef long date_second = -1
 cdef bytes date_header = None
 
@@ -68,17 +66,14 @@ cdef bytes date_line():
     once a second and shared by every handler of the worker."""
     global date_second, date_header
     cdef timespec ts
-    cdef tm t
-    cdef char line[64]
-    cdef int n
+    cdef char line[FC_HTTP_DATE_LEN + 9]
     clock_gettime(CLOCK_REALTIME, &ts)
     if ts.tv_sec != date_second:
         date_second = ts.tv_sec
-        gmtime_r(&ts.tv_sec, &t)
-        n = snprintf(line, sizeof(line), "Date: %.3s, %02d %.3s %04d %02d:%02d:%02d GMT\r\n",
-                     WEEKDAYS + 3 * t.tm_wday, t.tm_mday, MONTHS + 3 * t.tm_mon, t.tm_year + 1900,
-                     t.tm_hour, t.tm_min, t.tm_sec)
-        date_header = PyBytes_FromStringAndSize(line, n)
+        memcpy(line, b"Date: ", 6)
+        fc_http_date_format(ts.tv_sec, line + 6)
+        memcpy(line + 6 + FC_HTTP_DATE_LEN, b"\r\n", 2)
+        date_header = PyBytes_FromStringAndSize(line, 6 + FC_HTTP_DATE_LEN + 2)
     return date_header
 
 
@@ -343,17 +338,25 @@ cdef class Connection(TimedHandle):
         self._process()
         return 0
 
-    cdef int _on_writable(self) except -1:
+    cdef int _write(self) except -1:
+        """Writes what the socket takes now: 0 when the queue is empty, 1
+        when output remains, -1 when the peer is gone (closed here). Every
+        write goes through here: send_timeout is the time allowed between two
+        writes, not for the whole response, so progress restarts it."""
         cdef int rc
         try:
             rc = self.out.flush(self.fd)
         except ConnectionError:
             self.close()
-            return 0
-        if self.out.written and self.out.pending:
-            # send_timeout is the time allowed between two writes, not for the
-            # whole response: progress restarts it
+            return -1
+        if self.out.written and self.out.pending and self.queue is self.server.send_queue:
             self.server.send_queue.arm(self, self.loop.now)
+        return rc
+
+    cdef int _on_writable(self) except -1:
+        cdef int rc = self._write()
+        if rc < 0:
+            return 0
         if rc == 0:
             if self.state == S_CLOSING:
                 self._begin_linger()
@@ -416,12 +419,8 @@ cdef class Connection(TimedHandle):
         self.flush_scheduled = False
         if self.state == S_CLOSED:
             return 0
-        if self.out.pending:
-            try:
-                self.out.flush(self.fd)
-            except ConnectionError:
-                self.close()
-                return 0
+        if self.out.pending and self._write() < 0:
+            return 0
         if not self.out.pending:
             if self.state == S_CLOSING:
                 self._begin_linger()
@@ -508,10 +507,7 @@ cdef class Connection(TimedHandle):
         """Writes what the socket takes now; the rest waits for EPOLLOUT."""
         if self.state == S_CLOSED or not self.out.pending:
             return 0
-        try:
-            self.out.flush(self.fd)
-        except ConnectionError:
-            self.close()
+        if self._write() < 0:
             return 0
         self._update()
         return 0

@@ -41,7 +41,7 @@ from fastcore._core.includes.fc_http cimport (
     FC_REQ_CHUNKED, FC_REQ_EXPECT_CONTINUE, FC_REQ_HAS_LENGTH, fc_header_t,
     fc_request_head_t, fc_request_info_t,
 )
-from fastcore._core.parser cimport RequestParser, ascii_only, method_str, text
+from fastcore._core.parser cimport RequestParser, ascii_only, is_head_request, method_str, text
 from fastcore._core.connection cimport Connection, RequestHandler, S_APP, S_CLOSED, date_line
 from fastcore._core.buffer cimport FileSegment
 from fastcore._core.stats cimport WorkerStats
@@ -500,8 +500,7 @@ cdef class Gateway(RequestHandler):
         ex.conn = conn
         ex.environ = self.build_environ(conn, p)
         ex.http11 = p.head.minor_version == 1
-        ex.is_head = p.head.method.len == 4 and p.head.method.at[0] == c'H' and \
-            ex.environ["REQUEST_METHOD"] == "HEAD"
+        ex.is_head = is_head_request(p)
         ex.threaded = self.threads is not None
         ex.began = conn.loop.clock()
         conn.exchange = ex

@@ -3,6 +3,7 @@
 # limits, freed when empty); spans in `head`/`info` point into it and stay
 # valid until the next reserve() or feed(). Nothing here blocks or does I/O.
 from libc.stdint cimport uint64_t
+from libc.string cimport memcmp
 from fastcore._core.includes.fc_http cimport (
     fc_header_t, fc_http_error_t, fc_http_limits_t, fc_request_head_t,
     fc_request_info_t, fc_response_head_t, fc_response_info_t,
@@ -118,3 +119,8 @@ cdef str text(const char *at, size_t n, bint ascii)
 cdef bint ascii_only(const char *at, size_t n) noexcept
 cdef str method_str(const char *at, size_t n)
 cdef list header_list(fc_header_t *fields, size_t n, bint ascii=*)
+
+
+cdef inline bint is_head_request(RequestParser p) noexcept:
+    """The parsed request's method is HEAD (valid while the head's spans are)."""
+    return p.head.method.len == 4 and memcmp(p.head.method.at, b"HEAD", 4) == 0

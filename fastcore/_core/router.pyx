@@ -21,7 +21,7 @@ from libc.string cimport memcmp
 
 from fastcore._core.connection cimport Connection, RequestHandler, date_line
 from fastcore._core.includes.fc_static cimport fc_path_normalize
-from fastcore._core.parser cimport RequestParser
+from fastcore._core.parser cimport RequestParser, is_head_request
 
 cdef dict PATH_ERRORS = {
     -1: "a '%' not followed by two hex digits in the path",
@@ -42,7 +42,7 @@ cdef class NotFound(RequestHandler):
         cdef RequestParser p = conn.parser
         # the method is read here, while the head's spans are valid: on_end may
         # come after a body has moved the buffer
-        conn.exchange = p.head.method.len == 4 and memcmp(p.head.method.at, b"HEAD", 4) == 0
+        conn.exchange = is_head_request(p)
         return 0
 
     cdef int on_end(self, Connection conn) except -1:
@@ -107,8 +107,7 @@ cdef class Router(RequestHandler):
             self.path_error = <int>n
             self.path_len = 0
             if self.match(raw, raw_len) is not None:
-                conn.send_error(400, PATH_ERRORS.get(n, "bad path"),
-                                p.head.method.len == 4 and memcmp(p.head.method.at, b"HEAD", 4) == 0)
+                conn.send_error(400, PATH_ERRORS.get(n, "bad path"), is_head_request(p))
                 return 0
             handler = self.fallback
         else:

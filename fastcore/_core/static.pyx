@@ -50,7 +50,7 @@ from fastcore._core.includes.fc_http cimport (
 )
 from fastcore._core.includes.fc_static cimport *
 from fastcore._core.includes.syscalls cimport EACCES, EISDIR, ELOOP, ENAMETOOLONG, ENOENT, ENOTDIR, EPERM, EXDEV
-from fastcore._core.parser cimport RequestParser, method_str, text
+from fastcore._core.parser cimport RequestParser, is_head_request, method_str, text
 from fastcore._core.router cimport Router
 from fastcore._core.stats cimport WorkerStats
 
@@ -307,7 +307,7 @@ cdef class Location(RequestHandler):
             end = END_KEEP_10
         if h.method.len == 3 and memcmp(h.method.at, b"GET", 3) == 0:
             is_head = False
-        elif h.method.len == 4 and memcmp(h.method.at, b"HEAD", 4) == 0:
+        elif is_head_request(p):
             is_head = True
         else:
             self.simple(conn, 405, False, end, began, b"Allow: GET, HEAD\r\n")

@@ -176,6 +176,8 @@ def test_parser_corpus_invalid_answered_then_closed(corpus_server, case):
         client.send(case.read_bytes())
         response = client.read_response()
         assert response.status == expected
+        assert response.header("Connection") == "close"
+        assert re.fullmatch(r"\w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d GMT", response.header("Date") or "")
         assert client.read_until_closed() == b""
 
 

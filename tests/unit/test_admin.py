@@ -15,11 +15,8 @@ pytestmark = pytest.mark.filterwarnings("error")
 
 
 def worker_stats(**values):
-    fields = dict.fromkeys(stats_layout.FIELDS, 0)
-    fields.update(values)
-    block = bytearray(stats_layout.SIZE)
-    stats_layout.STRUCT.pack_into(block, 0, *(fields[name] for name in stats_layout.FIELDS))
-    return stats_layout.read(block)
+    """A worker dict as the arbiter gets it: packed into a block, read back."""
+    return stats_layout.read(stats_layout.pack(**values))
 
 
 class Server:

@@ -108,6 +108,14 @@ def test_cli_check_ok(tmp_path):
     assert (result.returncode, result.stdout, result.stderr) == (0, "fastcore: configuration ok\n", "")
 
 
+def test_cli_check_without_app_checks_the_settings(tmp_path):
+    (tmp_path / "public").mkdir()
+    result = run_fastcore(tmp_path, "check", "--static", "/=public")
+    assert (result.returncode, result.stdout, result.stderr) == (0, "fastcore: configuration ok\n", "")
+    result = run_fastcore(tmp_path, "check", "--static", "/=missing")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "static" in result.stderr
+
+
 def test_cli_settings_prints_the_table(tmp_path):
     result = run_fastcore(tmp_path, "settings")
     assert (result.returncode, result.stdout) == (0, settings_markdown())

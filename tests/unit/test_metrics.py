@@ -15,11 +15,7 @@ STARTED_NS = 1_800_000_000 * 10**9  # a CLOCK_REALTIME stamp, ns
 
 def worker_stats(**values):
     """A worker dict as the arbiter gets it: packed into a block, read back."""
-    fields = dict.fromkeys(stats_layout.FIELDS, 0)
-    fields.update(values)
-    block = bytearray(stats_layout.SIZE)
-    stats_layout.STRUCT.pack_into(block, 0, *(fields[name] for name in stats_layout.FIELDS))
-    return stats_layout.read(block)
+    return stats_layout.read(stats_layout.pack(**values))
 
 
 def first_worker():

@@ -120,15 +120,6 @@ cdef extern from "<time.h>" nogil:
         CLOCK_MONOTONIC
         CLOCK_REALTIME
     int clock_gettime(int clk_id, timespec *tp)
-    struct tm:
-        int tm_sec
-        int tm_min
-        int tm_hour
-        int tm_mday
-        int tm_mon
-        int tm_year
-        int tm_wday
-    tm *gmtime_r(const time_t *timep, tm *result)
 
 cdef extern from "<errno.h>" nogil:
     int errno
