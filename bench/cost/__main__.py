@@ -1,7 +1,8 @@
 """The per-layer cost gate.
 
     python -m bench.cost --check     measure, compare with bench/baseline.json, exit 1 when a
-                                     layer costs more than 3% over its baseline
+                                     layer costs more than 3% over its baseline (a layer over
+                                     is measured once more and the lower count kept)
     python -m bench.cost --update    measure and write the baseline (a commit of its own, whose
                                      message says why), appending a line to bench/history.jsonl
     python -m bench.cost             measure and print only
@@ -46,6 +47,17 @@ def format_table(rows):
     return "\n".join(lines)
 
 
+def remeasure_slower(rows, now):
+    """Measures each layer over tolerance once more and keeps the lower count.
+    Noise in an instruction count only ever adds (a timer that fired once
+    more, a signal handled during the run), so the lower of two runs is the
+    better reading; a real regression is over in both."""
+    slower = [name for name, _, _, _, ok in rows if not ok]
+    print(f"cost gate: {', '.join(slower)} over tolerance, measuring again", file=sys.stderr, flush=True)
+    again = measure_all(slower)
+    return {name: min(value, again.get(name, value)) for name, value in now.items()}
+
+
 def current_commit():
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
@@ -67,6 +79,9 @@ def main(argv=None):
     now = measure_all(names)
     baseline = json.loads(BASELINE.read_text()) if BASELINE.exists() else {"layers": {}}
     rows, passed = compare(baseline["layers"], now)
+    if args.check and not passed:
+        now = remeasure_slower(rows, now)
+        rows, passed = compare(baseline["layers"], now)
     print(format_table(rows))
     if args.update:
         record = {"commit": current_commit(), "date": datetime.date.today().isoformat(), "layers": now}
