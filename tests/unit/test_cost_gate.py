@@ -37,7 +37,7 @@ def test_cost_gate_passes_on_the_real_parser():
 
 
 def test_a_layer_over_tolerance_is_measured_again_and_the_lower_count_kept(monkeypatch, capsys, tmp_path):
-    from bench.cost import __main__ as gate
+    gate = import_gate(monkeypatch)
     baseline = {"a": 1000, "b": 1000}
     first = {"a": 1100, "b": 1000}
     monkeypatch.setattr(gate, "measure_all", lambda names=None: dict(first) if names is None else {"a": 1010})
@@ -47,7 +47,7 @@ def test_a_layer_over_tolerance_is_measured_again_and_the_lower_count_kept(monke
 
 
 def test_a_layer_over_tolerance_twice_fails(monkeypatch, capsys, tmp_path):
-    from bench.cost import __main__ as gate
+    gate = import_gate(monkeypatch)
     baseline = {"a": 1000}
     monkeypatch.setattr(gate, "measure_all", lambda names=None: {"a": 1100} if names is None else {"a": 1090})
     monkeypatch.setattr(gate, "BASELINE", _baseline_file(tmp_path, baseline))
@@ -60,3 +60,12 @@ def _baseline_file(directory, layers):
     path = directory / "baseline.json"
     path.write_text(json.dumps({"commit": "test", "layers": layers}))
     return path
+
+
+def import_gate(monkeypatch):
+    """The gate's module, from the checkout (bench/ is not installed; it
+    imports nothing of fastcore at module level, so the checkout's unbuilt
+    fastcore/ cannot shadow the installed one)."""
+    monkeypatch.syspath_prepend(str(ROOT))
+    from bench.cost import __main__ as gate
+    return gate
