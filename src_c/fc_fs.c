@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/openat2.h>
 #include <stdio.h>
 #include <string.h>
@@ -21,23 +22,66 @@ int fc_openat2_state(void) { return openat2_state; }
 
 void fc_fs_force_fallback(int on) { forced_fallback = on; }
 
-/* The fallback's check: is the opened file's real path root_real or under it? */
-static int under_root(int fd, const char *root_real)
+/* The fallback's first check: the real path of fd, read back from
+ * /proc/self/fd into real[cap], is root_real or lies under it. *rest is set
+ * to what follows root_real and its '/' ("" for the root itself). */
+static int under_root(int fd, const char *root_real, char *real, size_t cap, const char **rest)
 {
     char proc[64];
-    char real[4096];
     size_t root_len = strlen(root_real);
     ssize_t n;
     snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
-    n = readlink(proc, real, sizeof(real) - 1);
-    if (n < 0)
+    n = readlink(proc, real, cap - 1);
+    if (n < 0 || (size_t)n >= cap - 1)
         return 0;
     real[n] = '\0';
-    if (root_len == 1 && root_real[0] == '/')
+    if (root_len == 1 && root_real[0] == '/') {
+        *rest = real + 1;
         return 1;
+    }
     if ((size_t)n < root_len || memcmp(real, root_real, root_len) != 0)
         return 0;
-    return (size_t)n == root_len || real[root_len] == '/';
+    if ((size_t)n == root_len) {
+        *rest = real + n;
+        return 1;
+    }
+    *rest = real + root_len + 1;
+    return real[root_len] == '/';
+}
+
+/* The fallback's second check: walking `rest` down from root_fd one name
+ * at a time, no link followed, reaches the very file path_fd holds (same
+ * device and inode). The real path alone is not proof: a /proc magic link
+ * (/proc/PID/root/...) can land in another mount namespace, whose paths
+ * read back as if they were ours. */
+static int same_beneath(int root_fd, int path_fd, const char *rest)
+{
+    struct stat want, got;
+    char name[NAME_MAX + 1];
+    int dir = root_fd, next, same;
+    if (fstat(path_fd, &want) != 0)
+        return 0;
+    while (*rest) {
+        const char *slash = strchr(rest, '/');
+        size_t n = slash ? (size_t)(slash - rest) : strlen(rest);
+        if (n == 0 || n > NAME_MAX) {
+            next = -1;
+        } else {
+            memcpy(name, rest, n);
+            name[n] = '\0';
+            next = openat(dir, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        }
+        if (dir != root_fd)
+            close(dir);
+        if (next < 0)
+            return 0;
+        dir = next;
+        rest += n + (slash != NULL);
+    }
+    same = fstat(dir, &got) == 0 && got.st_dev == want.st_dev && got.st_ino == want.st_ino;
+    if (dir != root_fd)
+        close(dir);
+    return same;
 }
 
 /* openat2 with RESOLVE_BENEATH; -1 with errno ENOSYS when the kernel (or a
@@ -80,12 +124,14 @@ static int open_beneath_kernel(int root_fd, const char *rel, int flags)
 static int open_checked(int root_fd, const char *rel, const char *root_real, int want_path)
 {
     char proc[64];
+    char real[PATH_MAX];
+    const char *rest;
     struct stat st;
     int path_fd, fd;
     path_fd = openat(root_fd, rel, O_PATH | O_CLOEXEC);
     if (path_fd < 0)
         return -1;
-    if (!under_root(path_fd, root_real)) {
+    if (!under_root(path_fd, root_real, real, sizeof(real), &rest) || !same_beneath(root_fd, path_fd, rest)) {
         close(path_fd);
         errno = EXDEV;
         return -1;

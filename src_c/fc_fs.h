@@ -14,16 +14,20 @@ extern "C" {
  * without acquiring a controlling terminal.
  *
  * beneath = 1: resolution may never leave root_fd, symbolic links included
- * (a link pointing outside fails with EXDEV); /proc-style magic links are
- * never followed. openat2(2) RESOLVE_BENEATH does this in the kernel (Linux
+ * (a link pointing outside fails with EXDEV), /proc-style magic links
+ * included. openat2(2) RESOLVE_BENEATH does this in the kernel (Linux
  * 5.6+). Where it is missing (ENOSYS, or EPERM from a seccomp filter), and
  * where it refuses a path only because of an absolute symbolic link (EXDEV,
  * which it also gives for a link pointing inside the root), the path is
  * resolved with openat(2) O_PATH, which opens nothing, its real path (read
  * back from /proc/self/fd) must lie under the root's (`root_real`,
- * NUL-terminated, no trailing '/'), else EXDEV, and only then is that same
- * file opened for reading: a link swapped in between cannot fool the check
- * and nothing outside the root is ever opened.
+ * NUL-terminated, no trailing '/') and walking that real path down from
+ * root_fd, no link followed, must reach the same inode (a magic link into
+ * another mount namespace reads back as one of our paths), else EXDEV; only
+ * then is that same file opened for reading: a link swapped in between
+ * cannot fool the check and nothing outside the root is ever opened. (So a
+ * link through /proc/self/root to a file the root holds does open: it is
+ * that file.)
  * beneath = 0: links are followed wherever they lead (`..` cannot occur in
  * a normalised path, so only links can lead out).
  *
