@@ -540,6 +540,13 @@ static void test_other_namespace(void)
     /* the child's view really differs from ours: followed freely, the links
      * reach its files (so the refusals below are the check, not a typo) */
     fd = open_rel("ns_only", 0);
+    if (fd < 0 && (errno == EACCES || errno == EPERM)) {
+        /* the machine keeps us out of another process's /proc/PID/root
+         * (a security module): there is no way through to test */
+        printf("  [%s] note: /proc/%d/root is closed to us (%s): the namespace cases are not run\n",
+               mode_name, (int)ns_child, strerror(errno));
+        return;
+    }
     CHECK(fd >= 0, "[%s] ns_only beneath=0: %s", mode_name, strerror(errno));
     if (fd >= 0) {
         char buf[64] = {0};
