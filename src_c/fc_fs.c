@@ -53,7 +53,9 @@ static int under_root(int fd, const char *root_real, char *real, size_t cap, con
  * at a time, no link followed, reaches the very file path_fd holds (same
  * device and inode). The real path alone is not proof: a /proc magic link
  * (/proc/PID/root/...) can land in another mount namespace, whose paths
- * read back as if they were ours. */
+ * read back as if they were ours. 1 yes, 0 no, -1 with errno when the
+ * worker is short of descriptors or memory (which must not read as "no":
+ * the caller answers 503 to that, 404 to a refusal). */
 static int same_beneath(int root_fd, int path_fd, const char *rest)
 {
     struct stat want, got;
@@ -66,15 +68,21 @@ static int same_beneath(int root_fd, int path_fd, const char *rest)
         size_t n = slash ? (size_t)(slash - rest) : strlen(rest);
         if (n == 0 || n > NAME_MAX) {
             next = -1;
+            errno = ENOENT;
         } else {
             memcpy(name, rest, n);
             name[n] = '\0';
             next = openat(dir, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
         }
+        if (next < 0) {
+            int err = errno;
+            if (dir != root_fd)
+                close(dir);
+            errno = err;
+            return (err == EMFILE || err == ENFILE || err == ENOMEM) ? -1 : 0;
+        }
         if (dir != root_fd)
             close(dir);
-        if (next < 0)
-            return 0;
         dir = next;
         rest += n + (slash != NULL);
     }
@@ -127,13 +135,15 @@ static int open_checked(int root_fd, const char *rel, const char *root_real, int
     char real[PATH_MAX];
     const char *rest;
     struct stat st;
-    int path_fd, fd;
+    int path_fd, fd, same;
     path_fd = openat(root_fd, rel, O_PATH | O_CLOEXEC);
     if (path_fd < 0)
         return -1;
-    if (!under_root(path_fd, root_real, real, sizeof(real), &rest) || !same_beneath(root_fd, path_fd, rest)) {
+    same = under_root(path_fd, root_real, real, sizeof(real), &rest) ? same_beneath(root_fd, path_fd, rest) : 0;
+    if (same != 1) {
+        int err = same < 0 ? errno : EXDEV;
         close(path_fd);
-        errno = EXDEV;
+        errno = err;
         return -1;
     }
     if (want_path)

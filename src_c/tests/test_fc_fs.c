@@ -42,6 +42,7 @@
 #include <sched.h>
 #include <sys/inotify.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -559,6 +560,39 @@ static void test_other_namespace(void)
     expect_file("nsdir/secret.txt", 1, NS_OURS_TEXT);
 }
 
+/* Short of descriptors while checking an absolute link in the fallback:
+ * the open fails with EMFILE (the server answers 503), never with EXDEV
+ * (which it answers 404, telling a client the file is not there). k is the
+ * lowest free descriptor; with the limit at k+1, k is the only one a new
+ * open can get (those open above the limit stay usable): the O_PATH
+ * resolution takes it and the walk from the root finds none left. */
+static void test_short_of_descriptors(void)
+{
+    struct rlimit saved, tight;
+    int k, fd, err;
+    if (!fallback)
+        return;
+    k = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (k < 0)
+        die("open", "/dev/null");
+    close(k);
+    if (getrlimit(RLIMIT_NOFILE, &saved) != 0)
+        die("getrlimit", "");
+    tight = saved;
+    tight.rlim_cur = (rlim_t)k + 1;
+    if (setrlimit(RLIMIT_NOFILE, &tight) != 0)
+        die("setrlimit", "");
+    errno = 0;
+    fd = open_rel("abs_in", 1);
+    err = errno;
+    if (setrlimit(RLIMIT_NOFILE, &saved) != 0)
+        die("setrlimit", "");
+    CHECK(fd == -1 && err == EMFILE, "[%s] abs_in with one descriptor to spare: fd %d (%s), want -1 EMFILE",
+          mode_name, fd, fd < 0 ? strerror(err) : "opened");
+    if (fd >= 0)
+        close(fd);
+}
+
 static void run_mode(int force)
 {
     fallback = force;
@@ -569,6 +603,7 @@ static void run_mode(int force)
     test_not_beneath();
     test_fifo();
     test_other_namespace();
+    test_short_of_descriptors();
     test_magic_in();
     fc_fs_force_fallback(0);
 }
