@@ -40,9 +40,16 @@ def test_a_layer_over_tolerance_is_measured_again_and_the_lower_count_kept(monke
     gate = import_gate(monkeypatch)
     baseline = {"a": 1000, "b": 1000}
     first = {"a": 1100, "b": 1000}
-    monkeypatch.setattr(gate, "measure_all", lambda names=None: dict(first) if names is None else {"a": 1010})
+    asked = []
+
+    def measure_all(names=None):
+        asked.append(names)
+        return dict(first) if names is None else {"a": 1010}
+
+    monkeypatch.setattr(gate, "measure_all", measure_all)
     monkeypatch.setattr(gate, "BASELINE", _baseline_file(tmp_path, baseline))
     assert gate.main(["--check"]) == 0
+    assert asked == [None, ["a"]]  # only the layer over tolerance is measured again
     assert "| a | 1,000 | 1,010 | 1.010 | ok |" in capsys.readouterr().out
 
 
@@ -54,6 +61,48 @@ def test_a_layer_over_tolerance_twice_fails(monkeypatch, capsys, tmp_path):
     assert gate.main(["--check"]) == 1
     out = capsys.readouterr().out
     assert "| a | 1,000 | 1,090 | 1.090 | SLOWER |" in out and "FAILED" in out
+
+
+def test_a_measured_run_ends_only_once_the_server_has_closed_the_connection(monkeypatch):
+    """The client half-closes after its requests and returns only when the
+    server has closed too, so the server is told to stop with no connection
+    open (a connection still open when it stops is drained on a timer, whose
+    runs made instruction counts jump). The server here takes its time to
+    close after the client's end: returned earlier, the client would find
+    the connection not yet closed."""
+    import socket
+    import threading
+    import time
+    monkeypatch.syspath_prepend(str(ROOT))
+    from bench.cost.measure import send_requests
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    events = []
+
+    def serve():
+        conn, _ = listener.accept()
+        with conn:
+            data = b""
+            while True:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    events.append("client ended")
+                    time.sleep(0.3)
+                    events.append("server closed")
+                    return
+                data += chunk
+                while b"\r\n\r\n" in data:
+                    _, data = data.split(b"\r\n\r\n", 1)
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        send_requests(port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 3, b"ok")
+        assert events == ["client ended", "server closed"]
+    finally:
+        thread.join(5)
+        listener.close()
 
 
 def _baseline_file(directory, layers):
