@@ -31,9 +31,14 @@ def _status(snapshot):
 
 
 def _health(snapshot):
-    draining = snapshot[4]
+    workers, draining = snapshot[2], snapshot[4]
     if draining:
         return "503 Service Unavailable", _TEXT, b"draining\n"
+    overloaded = sum(1 for worker in workers if worker.get("overloaded"))
+    if overloaded:
+        # out of descriptors: a balancer in front should send less here
+        return "503 Service Unavailable", _TEXT, f"overloaded: {overloaded} of {len(workers)} workers out of file " \
+                                                 f"descriptors\n".encode()
     return "200 OK", _TEXT, b"ok\n"
 
 

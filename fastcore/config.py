@@ -533,9 +533,10 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("server_header", "server", ("--server-header", "--no-server-header"), parse_bool, True,
             "Send a Server header in responses.",
             kind="flag", annotation=bool),
-    Setting("reuse_port", "server", ("--reuse-port", "--no-reuse-port"), parse_bool, True,
-            "One SO_REUSEPORT socket per worker, the kernel spreads connections; off: workers share one socket "
-            "(EPOLLEXCLUSIVE).",
+    Setting("reuse_port", "server", ("--reuse-port", "--no-reuse-port"), parse_bool, False,
+            "One SO_REUSEPORT socket per worker, the kernel hashes each connection to one of them even when that "
+            "worker is busy; off (the default): workers share one socket and only a worker waiting for work "
+            "accepts (EPOLLEXCLUSIVE, idle workers take turns).",
             kind="flag", annotation=bool),
     Setting("preload", "server", ("--preload", "--no-preload"), parse_bool, False,
             "Import the application in the arbiter before forking (shared memory; a reload then keeps the old code).",
@@ -660,6 +661,10 @@ SETTINGS: Tuple[Setting, ...] = (
             metavar="SECONDS", annotation=float),
     Setting("linger_timeout", "timeouts", ("--linger-timeout",), parse_duration, 2,
             "After a last response, time spent reading and discarding what the client still sends before closing.",
+            metavar="SECONDS", annotation=float),
+    Setting("accept_backoff", "timeouts", ("--accept-backoff",), parse_duration, 0.1,
+            "A worker out of file descriptors answers the clients waiting to be accepted 503 (Retry-After) and "
+            "stops accepting for this long; the other workers take new connections meanwhile.",
             metavar="SECONDS", annotation=float),
     Setting("timeout", "timeouts", ("--timeout", "-t"), parse_duration, 30,
             "A worker whose event loop has not turned for this long is stuck: its stack is dumped, it is killed "

@@ -33,6 +33,7 @@ COUNTER_FIELDS = (
     "requests",
     *(f"status_{cls}" for cls in STATUS_CLASSES),
     *(f"route_{route}" for route in ROUTES),
+    "overload_refused",
     "bytes_sent",
     "connections_total",
     *_BUCKET_FIELDS,
@@ -99,6 +100,12 @@ def render_prometheus(workers, arbiter):
     _family(lines, "fastcore_sent_bytes_total", "counter",
             "Response bytes (head and body) sent to clients.",
             [("", [], total("bytes_sent"))])
+    _family(lines, "fastcore_overload_refused_total", "counter",
+            "Clients answered 503 at accept because their worker was out of file descriptors.",
+            [("", [], total("overload_refused"))])
+    _family(lines, "fastcore_overloaded_workers", "gauge",
+            "Workers whose accept fails now for lack of file descriptors.",
+            [("", [], sum(1 for worker in workers if worker["overloaded"]))])
     _family(lines, "fastcore_workers", "gauge",
             "Worker processes alive now.",
             [("", [], len(workers))])
@@ -129,6 +136,7 @@ def render_status(arbiter_pid, started, workers, now=None):
             "requests": worker["requests"],
             "open_connections": worker["connections_open"],
             "draining": bool(worker["draining"]),
+            "overloaded": bool(worker["overloaded"]),
         })
     return {
         "arbiter_pid": arbiter_pid,

@@ -23,6 +23,8 @@ FIELDS = (
     "duration_inf",        # requests slower than the last bucket
     "duration_sum_us",     # sum of request durations, microseconds
     "draining",            # 1 while the worker finishes in-flight requests before exiting
+    "overloaded",          # 1 while accept fails for lack of descriptors (until one succeeds again)
+    "overload_refused",    # clients answered 503 at accept because the worker had no descriptor for them
 )
 INDEX = {name: i for i, name in enumerate(FIELDS)}
 SIZE = 8 * len(FIELDS)

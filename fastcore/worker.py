@@ -11,6 +11,7 @@ connections, finish in-flight requests within graceful_timeout); QUIT stops
 at once; USR1 reopens the access log; ABRT (sent by the arbiter to a stuck
 worker) dumps every thread's Python stack to the error log, then aborts.
 """
+import errno
 import faulthandler
 import logging
 import os
@@ -84,6 +85,22 @@ def raise_descriptor_limit(wanted):
             pass
 
 
+def refuse_taken_port(family, address):
+    """Raises EADDRINUSE if another socket is bound to the address. Every
+    SO_REUSEPORT socket of the same user joins one group and takes a share
+    of the connections, so a second server (an old instance left running, a
+    typo in a deploy script) would silently split the traffic: binding a
+    plain socket there first fails if anyone holds it."""
+    probe = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        probe.bind((address.host, address.port))
+    finally:
+        probe.close()
+
+
 def bind_socket(text, backlog, reuse_port=False):
     """A listening socket for one `bind` entry; raises BindError."""
     address = parse_address(text)
@@ -97,6 +114,8 @@ def bind_socket(text, backlog, reuse_port=False):
             sock.bind(address.path)
         else:
             family = socket.AF_INET6 if address.family == "inet6" else socket.AF_INET
+            if reuse_port and address.port:
+                refuse_taken_port(family, address)
             sock = socket.socket(family, socket.SOCK_STREAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             if reuse_port:
@@ -106,6 +125,9 @@ def bind_socket(text, backlog, reuse_port=False):
             sock.bind((address.host, address.port))
         sock.listen(backlog)
     except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            raise BindError(f"cannot listen on {text}: address already in use (another process listens there; "
+                            f"stop it or choose another bind)") from None
         raise BindError(f"cannot listen on {text}: {e.strerror or e}") from None
     return sock
 

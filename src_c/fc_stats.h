@@ -42,6 +42,8 @@ typedef struct {
     uint64_t duration_inf;
     uint64_t duration_sum_us;
     uint64_t draining;
+    uint64_t overloaded;
+    uint64_t overload_refused;
 } fc_worker_stats_t;
 
 #endif /* FC_STATS_H */

@@ -55,11 +55,17 @@ cdef class Server:
     cdef public unsigned long long request_limit   # 0: none
     cdef public object on_request_limit            # called once when requests reach request_limit
     cdef double drain_idle_deadline                # while draining, idle connections live until then
+    cdef int spare_fd                              # reserved descriptor, spent to answer 503 when out of them
+    cdef double accept_backoff                     # seconds accept pauses when out of descriptors
+    cdef readonly bint overloaded                  # accept failed for lack of descriptors, none accepted since
+    cdef readonly unsigned long long refused       # clients answered 503 for lack of descriptors
 
     cdef int add_connection(self, int fd, Listener listener, sockaddr_storage *addr, socklen_t addr_len) except -1
     cdef int connection_closed(self, Connection conn) except -1
     cdef int pause_accepting(self) except -1
     cdef int resume_accepting(self) except -1
+    cdef int reserve_spare(self) except -1
+    cdef int out_of_descriptors(self, Listener listener, str reason) except -1
 
 
 cdef class Listener(Handle):
@@ -68,6 +74,8 @@ cdef class Listener(Handle):
     cdef object sock
     cdef readonly bint is_unix
     cdef readonly dict environ   # per-listener WSGI constants (SERVER_NAME, SERVER_PORT)
+
+    cdef int refuse_waiting(self) except -1
 
 
 cdef class Connection(TimedHandle):
@@ -83,6 +91,7 @@ cdef class Connection(TimedHandle):
     cdef bint got_bytes          # some bytes of the current head have arrived
     cdef bint processing         # inside _process (not reentrant)
     cdef bint flush_scheduled    # a deferred flush will run after this batch
+    cdef bint response_started   # the current request's final response has begun (send / send_file)
     cdef sockaddr_storage peer
     cdef socklen_t peer_len
     cdef object peer_host_str
@@ -93,8 +102,10 @@ cdef class Connection(TimedHandle):
     cdef int _on_writable(self) except -1
     cdef int _process(self) except -1
     cdef int _process_events(self) except -1
+    cdef int _handler_failed(self, str event, object error) except -1
     cdef int _update(self) except -1
     cdef int send(self, bytes data) except -1
+    cdef int send_interim(self, bytes data) except -1
     cdef int send_file(self, FileSegment segment) except -1
     cdef int flush(self) except -1
     cdef int end_response(self, bint keep_alive) except -1

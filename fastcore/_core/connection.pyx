@@ -33,7 +33,8 @@ import os
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.stdint cimport uint32_t
 from libc.string cimport memcpy
-from posix.unistd cimport close as close_fd, read
+from posix.fcntl cimport O_CLOEXEC, O_RDONLY, open as open_fd
+from posix.unistd cimport close as close_fd, read, write
 
 from fastcore._core.includes.syscalls cimport *
 from fastcore._core.loop cimport DeadlineQueue, Handle, Loop, TimedHandle
@@ -56,6 +57,15 @@ cdef dict REASONS = {
 }
 
 cdef int ACCEPT_BATCH = 64
+
+# errors that mean "short of something", answered 503 rather than 500
+cdef frozenset RESOURCE_ERRNOS = frozenset([EMFILE, ENFILE, ENOMEM, ENOBUFS, ENOSPC, EDQUOT])
+
+# what a client gets when the worker has no descriptor to serve it with
+cdef bytes OVERLOAD_503_BODY = b"503 Service Unavailable: the server is out of file descriptors, retry shortly\n"
+cdef bytes OVERLOAD_503 = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                           b"Retry-After: 1\r\nConnection: close\r\nContent-Length: " +
+                           str(len(OVERLOAD_503_BODY)).encode() + b"\r\n")
 
 cdef long date_second = -1
 cdef bytes date_header = None
@@ -122,9 +132,39 @@ cdef class Server:
             max_chunk_line=config.max_chunk_line,
             shared_fields=FieldArray(config.max_headers),
         )
+        self.accept_backoff = config.accept_backoff
         self.listeners = []
         self.live = set()
         self.accepting = True
+        self.spare_fd = -1
+        self.reserve_spare()
+
+    def __dealloc__(self):
+        if self.spare_fd >= 0:
+            close_fd(self.spare_fd)
+
+    cdef int reserve_spare(self) except -1:
+        """Keeps one descriptor in reserve: out of descriptors, it is what
+        lets the worker still accept a client to tell it 503."""
+        if self.spare_fd < 0:
+            self.spare_fd = open_fd(b"/dev/null", O_RDONLY | O_CLOEXEC)
+        return 0
+
+    cdef int out_of_descriptors(self, Listener listener, str reason) except -1:
+        """accept() failed for lack of descriptors (or memory): answer the
+        clients already waiting with 503, stop accepting for accept_backoff
+        seconds (other workers take the new ones), and say so in the stats
+        until a connection is accepted again."""
+        listener.refuse_waiting()
+        if not self.overloaded:
+            error_log.error("accept: %s: answering waiting clients 503 and pausing accept for %s s "
+                            "(accept_backoff)", reason, self.accept_backoff)
+        self.overloaded = True
+        if self.stats is not None:
+            self.stats.s.overloaded = 1
+        self.pause_accepting()
+        self.loop.call_later(self.accept_backoff, self.resume_accepting_later)
+        return 0
 
     def listen(self, sock, dict environ, bint exclusive=False):
         """Serves connections accepted on this listening socket (non-blocking).
@@ -165,6 +205,11 @@ cdef class Server:
         conn.state = S_HEAD
         self.connections += 1
         self.live.add(conn)
+        if self.overloaded:
+            self.overloaded = False
+            if self.stats is not None:
+                self.stats.s.overloaded = 0
+            error_log.info("accepting again: descriptors are available")
         if self.stats is not None:
             self.stats.s.connections_open += 1
             self.stats.s.connections_total += 1
@@ -252,32 +297,62 @@ cdef class Server:
 
 
 cdef class Listener(Handle):
-    """A listening socket: accepts in batches, up to the connection limit."""
+    """A listening socket: accepts in batches, up to the connection limit.
+
+    Shared by several workers (EPOLLEXCLUSIVE), the kernel wakes only a
+    worker that waits in epoll_wait: a busy one (an application running
+    inline) is passed over and its share goes to the others. After taking
+    connections the listener requeues itself at the back of the socket's
+    wait list, so idle workers take turns."""
 
     cdef int _on_events(self, uint32_t events) except -1:
         cdef sockaddr_storage addr
         cdef socklen_t addr_len
-        cdef int fd, i
+        cdef int fd, i, accepted = 0
         cdef Server server = self.server
         for i in range(ACCEPT_BATCH):
             if server.connections >= server.max_connections:
                 server.pause_accepting()
                 error_log.warning("connection limit reached (max_connections = %d): pausing accept",
                                   server.max_connections)
-                return 0
+                break
             addr_len = sizeof(addr)
             fd = accept4(self.fd, <sockaddr *>&addr, &addr_len, SOCK_NONBLOCK | SOCK_CLOEXEC)
             if fd < 0:
                 if errno == EAGAIN or errno == EINTR:
-                    return 0
+                    break
                 if errno == EMFILE or errno == ENFILE or errno == ENOBUFS or errno == ENOMEM:
-                    # out of descriptors: stop accepting for a moment instead of spinning
-                    error_log.error("accept: %s; pausing accept for 100 ms", os.strerror(errno))
-                    server.pause_accepting()
-                    server.loop.call_later(0.1, server.resume_accepting_later)
+                    server.out_of_descriptors(self, os.strerror(errno))
                     return 0
                 continue  # ECONNABORTED and the like: that connection is gone, go on
+            accepted += 1
             server.add_connection(fd, self, &addr, addr_len)
+        if accepted and self.events & EPOLLEXCLUSIVE and self.registered:
+            self.loop.requeue(self)
+        return 0
+
+    cdef int refuse_waiting(self) except -1:
+        """Out of descriptors: with the spare one, accept each waiting client,
+        answer 503 with Retry-After and close, so none waits for nothing."""
+        cdef Server server = self.server
+        cdef int fd, i
+        cdef ssize_t n
+        cdef bytes answer = OVERLOAD_503 + date_line() + b"\r\n" + OVERLOAD_503_BODY
+        if server.spare_fd >= 0:
+            close_fd(server.spare_fd)
+            server.spare_fd = -1
+        for i in range(ACCEPT_BATCH):
+            fd = accept4(self.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)
+            if fd < 0:
+                break
+            n = write(fd, <const char *>answer, len(answer))
+            shutdown(fd, SHUT_WR)
+            close_fd(fd)
+            server.refused += 1
+            if server.stats is not None:
+                server.stats.s.overload_refused += 1
+                server.stats.record_response(503, len(answer), 0.0)
+        server.reserve_spare()
         return 0
 
 
@@ -449,6 +524,7 @@ cdef class Connection(TimedHandle):
                 break
             if ev == EV_HEAD:
                 self.request_keep_alive = (self.parser.info.flags & FC_REQ_KEEP_ALIVE) != 0
+                self.response_started = False
                 self.state = S_BODY
                 server.body_queue.arm(self, self.loop.now)
                 server.requests += 1
@@ -457,14 +533,46 @@ cdef class Connection(TimedHandle):
                     # then says "Connection: close" instead of a promise broken
                     server.on_request_limit()
                 self.handler = server.handler
-                self.handler.on_head(self)
+                try:
+                    self.handler.on_head(self)
+                except Exception as e:
+                    self._handler_failed("on_head", e)
+                    return 0
             elif ev == EV_BODY:
-                self.handler.on_body(self, self.parser.body_at, self.parser.body_len)
+                try:
+                    self.handler.on_body(self, self.parser.body_at, self.parser.body_len)
+                except Exception as e:
+                    self._handler_failed("on_body", e)
+                    return 0
             elif ev == EV_END:
                 self.state = S_APP
                 self.got_bytes = self.parser.buffered() > 0
                 self.disarm()
-                self.handler.on_end(self)
+                try:
+                    self.handler.on_end(self)
+                except Exception as e:
+                    self._handler_failed("on_end", e)
+                    return 0
+        return 0
+
+    cdef int _handler_failed(self, str event, object error) except -1:
+        """A handler raised: the request ends here, never goes on with part
+        of its data lost. Out of a resource (descriptors, memory, disk) is
+        503, anything else 500; both close the connection. If the response
+        had begun, the connection is cut instead (no half response dressed
+        as complete)."""
+        error_log.error("error in %s of %s: ending the request", type(self.handler).__name__ + "." + event,
+                        self.peer_host or "unix socket", exc_info=error)
+        if self.state == S_CLOSED:
+            return 0
+        if self.response_started:
+            self.close()
+            return 0
+        if isinstance(error, (MemoryError, OSError)) and getattr(error, "errno", None) in RESOURCE_ERRNOS \
+                or isinstance(error, MemoryError):
+            self.send_error(503, "the server is short of resources, retry shortly")
+        else:
+            self.send_error(500, "the server failed to handle this request")
         return 0
 
     cdef int _update(self) except -1:
@@ -495,11 +603,21 @@ cdef class Connection(TimedHandle):
         """Queues data. It goes out at flush(): end_response flushes, so a
         response's head and body leave in one writev."""
         if self.state != S_CLOSED:
+            self.response_started = True
             self.out.push(data)
+        return 0
+
+    cdef int send_interim(self, bytes data) except -1:
+        """Queues a 1xx response and writes it now; a final response may
+        still follow (and an error may still replace it)."""
+        if self.state != S_CLOSED:
+            self.out.push(data)
+            self.flush()
         return 0
 
     cdef int send_file(self, FileSegment segment) except -1:
         if self.state != S_CLOSED:
+            self.response_started = True
             self.out.push_file(segment)
         return 0
 
@@ -541,8 +659,11 @@ cdef class Connection(TimedHandle):
                 f"Content-Length: {len(body)}\r\nConnection: close\r\n").encode("latin-1") + date_line() + b"\r\n"
         if no_body:
             body = b""
-        if self.state == S_APP:
-            self.handler.on_close(self)
+        if self.state == S_APP or (self.state == S_BODY and self.exchange is not None):
+            try:
+                self.handler.on_close(self)
+            except Exception:
+                error_log.exception("error while closing a request")
         self.exchange = None
         self.producing = False
         self.state = S_CLOSING
@@ -576,7 +697,7 @@ cdef class Connection(TimedHandle):
         cdef ConnState was = self.state
         self.state = S_CLOSED
         self.disarm()
-        if was == S_APP and self.exchange is not None:
+        if (was == S_APP or was == S_BODY) and self.exchange is not None:
             try:
                 self.handler.on_close(self)
             except Exception:

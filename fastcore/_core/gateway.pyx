@@ -507,8 +507,7 @@ cdef class Gateway(RequestHandler):
         if p.info.flags & FC_REQ_EXPECT_CONTINUE and (
                 p.info.flags & FC_REQ_CHUNKED or (p.info.flags & FC_REQ_HAS_LENGTH and p.info.content_length)):
             # the body is about to be read: tell the client to send it
-            conn.send(CONTINUE)
-            conn.flush()
+            conn.send_interim(CONTINUE)
         return 0
 
     cdef int on_body(self, Connection conn, const char *at, size_t n) except -1:
@@ -540,6 +539,10 @@ cdef class Gateway(RequestHandler):
         if self.threads is not None:
             self.threads.submit(self, ex)
             return 0
+        if conn.loop.deferred_handles:
+            # the application may take long: what other connections finished
+            # in this batch leaves before it runs, not after
+            conn.loop.run_deferred_except(conn)
         try:
             ex.result = self.app(environ, ex.start_response)
         except Exception:

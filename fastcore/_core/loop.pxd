@@ -70,9 +70,11 @@ cdef class Loop:
     cdef int register(self, Handle h, uint32_t events) except -1
     cdef int modify(self, Handle h, uint32_t events) except -1
     cdef int drop(self, Handle h) except -1
+    cdef int requeue(self, Handle h) except -1
     cdef DeadlineQueue deadline_queue(self, double duration)
     cdef int defer(self, Handle h) except -1
     cdef int _run_deferred(self) except -1
+    cdef int run_deferred_except(self, Handle keep) except -1
     cdef int _run_once(self) except -1
     cdef int _expire(self) except -1
     cdef int _run_timers(self) except -1

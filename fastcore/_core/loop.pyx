@@ -267,6 +267,25 @@ cdef class Loop:
         self.graveyard.append(h)
         return 0
 
+    cdef int requeue(self, Handle h) except -1:
+        """Removes and adds h's registration again. For an EPOLLEXCLUSIVE
+        listener shared by several workers this moves this worker to the back
+        of the socket's wait queue: the kernel wakes the first worker waiting
+        there, so without this the same idle worker would take every new
+        connection (a busy one is never woken: it is not waiting)."""
+        cdef epoll_event ev
+        ev.events = h.interest
+        ev.data.ptr = <void *>h
+        epoll_ctl(self.epfd, EPOLL_CTL_DEL, h.fd, &ev)
+        if epoll_ctl(self.epfd, EPOLL_CTL_ADD, h.fd, &ev) < 0:
+            h.registered = False
+            h.interest = 0
+            if self.handles.get(h.fd) is h:
+                del self.handles[h.fd]
+            self.graveyard.append(h)
+            raise OSError(errno, f"epoll_ctl(ADD, fd {h.fd}): {os.strerror(errno)}")
+        return 0
+
     cdef int defer(self, Handle h) except -1:
         """Runs h._on_deferred() once, after the events of this batch. Writes
         of responses completed in one batch go out together this way: the
@@ -287,6 +306,26 @@ cdef class Loop:
                     h._on_deferred()
                 except Exception:
                     error_log.exception("error in the deferred work of fd %d", h.fd)
+        return 0
+
+    cdef int run_deferred_except(self, Handle keep) except -1:
+        """Runs the deferred work of every handle but `keep` now. Called
+        before an application runs inline on the loop (it may take long):
+        responses other connections completed earlier in this batch leave
+        now instead of waiting for it. `keep`'s own stays deferred, so its
+        pipelined responses still go out together."""
+        cdef Handle h
+        cdef list todo
+        todo, self.deferred_handles = self.deferred_handles, []
+        for h in todo:
+            if h is keep:
+                self.deferred_handles.append(h)
+                continue
+            h.deferred = False
+            try:
+                h._on_deferred()
+            except Exception:
+                error_log.exception("error in the deferred work of fd %d", h.fd)
         return 0
 
     cdef DeadlineQueue deadline_queue(self, double duration):

@@ -22,6 +22,8 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.e2e.conftest import request_bytes
+
 APP = '''
 import os
 import time
@@ -160,11 +162,10 @@ def test_arbiter_two_workers_serve_from_two_pids(serve, mode):
     assert {parent_pid(pid) for pid in seen} == {server.pid}, "the workers are not the arbiter's children"
 
 
-# The default mode only: with --no-reuse-port the workers share one socket
-# with EPOLLEXCLUSIVE, whose wake-ups favour one idle worker (about 83% of
-# sequential short connections here); that measurement is why reuse-port is
-# the default, and the README says so.
-@pytest.mark.parametrize("mode", [MODES[0]])
+# The default (shared socket) balances by itself: the kernel wakes only a
+# worker waiting in epoll_wait and each listener requeues itself after
+# accepting, so idle workers take turns. Reuse-port hashes connections.
+@pytest.mark.parametrize("mode", MODES)
 def test_arbiter_balances_short_connections(serve, mode):
     server = serve(APP, "--workers", "2", mode)
     counts = {}
@@ -175,6 +176,45 @@ def test_arbiter_balances_short_connections(serve, mode):
     print(f"\nbalancing {mode}: {split} of 400 connections")
     assert sum(split) == 400
     assert len(split) == 2 and split[0] <= 0.70 * 400, f"{mode}: one worker took {split[0]} of 400 ({split})"
+
+
+def answered_within(port, path, timeout):
+    """A GET on a new connection answered 200 within timeout seconds."""
+    try:
+        status, _ = get(port, path, timeout=timeout)
+        return status == 200
+    except OSError:
+        return False
+
+
+def test_arbiter_stuck_worker_gets_no_new_connections(serve):
+    """One of two workers spins in its application (inline); new connections
+    go to the other at once. With reuse-port, half of them would wait until
+    the stuck worker is killed."""
+    server = serve(APP, "--workers", "2", "--timeout", "10", "--threads", "1")
+    with server.connect() as stuck:
+        stuck.send(request_bytes("GET", "/spin"))
+        pause(0.3)
+        answered = 0
+        for _ in range(20):
+            answered += answered_within(server.port, "/", 0.2)
+            pause(0.1)
+        assert answered >= 18, f"only {answered} of 20 new connections answered within 200 ms"
+        assert server.proc.poll() is None
+
+
+def test_arbiter_refuses_a_port_another_server_listens_on(serve, tmp_path):
+    """A second server on the same port would silently take a share of the
+    traffic (every SO_REUSEPORT socket of a user joins one group): refused."""
+    first = serve(APP)
+    for mode in ("--reuse-port", "--no-reuse-port"):
+        proc = subprocess.run([sys.executable, "-m", "fastcore", "serve", "app:app", "--bind",
+                               f"127.0.0.1:{first.port}", mode], cwd=first.dir, capture_output=True,
+                              text=True, timeout=30, stdin=subprocess.DEVNULL)
+        assert proc.returncode == 1, proc.stderr
+        assert f"cannot listen on 127.0.0.1:{first.port}: address already in use" in proc.stderr
+        assert "Traceback" not in proc.stderr
+    assert all(worker_pid(first) for _ in range(10))
 
 
 # -- supervision -------------------------------------------------------------------

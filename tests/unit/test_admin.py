@@ -24,12 +24,13 @@ class Server:
 
     def __init__(self):
         self.draining = False
+        self.overloaded = 0
         self.calls = 0
 
     def snapshot(self):
         self.calls += 1
         workers = [worker_stats(pid=11, status_2xx=3, duration_le_0=3, connections_open=1),
-                   worker_stats(pid=12, status_4xx=1, duration_inf=1)]
+                   worker_stats(pid=12, status_4xx=1, duration_inf=1, overloaded=self.overloaded)]
         return 99, 1_700_000_000.0, workers, {"worker_restarts": 2, "worker_timeouts": 0}, self.draining
 
 
@@ -90,6 +91,14 @@ def test_admin_health_503_when_draining(server):
     server.draining = True
     status, _, body = call(make_admin_app(server.snapshot), "/health")
     assert (status, body) == ("503 Service Unavailable", b"draining\n")
+
+
+def test_admin_health_503_when_a_worker_is_out_of_descriptors(server):
+    server.overloaded = 1
+    status, _, body = call(make_admin_app(server.snapshot), "/health")
+    assert (status, body) == ("503 Service Unavailable", b"overloaded: 1 of 2 workers out of file descriptors\n")
+    server.overloaded = 0
+    assert call(make_admin_app(server.snapshot), "/health")[0] == "200 OK"
 
 
 def test_admin_endpoints_not_cached(server):

@@ -71,6 +71,8 @@ def test_metrics_exposition_parses_with_expected_types(two_workers):
         "fastcore_workers": "gauge",
         "fastcore_worker_restarts": "counter",
         "fastcore_worker_timeouts": "counter",
+        "fastcore_overload_refused": "counter",
+        "fastcore_overloaded_workers": "gauge",
     }
 
 
@@ -78,7 +80,7 @@ def test_metrics_every_family_has_help_and_type():
     text = render_prometheus([first_worker()], ARBITER)
     names = [line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")]
     helps = [line.split()[2] for line in text.splitlines() if line.startswith("# HELP ")]
-    assert names == helps and len(names) == 9
+    assert names == helps and len(names) == 11
     assert text.endswith("\n") and not text.endswith("\n\n")
 
 
@@ -168,8 +170,10 @@ def test_metrics_status_fields():
         "arbiter_pid": 4242,
         "uptime_seconds": 3600.0,
         "workers": [
-            {"pid": 101, "age_seconds": 90.5, "requests": 10, "open_connections": 2, "draining": False},
-            {"pid": 102, "age_seconds": 60.5, "requests": 5, "open_connections": 1, "draining": True},
+            {"pid": 101, "age_seconds": 90.5, "requests": 10, "open_connections": 2, "draining": False,
+             "overloaded": False},
+            {"pid": 102, "age_seconds": 60.5, "requests": 5, "open_connections": 1, "draining": True,
+             "overloaded": False},
         ],
     }
 
@@ -185,3 +189,14 @@ def test_metrics_status_now_defaults_to_wall_clock():
     status = render_status(1, time.time() - 5, [worker_stats(pid=7, started_ns=time.time_ns() - 2 * 10**9)])
     assert 5 <= status["uptime_seconds"] < 6
     assert 2 <= status["workers"][0]["age_seconds"] < 3
+
+
+def test_metrics_overload_counted_and_retired_kept():
+    retired = {}
+    retire_worker_stats(retired, worker_stats(pid=5, overload_refused=4))
+    workers = [worker_stats(pid=6, overload_refused=3, overloaded=1), worker_stats(pid=7)]
+    samples, _ = parse(render_prometheus(workers, dict(ARBITER, retired=retired)))
+    assert value(samples, "fastcore_overload_refused_total") == 7
+    assert value(samples, "fastcore_overloaded_workers") == 1
+    document = render_status(1, 0.0, workers, now=1.0)
+    assert [w["overloaded"] for w in document["workers"]] == [True, False]

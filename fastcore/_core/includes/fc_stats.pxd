@@ -38,3 +38,5 @@ cdef extern from "fc_stats.h" nogil:
         uint64_t duration_inf
         uint64_t duration_sum_us
         uint64_t draining
+        uint64_t overloaded
+        uint64_t overload_refused

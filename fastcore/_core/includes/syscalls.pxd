@@ -132,6 +132,8 @@ cdef extern from "<errno.h>" nogil:
         ENFILE
         ENOBUFS
         ENOMEM
+        ENOSPC
+        EDQUOT
         EPIPE
         ECONNRESET
         EPROTO
