@@ -490,6 +490,9 @@ cdef class Gateway(RequestHandler):
         self.high_water = config.write_buffer_high
         self.script_name = config.root_path
         self.threads = threads
+        # chosen now: found first when a worker is out of descriptors, the
+        # search fails as "no usable temporary directory" instead of EMFILE
+        tempfile.gettempdir()
 
     # -- RequestHandler ----------------------------------------------------------
 
