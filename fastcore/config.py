@@ -32,7 +32,7 @@ import math
 import os
 import re
 import sys
-from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 __all__ = [
     "Address",
@@ -191,6 +191,16 @@ def parse_workers(value: Any) -> int:
         if hasattr(os, "sched_getaffinity"):
             return max(1, len(os.sched_getaffinity(0)))
         return os.cpu_count() or 1
+    try:
+        return integer(1)(value)
+    except _Invalid:
+        raise _Invalid("an integer >= 1 or 'auto'", value) from None
+
+
+def parse_threads(value: Any):
+    """A count >= 1, or ``auto`` (inline while calls are quick, threads after a slow one)."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
     try:
         return integer(1)(value)
     except _Invalid:
@@ -518,9 +528,22 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("root_path", "server", ("--root-path",), parse_root_path, "",
             "Mount point of the application, given to it as the WSGI SCRIPT_NAME.",
             metavar="PATH", annotation=str),
-    Setting("threads", "server", ("--threads",), integer(1), 1,
-            "Application threads per worker; 1 runs the application on the event loop.",
+    Setting("threads", "server", ("--threads",), parse_threads, "auto",
+            "Application threads per worker. 'auto': the application runs on the event loop while its calls "
+            "are quick, and on up to auto_threads threads for auto_threads_hold seconds after a call took "
+            "auto_threads_after or longer (it waits on something: a database, a service). 1: always on the "
+            "event loop (an application that is not thread-safe). N > 1: always on N threads.",
+            metavar="N|auto", annotation=Union[int, str]),
+    Setting("auto_threads", "server", ("--auto-threads",), integer(2), 32,
+            "With --threads auto: the most application threads a worker starts (started as needed).",
             metavar="N", annotation=int),
+    Setting("auto_threads_after", "server", ("--auto-threads-after",), parse_duration, 0.005,
+            "With --threads auto: an application call on the event loop that took this long moves the worker's "
+            "calls to its threads, so the next slow one does not hold the other connections.",
+            metavar="SECONDS", annotation=float),
+    Setting("auto_threads_hold", "server", ("--auto-threads-hold",), parse_duration, 30,
+            "With --threads auto: how long the calls stay on threads after the last slow one.",
+            metavar="SECONDS", annotation=float),
     Setting("workers", "server", ("--workers", "-w"), parse_workers, 1,
             "Worker processes, or 'auto' for one per available CPU.",
             metavar="N", annotation=int),

@@ -213,7 +213,9 @@ def run_worker(config, sockets, *, app=None, app_spec=None, stats_buffer=None, e
     stats.reset(os.getpid(), time.time_ns())
     loop = Loop()
     loop.set_stats(stats)
-    threads = AppThreads(loop, config.threads) if config.threads > 1 and app is not None else None
+    threads = None
+    if app is not None and (config.threads == "auto" or config.threads > 1):
+        threads = AppThreads(loop, config.auto_threads if config.threads == "auto" else config.threads)
     gateway = Gateway(app, config, threads) if app is not None else None
     access_log = None
     if config.access_log:
@@ -229,6 +231,9 @@ def run_worker(config, sockets, *, app=None, app_spec=None, stats_buffer=None, e
         return BOOT_ERROR
     server = Server(loop, handler, config)
     server.set_stats(stats)
+    if threads is not None:
+        # every thread busy: accept nothing, another worker serves new clients
+        threads.on_full = server.set_saturated
     for sock in sockets:
         url, host, port = describe(sock)
         server.listen(sock, listener_environ(config, host, port, multiprocess=multiprocess),
@@ -293,13 +298,18 @@ def run_worker(config, sockets, *, app=None, app_spec=None, stats_buffer=None, e
         signal.signal(signum, on_signal)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     loop.watch_signals()
-    if access_log is not None or threads is not None:
-        # time-driven work only when there is some: a worker with neither does
-        # no work that depends on the clock (which also keeps the cost gate's
-        # instruction counts independent of how fast the machine runs)
+    # time-driven work only when there is some: a worker with no access log
+    # and no application thread started does no work that depends on the
+    # clock (which also keeps the cost gate's instruction counts independent
+    # of how fast the machine runs)
+    if access_log is not None:
         loop.call_soon(housekeeping)
-    error_log.debug("worker %d booted: %s", os.getpid(),
-                   f"{config.threads} application threads" if config.threads > 1 else "application inline")
+    elif threads is not None:
+        threads.on_start = lambda: loop.call_soon(housekeeping)
+    error_log.debug("worker %d booted: application %s", os.getpid(),
+                    "inline" if threads is None else
+                    f"inline, on up to {threads.count} threads after a slow call" if config.threads == "auto" else
+                    f"on {threads.count} threads")
     try:
         loop.run()
     finally:

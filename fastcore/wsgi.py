@@ -57,7 +57,7 @@ def listener_environ(config, host, port, multiprocess=False):
     return {
         "wsgi.version": (1, 0),
         "wsgi.url_scheme": "http",
-        "wsgi.multithread": config.threads > 1,
+        "wsgi.multithread": config.threads == "auto" or config.threads > 1,
         "wsgi.multiprocess": multiprocess,
         "wsgi.run_once": False,
         "wsgi.errors": ErrorStream(),
@@ -82,17 +82,22 @@ class _Flow:
 
 
 class AppThreads:
-    """N threads that run the application; the loop keeps serving meanwhile."""
+    """Up to `count` threads that run the application while the loop keeps
+    serving. Threads start as jobs need them. While every thread has a job
+    the worker is full: `on_full(True)` (the server stops accepting, so new
+    connections go to a worker that can serve them), `on_full(False)` once a
+    thread is free again. `on_start()` runs when the first thread starts."""
 
-    def __init__(self, loop, count):
+    def __init__(self, loop, count, on_full=None, on_start=None):
         self.loop = loop
+        self.count = count
         self.jobs = queue.SimpleQueue()
-        self.flows = {}
+        self.flows = {}              # exchange -> _Flow, for every job submitted and not done
         self.running = {}            # thread name -> monotonic start of the job it runs
-        self.threads = [threading.Thread(target=self._work, name=f"fastcore-app-{i}", daemon=True)
-                        for i in range(count)]
-        for thread in self.threads:
-            thread.start()
+        self.threads = []
+        self.full = False
+        self.on_full = on_full
+        self.on_start = on_start
 
     def oldest_job_start(self):
         """Monotonic start time of the longest-running job, or None."""
@@ -105,10 +110,30 @@ class AppThreads:
         for thread in self.threads:
             thread.join(timeout=1)
 
+    def _start_thread(self):
+        thread = threading.Thread(target=self._work, name=f"fastcore-app-{len(self.threads)}", daemon=True)
+        self.threads.append(thread)
+        thread.start()
+        if len(self.threads) == 1 and self.on_start is not None:
+            self.on_start()
+
     # loop thread
     def submit(self, gateway, exchange):
         self.flows[exchange] = _Flow()
+        if len(self.flows) > len(self.threads) and len(self.threads) < self.count:
+            self._start_thread()
         self.jobs.put((gateway, exchange))
+        if not self.full and len(self.flows) >= self.count:
+            self.full = True
+            if self.on_full is not None:
+                self.on_full(True)
+
+    def _done(self, exchange):
+        self.flows.pop(exchange, None)
+        if self.full and len(self.flows) < self.count:
+            self.full = False
+            if self.on_full is not None:
+                self.on_full(False)
 
     def resume(self, exchange):
         flow = self.flows.get(exchange)
@@ -129,9 +154,9 @@ class AppThreads:
             flow.go.set()
         # else: the queue is full; on_writable -> resume() sets go
 
-    def _on_done(self, gateway, exchange, error):
-        self.flows.pop(exchange, None)
-        gateway.complete(exchange, error)
+    def _on_done(self, gateway, exchange, error, seconds):
+        self._done(exchange)
+        gateway.complete(exchange, error, seconds)
 
     # application threads
     def deliver(self, gateway, exchange, data):
@@ -153,7 +178,7 @@ class AppThreads:
             gateway, exchange = job
             error = None
             me = threading.current_thread().name
-            self.running[me] = time.monotonic()
+            self.running[me] = started = time.monotonic()
             try:
                 iterator = gateway.call_app(exchange)
                 if iterator is not None:
@@ -169,4 +194,4 @@ class AppThreads:
                 error = sys.exc_info()
             finally:
                 self.running.pop(me, None)
-            self.loop.call_soon_threadsafe(self._on_done, gateway, exchange, error)
+            self.loop.call_soon_threadsafe(self._on_done, gateway, exchange, error, time.monotonic() - started)

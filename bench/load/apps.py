@@ -1,9 +1,18 @@
 """Applications served by every contender in the load benchmark."""
+import time
 
 BODY = b"Hello, World!"
 
 
 def hello(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(BODY)))])
+    return [BODY]
+
+
+def mixed(environ, start_response):
+    """The hello world, but /slow first waits 100 ms (a database call)."""
+    if environ["PATH_INFO"] == "/slow":
+        time.sleep(0.1)
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(BODY)))])
     return [BODY]
 

@@ -123,6 +123,21 @@ def command_for(name, app, port, workdir):
     if name == "fastcore-2w-shared":
         return [py, "-m", "fastcore", "serve", f"apps:{app}", "--bind", f"127.0.0.1:{port}", "--workers", "2",
                 "--no-reuse-port"]
+    if name == "fastcore-4w":  # the defaults, four workers
+        return [py, "-m", "fastcore", "serve", f"apps:{app}", "--bind", f"127.0.0.1:{port}", "--workers", "4"]
+    if name == "gunicorn-4w-sync":
+        return [py, "-m", "gunicorn", "-w", "4", "-k", "sync", "-b", f"127.0.0.1:{port}",
+                "--log-level", "warning", f"apps:{app}"]
+    if name == "gunicorn-4w-gthread":
+        return [py, "-m", "gunicorn", "-w", "4", "-k", "gthread", "--threads", "16", "-b", f"127.0.0.1:{port}",
+                "--log-level", "warning", f"apps:{app}"]
+    if name == "granian-4w":  # its defaults, four workers
+        return [py, "-m", "granian", "--interface", "wsgi", "--workers", "4", "--host", "127.0.0.1",
+                "--port", str(port), "--log-level", "warning", f"apps:{app}"]
+    if name == "bjoern-4p":
+        return [py, "-c", BJOERN_TWO.replace("range(2)", "range(4)").replace("os.wait(); os.wait()",
+                                                                          "[os.wait() for _ in range(4)]")
+                .format(app=app, port=port)]
     if name == "gunicorn-2w":
         return [py, "-m", "gunicorn", "-w", "2", "-k", "sync", "-b", f"127.0.0.1:{port}",
                 "--log-level", "warning", f"apps:{app}"]
@@ -259,11 +274,13 @@ def parse_wrk(text):
     requests = int(re.search(r"(\d+) requests in", text).group(1))
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", text))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    p999 = re.search(r"^p99\.9 (\d+)$", text, re.M)  # printed by mixed.lua's done()
     return {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1)),
         "requests": requests,
         "p50": latency(50),
         "p99": latency(99),
+        "p999": int(p999.group(1)) * 1e-6 if p999 else float("nan"),
         "errors": errors + (int(non2xx.group(1)) if non2xx else 0),
     }
 
@@ -426,6 +443,40 @@ def print_table(title, results, latency=True):
 WORKER_SCENARIO = ("hello world, 2 workers (server on both cores, wrk on core 1)", "hello", None,
                    ["fastcore-2w", "fastcore-2w-shared", "bjoern-2p", "gunicorn-2w"])
 
+MIXED_NAMES = ["fastcore-4w", "granian-4w", "gunicorn-4w-gthread", "gunicorn-4w-sync", "bjoern-4p"]
+
+
+def mixed_runs(duration, connections):
+    """The mixed workload (mixed.lua: every 20th request waits 100 ms in the
+    application) on four workers sharing both cores, over keep-alive
+    connections and with a new connection per request."""
+    report = {}
+    for label, headers in (("keep-alive", ()), ("new connection per request", ("Connection: close",))):
+        results = {}
+        for name in MIXED_NAMES:
+            try:
+                results[name] = measure(name, "mixed", duration, connections, "mixed.lua", cpus="0,1",
+                                        headers=headers) if available(name) else None
+            except Exception as e:  # a peer that fails is reported, the run goes on
+                print(f"{name}: failed: {e}", file=sys.stderr)
+                results[name] = None
+        report[label] = results
+    return report
+
+
+def print_mixed_table(report):
+    for label, results in report.items():
+        print(f"\n### mixed: 95% hello, 5% sleeping 100 ms, 4 workers, {label}\n")
+        print("| server | requests/s | p50 | p99 | p99.9 | errors |")
+        print("|---|---|---|---|---|---|")
+        for name, r in results.items():
+            if r is None:
+                print(f"| {name} | absent | | | | |")
+                continue
+            print(f"| {name} | {r['rps']:,.0f} | {fmt_time(r['p50'])} | {fmt_time(r['p99'])} "
+                  f"| {fmt_time(r['p999'])} | {r['errors']} |")
+
+
 SCENARIOS = {
     "hello": ("hello world WSGI", "hello", None, ["fastcore", "bjoern", "granian", "gunicorn", "nginx"]),
     "flask": ("Flask hello", "flask_hello", None, ["fastcore", "bjoern", "granian", "gunicorn"]),
@@ -436,7 +487,7 @@ SCENARIOS = {
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scenarios", default="hello,flask,pipeline,static,idle,workers,reload")
+    parser.add_argument("--scenarios", default="hello,flask,pipeline,static,idle,workers,reload,mixed")
     parser.add_argument("--duration", type=int, default=10, help="seconds per run")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--json", help="also write the results to this file")
@@ -456,6 +507,10 @@ def main(argv=None):
                     if available(name) else None
             report["workers"] = results
             print_table(title, {k: v for k, v in results.items()})
+            continue
+        if key == "mixed":
+            report["mixed"] = mixed_runs(args.duration, args.connections)
+            print_mixed_table(report["mixed"])
             continue
         if key == "static":
             report["static"] = static_runs(args.duration, args.connections)

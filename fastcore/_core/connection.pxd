@@ -57,6 +57,7 @@ cdef class Server:
     cdef double drain_idle_deadline                # while draining, idle connections live until then
     cdef int spare_fd                              # reserved descriptor, spent to answer 503 when out of them
     cdef double accept_backoff                     # seconds accept pauses when out of descriptors
+    cdef readonly bint saturated                   # every application thread busy: not accepting
     cdef readonly bint overloaded                  # accept failed for lack of descriptors, none accepted since
     cdef readonly unsigned long long refused       # clients answered 503 for lack of descriptors
 

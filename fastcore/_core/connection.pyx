@@ -233,7 +233,8 @@ cdef class Server:
         if self.stats is not None:
             self.stats.s.connections_open -= 1
         self.live.discard(conn)
-        if not self.accepting and not self.draining and self.connections < self.max_connections:
+        if not self.accepting and not self.draining and not self.saturated and \
+                self.connections < self.max_connections:
             self.resume_accepting()
         return 0
 
@@ -281,8 +282,19 @@ cdef class Server:
             conn.close()
 
     def resume_accepting_later(self):
-        if not self.draining and not self.accepting and self.connections < self.max_connections:
+        if not self.draining and not self.accepting and not self.saturated and \
+                self.connections < self.max_connections:
             self.resume_accepting()
+
+    def set_saturated(self, bint saturated):
+        """Every application thread has a job: accept nothing meanwhile (a
+        worker with a free thread takes the new connections), until one is free."""
+        self.saturated = saturated
+        if saturated:
+            if self.accepting:
+                self.pause_accepting()
+        else:
+            self.resume_accepting_later()
 
     @property
     def idle(self):

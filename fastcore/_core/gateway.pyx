@@ -9,7 +9,12 @@ body_buffer_size, then in a temporary file); on_end runs the application:
 
 - threads == 1: inline, on the loop thread;
 - threads > 1: on a thread pool (fastcore.wsgi.AppThreads); the response
-  comes back to the loop thread through call_soon_threadsafe.
+  comes back to the loop thread through call_soon_threadsafe;
+- threads == "auto": inline while calls are quick (a hello world costs a
+  third of its threaded cost inline); a call that took auto_threads_after
+  or longer is one that waited (a database, a service) and would have held
+  every other connection of the worker meanwhile, so the calls go to the
+  pool until auto_threads_hold passes without another slow one.
 
 The response iterable is pulled only while the connection's output queue is
 below its high-water mark; otherwise the exchange waits for the queue to
@@ -43,6 +48,7 @@ from fastcore._core.includes.fc_http cimport (
 )
 from fastcore._core.parser cimport RequestParser, ascii_only, is_head_request, method_str, text
 from fastcore._core.connection cimport Connection, RequestHandler, S_APP, S_CLOSED, date_line
+from fastcore._core.loop cimport Loop
 from fastcore._core.buffer cimport FileSegment
 from fastcore._core.stats cimport WorkerStats
 
@@ -478,7 +484,11 @@ cdef class Gateway(RequestHandler):
     cdef size_t body_buffer_size
     cdef size_t high_water
     cdef str script_name
-    cdef object threads              # fastcore.wsgi.AppThreads when threads > 1
+    cdef object threads              # fastcore.wsgi.AppThreads when threads > 1 or auto
+    cdef bint auto_threads           # threads == "auto": inline until a call is slow
+    cdef double slow_call            # auto_threads_after
+    cdef double threads_hold         # auto_threads_hold
+    cdef double threaded_until       # auto: loop time until which calls go to the threads
     cdef public object access_log     # fastcore.logs.AccessLog, or None (off)
     cdef public object new_request_id # callable for requests without X-Request-ID
 
@@ -490,6 +500,9 @@ cdef class Gateway(RequestHandler):
         self.high_water = config.write_buffer_high
         self.script_name = config.root_path
         self.threads = threads
+        self.auto_threads = config.threads == "auto"
+        self.slow_call = config.auto_threads_after
+        self.threads_hold = config.auto_threads_hold
         # chosen now: found first when a worker is out of descriptors, the
         # search fails as "no usable temporary directory" instead of EMFILE
         tempfile.gettempdir()
@@ -504,7 +517,6 @@ cdef class Gateway(RequestHandler):
         ex.environ = self.build_environ(conn, p)
         ex.http11 = p.head.minor_version == 1
         ex.is_head = is_head_request(p)
-        ex.threaded = self.threads is not None
         ex.began = conn.loop.clock()
         conn.exchange = ex
         if p.info.flags & FC_REQ_EXPECT_CONTINUE and (
@@ -539,19 +551,35 @@ cdef class Gateway(RequestHandler):
         if p.info.flags & FC_REQ_CHUNKED:
             # de-chunked: the application sees how much there is to read
             environ["CONTENT_LENGTH"] = str(ex.body_size)
-        if self.threads is not None:
+        if self.threads is not None and (not self.auto_threads or conn.loop.now < self.threaded_until):
+            ex.threaded = True
             self.threads.submit(self, ex)
             return 0
         if conn.loop.deferred_handles:
             # the application may take long: what other connections finished
             # in this batch leaves before it runs, not after
             conn.loop.run_deferred_except(conn)
+        cdef double started = conn.loop.clock() if self.auto_threads else 0
         try:
             ex.result = self.app(environ, ex.start_response)
         except Exception:
             ex.fail("call")
+        else:
+            self.produce(ex)
+        if self.auto_threads and self.threads is not None:
+            self.note_call(conn.loop, conn.loop.clock() - started)
+        return 0
+
+    cdef int note_call(self, Loop loop, double seconds) except -1:
+        """auto: a call of `seconds` has ended; a slow one keeps (or moves)
+        the calls on the threads for threads_hold."""
+        if seconds < self.slow_call:
             return 0
-        self.produce(ex)
+        if loop.now >= self.threaded_until:
+            error_log.info("an application call took %.0f ms (auto_threads_after %s s): the application runs on "
+                           "up to %d threads for the next %s s (auto_threads_hold)", seconds * 1e3,
+                           self.slow_call, self.threads.count, self.threads_hold)
+        self.threaded_until = loop.clock() + self.threads_hold
         return 0
 
     cdef int on_writable(self, Connection conn) except -1:
@@ -648,8 +676,11 @@ cdef class Gateway(RequestHandler):
         ex.conn.producing = True  # on_writable resumes the application thread
         return False
 
-    def complete(self, Exchange ex, object error):
-        """The application thread is done with ex (error: its exc_info or None)."""
+    def complete(self, Exchange ex, object error, double seconds=0):
+        """The application thread is done with ex (error: its exc_info or
+        None) after `seconds` of work on it."""
+        if self.auto_threads:
+            self.note_call(ex.conn.loop, seconds)
         if ex.conn.state == S_CLOSED:
             ex.close_result()
             return
