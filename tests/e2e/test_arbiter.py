@@ -102,6 +102,19 @@ def parent_pid(pid):
         return int(stat.read().rsplit(")", 1)[1].split()[1])
 
 
+def children(pid):
+    """The pids of pid's child processes."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if parent_pid(int(entry)) == pid:
+                    found.add(int(entry))
+            except (OSError, ValueError, IndexError):
+                pass
+    return found
+
+
 class Admin:
     """The admin listener of a server started with --admin 127.0.0.1:0."""
 
@@ -356,6 +369,34 @@ def test_arbiter_reload_keep_alive_session_sees_no_error(serve):
         bodies, errors = reload_under_load(server, request, 2000)
     assert not errors, f"{len(errors)} of 2000 keep-alive requests failed during the reload: {errors[:5]}"
     assert set(bodies) == {b"v1", b"v2"}, set(bodies)
+
+
+# Every new worker of a bad reload fails to import the application; the
+# first failure ends the reload, and the others (one per worker beyond the
+# first) must not be taken for a failure at start-up.
+@pytest.mark.parametrize("workers", ["1", "2", "4"])
+def test_arbiter_failed_reload_keeps_old_workers_serving(serve, workers):
+    server = serve(VERSION_1, "--workers", workers)
+    old = wait_until(lambda: (lambda pids: len(pids) == int(workers) and pids)(children(server.pid)), 5.0,
+                     f"{workers} workers")
+    (server.dir / "app.py").write_text("def app(environ, start_response:\n")  # a syntax error
+    server.proc.send_signal(signal.SIGHUP)
+    server.wait_for_stderr(r"reload failed: .*SyntaxError.*; the previous workers keep serving", timeout=10.0)
+    # every new worker is gone (each failed, or was stopped by the first failure)
+    wait_until(lambda: server.proc.poll() is not None or children(server.pid) == old, 10.0,
+               "only the old workers left")
+    assert server.proc.poll() is None, f"the arbiter exited after a failed reload:\n{server.stderr_text()}"
+    for _ in range(20):
+        assert get(server.port) == (200, b"v1")
+    assert "fastcore: error:" not in server.stderr_text()
+
+    (server.dir / "app.py").write_text(VERSION_2)
+    server.proc.send_signal(signal.SIGHUP)
+    server.wait_for_stderr(r"reload done", timeout=10.0)
+    # an old worker may still take a connection while it begins to drain
+    wait_until(lambda: not children(server.pid) & old, 10.0, "the old workers gone after the second reload")
+    for _ in range(20):
+        assert get(server.port) == (200, b"v2")
 
 
 # -- signals --------------------------------------------------------------------------------
