@@ -54,7 +54,7 @@ class WorkerProcess:
     """What the arbiter knows of one worker."""
 
     __slots__ = ("pid", "slot", "generation", "stats", "report_fd", "spawned", "stopping", "abort_sent",
-                 "kill_at")
+                 "timed_out", "kill_at")
 
     def __init__(self, pid, slot, generation, stats, report_fd):
         self.pid = pid
@@ -65,6 +65,7 @@ class WorkerProcess:
         self.spawned = time.monotonic()
         self.stopping = False
         self.abort_sent = False
+        self.timed_out = False      # killed for its heartbeat while serving: it will be replaced
         self.kill_at = None
 
     def read_stats(self):
@@ -118,6 +119,7 @@ class Arbiter:
         self.shared_sockets = []          # otherwise: the sockets every worker waits on
         self.signals = collections.deque()
         self.restarts = 0
+        self.slot_restarts = {}           # slot -> workers replaced there after dying (/status)
         self.timeouts = 0
         self.retired = {}                 # counters of exited workers, so /metrics never goes back
         self.started = time.time()
@@ -206,7 +208,9 @@ class Arbiter:
         return url
 
     def snapshot(self):
-        workers = [w.read_stats() for w in self.workers.values() if not w.stopping or w.booted]
+        # each worker's stats, with what only the arbiter knows: its slot and that slot's restarts
+        workers = [dict(w.read_stats(), slot=w.slot, restarts=self.slot_restarts.get(w.slot, 0))
+                   for w in self.workers.values() if not w.stopping or w.booted]
         counters = {"worker_restarts": self.restarts, "worker_timeouts": self.timeouts, "retired": self.retired}
         return os.getpid(), self.started, workers, counters, self.stop_deadline is not None
 
@@ -379,10 +383,12 @@ class Arbiter:
                 self.retire_slot(worker.slot)  # a slot only the failed reload asked for
                 continue
             self.retire_slot(worker.slot)
-            if worker.stopping:
+            if (worker.stopping and not worker.timed_out) or self.stop_deadline is not None:
                 error_log.info("worker %d %s", pid, how)
             else:
+                # died, or killed for being stuck: maintain() starts another in its slot
                 self.restarts += 1
+                self.slot_restarts[worker.slot] = self.slot_restarts.get(worker.slot, 0) + 1
                 error_log.warning("worker %d %s; replacing it", pid, how)
 
     def read_report(self, worker):
@@ -438,6 +444,7 @@ class Arbiter:
             if now_ns - beat > timeout_ns:
                 self.timeouts += 1
                 worker.abort_sent = True
+                worker.timed_out = not worker.stopping  # one already leaving is not replaced
                 worker.stopping = True
                 worker.kill_at = now + KILL_GRACE
                 error_log.error("worker %d is stuck (no heartbeat for %.1f s, timeout %s s): "

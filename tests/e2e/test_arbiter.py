@@ -211,6 +211,9 @@ def test_arbiter_replaces_killed_worker(serve):
     after = wait_until(lambda: len(admin.worker_pids()) == 2 and admin.worker_pids(), 2.0, "/status with 2 workers")
     assert victim not in after and newcomer in after and len(after & before) == 1, (before, after)
     server.wait_for_stderr(rf"worker {victim} was killed by SIGKILL", timeout=2.0)
+    restarts = {worker["pid"]: worker["restarts"] for worker in admin.status()["workers"]}
+    assert restarts == {newcomer: 1, (after & before).pop(): 0}, restarts
+    assert admin.metrics()[("fastcore_worker_restarts_total", ())] == 1
 
 
 @pytest.mark.parametrize("slot", [0, 1])
@@ -278,7 +281,11 @@ def test_arbiter_kills_stuck_worker_and_dumps_its_stack(serve, threads):
     server.wait_for_stderr(rf"worker {stuck} was killed by SIG(ABRT|KILL)", timeout=4.0)
     replacement = worker_pid(server)
     assert replacement != stuck
-    assert admin.metrics()[("fastcore_worker_timeouts_total", ())] == 1
+    metrics = admin.metrics()
+    assert metrics[("fastcore_worker_timeouts_total", ())] == 1
+    # killed for being stuck and replaced: a restart too, in /metrics and in its slot's count
+    assert metrics[("fastcore_worker_restarts_total", ())] == 1
+    assert [(w["pid"], w["restarts"]) for w in admin.status()["workers"]] == [(replacement, 1)]
 
 
 # -- start-up failures ---------------------------------------------------------------
