@@ -317,6 +317,13 @@ class Arbiter:
         signal.set_wakeup_fd(-1)
         for name in HANDLED:
             signal.signal(getattr(signal, f"SIG{name}"), signal.SIG_DFL)
+        # The arbiter's loop (epoll, eventfd, signal pipe) and admin server
+        # (listener, keep-alive connections open now) are not this process's:
+        # close their descriptors, the loop first so that nothing is removed
+        # from the epoll instance the arbiter still uses.
+        self.loop.close()
+        if self.admin_server is not None:
+            self.admin_server.close_all()
         if self.admin_sock is not None:
             self.admin_sock.close()
         mine = self.sockets_for_slot(slot)

@@ -215,6 +215,42 @@ cdef class Loop:
         waker.set_interest(EPOLLIN)
         self.now = self.clock()
 
+    def close(self):
+        """Closes the loop's own descriptors (the epoll instance, the eventfd,
+        the signal pipe) and forgets its handles, callbacks and timers; the
+        loop cannot run again. The handles' descriptors stay their owners' to
+        close, and their unregister() does nothing from now on.
+
+        Nothing is removed from epoll first: this is also how a process forked
+        from a running loop sheds it, and the epoll instance is shared across
+        fork, so an EPOLL_CTL_DEL made in the child would remove the parent's
+        registration of the same descriptor. Call from the main thread."""
+        cdef Handle h
+        if self.epfd < 0:
+            return
+        for h in self.handles.values():
+            h.registered = False
+            h.interest = 0
+        self.handles = {}
+        self.graveyard = []
+        self.timers = []
+        self.ready = []
+        self.threadsafe.clear()
+        self.deferred_handles = []
+        self.running = False
+        close(self.epfd)
+        self.epfd = -1
+        close(self.wake_fd)
+        self.wake_fd = -1
+        if self.signal_pipe is not None:
+            _, r, w = self.signal_pipe
+            previous = signal.set_wakeup_fd(-1)
+            if previous != w:
+                signal.set_wakeup_fd(previous, warn_on_full_buffer=False)  # not ours: leave it
+            os.close(r)
+            os.close(w)
+            self.signal_pipe = None
+
     def __dealloc__(self):
         if self.signal_pipe is not None:
             os.close(self.signal_pipe[1])
@@ -238,6 +274,8 @@ cdef class Loop:
 
     cdef int register(self, Handle h, uint32_t events) except -1:
         cdef epoll_event ev
+        if self.epfd < 0:
+            raise ValueError("the loop is closed")
         ev.events = events
         ev.data.ptr = <void *>h
         if epoll_ctl(self.epfd, EPOLL_CTL_ADD, h.fd, &ev) < 0:

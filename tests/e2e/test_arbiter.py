@@ -288,6 +288,64 @@ def test_arbiter_kills_stuck_worker_and_dumps_its_stack(serve, threads):
     assert [(w["pid"], w["restarts"]) for w in admin.status()["workers"]] == [(replacement, 1)]
 
 
+def descriptors(pid):
+    """What each of pid's descriptors points to, as /proc/PID/fd reads."""
+    found = []
+    for name in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            found.append(os.readlink(f"/proc/{pid}/fd/{name}"))
+        except OSError:
+            pass
+    return found
+
+
+def tcp_inodes(local_port, remote_port=None):
+    """Inodes of the IPv4 TCP sockets on local_port (to remote_port, when given)."""
+    inodes = set()
+    with open("/proc/net/tcp") as table:
+        next(table)
+        for line in table:
+            fields = line.split()
+            local, remote, inode = fields[1], fields[2], fields[9]
+            if int(local.split(":")[1], 16) == local_port and (
+                    remote_port is None or int(remote.split(":")[1], 16) == remote_port):
+                inodes.add(inode)
+    return inodes
+
+
+def test_arbiter_workers_hold_none_of_the_arbiters_descriptors(serve):
+    server = serve(APP, "--workers", "1", "--admin", "127.0.0.1:0", "--log-level", "debug")
+    admin = Admin(server)
+    (first,) = admin.worker_pids()
+    client = http.client.HTTPConnection("127.0.0.1", admin.port, timeout=5.0)
+    try:
+        client.request("GET", "/metrics")
+        response = client.getresponse()
+        assert response.status == 200 and response.read()  # and the connection stays open
+        admin_sockets = tcp_inodes(admin.port)  # its listener and the arbiter's end of this connection
+        assert tcp_inodes(admin.port, client.sock.getsockname()[1]), "no arbiter end for the admin connection"
+        # the arbiter's signal pipe is the one pipe it holds both ends of
+        held = collections.Counter(target for target in descriptors(server.pid) if target.startswith("pipe:"))
+        arbiter_pipes = {target for target, count in held.items() if count == 2}
+        assert len(arbiter_pipes) == 1, held
+        server.proc.send_signal(signal.SIGTTIN)  # a worker forked while the admin connection is open
+        newcomer = wait_until(lambda: (lambda new: len(new) == 1 and new.pop())(admin.worker_pids() - {first}),
+                              3.0, "a second worker after TTIN")
+        server.wait_for_stderr(rf"worker {newcomer} booted", timeout=5.0)
+        for pid in (first, newcomer):
+            targets = descriptors(pid)
+            # its own loop's epoll instance and eventfd, and no other (the arbiter's loop has one of each)
+            assert targets.count("anon_inode:[eventpoll]") == 1, (pid, targets)
+            assert targets.count("anon_inode:[eventfd]") == 1, (pid, targets)
+            assert not arbiter_pipes & set(targets), (pid, "the arbiter's signal pipe", targets)
+            leaked = {target for target in targets if target[len("socket:["):-1] in admin_sockets}
+            assert not leaked, (pid, "admin sockets", leaked, targets)
+        client.request("GET", "/health")  # the arbiter still serves the connection
+        assert client.getresponse().read() == b"ok\n"
+    finally:
+        client.close()
+
+
 # -- start-up failures ---------------------------------------------------------------
 
 
