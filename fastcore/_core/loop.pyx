@@ -157,7 +157,13 @@ cdef class Waker(Handle):
 cdef class SignalPipe(Handle):
     """The read end of the pipe given to signal.set_wakeup_fd: a signal
     wakes the loop even where epoll_wait is restarted instead of failing
-    with EINTR (as under valgrind); the handlers run in _run_once."""
+    with EINTR (as under valgrind); the handlers run in _run_once.
+
+    A Python handler runs wherever the interpreter checks for signals, which
+    includes between two bytecodes of an application the loop is running:
+    handlers only record the signal, and `on_signals` (given to
+    watch_signals) acts on what they recorded, from here, between events."""
+    cdef object on_signals
 
     cdef int _on_events(self, uint32_t events) except -1:
         cdef char sink[64]
@@ -167,6 +173,10 @@ cdef class SignalPipe(Handle):
         # had its wake-up byte drained just now: run its handler here, or it
         # would wait for the next unrelated wake-up
         PyErr_CheckSignals()
+        # every signal whose byte was drained has had its handler run by now
+        # (CPython marks a signal pending before it writes the byte)
+        if self.on_signals is not None:
+            self.on_signals()
         return 0
 
 
@@ -404,9 +414,11 @@ cdef class Loop:
         heapq.heappush(self.timers, t)
         return t
 
-    def watch_signals(self):
+    def watch_signals(self, on_signals=None):
         """Wakes the loop for every signal that has a Python handler. Call
-        from the main thread, once, before run()."""
+        from the main thread, once, before run(). on_signals(), when given,
+        runs in the iteration a signal wakes the loop, after the handlers:
+        they record the signal, on_signals acts on it."""
         cdef SignalPipe pipe
         if self.signal_pipe is not None:
             return
@@ -415,6 +427,7 @@ cdef class Loop:
         pipe = SignalPipe.__new__(SignalPipe)
         pipe.fd = r
         pipe.loop = self
+        pipe.on_signals = on_signals
         pipe.set_interest(EPOLLIN)
         self.signal_pipe = (pipe, r, w)
 

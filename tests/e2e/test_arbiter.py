@@ -482,6 +482,47 @@ def test_arbiter_term_lets_inflight_request_finish(serve):
     assert "killed by" not in server.stderr_text()
 
 
+SELF_TERM_APP = '''
+import os
+import signal
+
+
+def stream():
+    for i in range(4):
+        if i == 2:
+            # its handler runs at the next bytecode, here, inside the application
+            os.kill(os.getpid(), signal.SIGTERM)
+        yield bytes([97 + i]) * 32768
+
+
+def app(environ, start_response):
+    if environ["PATH_INFO"] == "/term":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return stream()
+    body = str(os.getpid()).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+'''
+
+
+def test_worker_acts_on_a_signal_between_events_not_inside_the_application(serve):
+    # SIGTERM arrives while an inline application produces its response: the
+    # response is made as if no signal had come (all of its body; and the
+    # request pipelined behind it, already received, is answered too), then
+    # the worker stops gracefully.
+    server = serve(SELF_TERM_APP, "--workers", "1")
+    with server.connect(timeout=10.0) as client:
+        client.send(b"GET /term HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = client.read_response()
+        assert first.status == 200 and first.body == b"".join(bytes([97 + i]) * 32768 for i in range(4)), first
+        second = client.read_response()
+        assert second.status == 200, second
+        worker = int(second.body)
+    server.wait_for_stderr(rf"\[{worker}\] \[INFO\] worker stopping \(SIGTERM\)", timeout=5.0)
+    server.wait_for_stderr(rf"worker {worker} stopped after 2 requests", timeout=5.0)
+    server.wait_for_stderr(rf"worker {worker} exited with status 0", timeout=5.0)
+
+
 def test_arbiter_ttin_ttou_change_worker_count(serve):
     server = serve(APP, "--workers", "2", "--admin", "127.0.0.1:0")
     admin = Admin(server)
