@@ -3,7 +3,7 @@
 `snapshot()` is called once per request to an endpoint and returns
 `(arbiter_pid, started_time, workers, arbiter_counters, draining)`:
 `started_time` a Unix timestamp in seconds, `workers` a list of
-`stats_layout.read()` dicts, `arbiter_counters` the dict render_prometheus
+`stats_layout.read()` dicts (with the arbiter's `slot` and `restarts`), `arbiter_counters` the dict render_prometheus
 takes, `draining` true while the server is shutting down. The application
 only shapes the answer; where the snapshot comes from is the caller's
 business.

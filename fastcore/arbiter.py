@@ -54,7 +54,7 @@ class WorkerProcess:
     """What the arbiter knows of one worker."""
 
     __slots__ = ("pid", "slot", "generation", "stats", "report_fd", "spawned", "stopping", "abort_sent",
-                 "kill_at")
+                 "timed_out", "kill_at")
 
     def __init__(self, pid, slot, generation, stats, report_fd):
         self.pid = pid
@@ -65,6 +65,7 @@ class WorkerProcess:
         self.spawned = time.monotonic()
         self.stopping = False
         self.abort_sent = False
+        self.timed_out = False      # killed for its heartbeat while serving: it will be replaced
         self.kill_at = None
 
     def read_stats(self):
@@ -111,18 +112,21 @@ class Arbiter:
         self.cli_values = cli_values or {}
         self.app = None
         self.workers = {}                 # pid -> WorkerProcess
-        self.generation = 0
+        self.generation = 0               # the generation that serves: respawns join it
+        self.newest_generation = 0        # the highest generation started; a number is never reused
         self.target = config.workers
         self.slot_sockets = []            # reuse_port: per slot, a list of sockets (one per bind)
         self.shared_sockets = []          # otherwise: the sockets every worker waits on
         self.signals = collections.deque()
         self.restarts = 0
+        self.slot_restarts = {}           # slot -> workers replaced there after dying (/status)
         self.timeouts = 0
         self.retired = {}                 # counters of exited workers, so /metrics never goes back
         self.started = time.time()
         self.stop_deadline = None
         self.exit_status = 0
         self.reload_generation = None     # generation being started by a reload
+        self.reload_from = None           # (config, target) to go back to if that reload fails
         self.announced = False            # readiness lines printed
         self.loop_stopping = False
         self.loop = None
@@ -204,7 +208,9 @@ class Arbiter:
         return url
 
     def snapshot(self):
-        workers = [w.read_stats() for w in self.workers.values() if not w.stopping or w.booted]
+        # each worker's stats, with what only the arbiter knows: its slot and that slot's restarts
+        workers = [dict(w.read_stats(), slot=w.slot, restarts=self.slot_restarts.get(w.slot, 0))
+                   for w in self.workers.values() if not w.stopping or w.booted]
         counters = {"worker_restarts": self.restarts, "worker_timeouts": self.timeouts, "retired": self.retired}
         return os.getpid(), self.started, workers, counters, self.stop_deadline is not None
 
@@ -276,7 +282,7 @@ class Arbiter:
 
     # -- workers ---------------------------------------------------------------
 
-    def spawn(self, slot):
+    def spawn(self, slot, generation=None):
         # the slot's sockets are made here, in the arbiter, so they outlive the worker
         self.sockets_for_slot(slot)
         stats = mmap.mmap(-1, mmap.PAGESIZE)
@@ -301,7 +307,8 @@ class Arbiter:
                 os._exit(status)
         os.close(report_w)
         os.set_blocking(report_r, False)
-        self.workers[pid] = WorkerProcess(pid, slot, self.generation, stats, report_r)
+        generation = self.generation if generation is None else generation
+        self.workers[pid] = WorkerProcess(pid, slot, generation, stats, report_r)
         error_log.debug("spawned worker %d (slot %d)", pid, slot)
         return pid
 
@@ -310,6 +317,13 @@ class Arbiter:
         signal.set_wakeup_fd(-1)
         for name in HANDLED:
             signal.signal(getattr(signal, f"SIG{name}"), signal.SIG_DFL)
+        # The arbiter's loop (epoll, eventfd, signal pipe) and admin server
+        # (listener, keep-alive connections open now) are not this process's:
+        # close their descriptors, the loop first so that nothing is removed
+        # from the epoll instance the arbiter still uses.
+        self.loop.close()
+        if self.admin_server is not None:
+            self.admin_server.close_all()
         if self.admin_sock is not None:
             self.admin_sock.close()
         mine = self.sockets_for_slot(slot)
@@ -373,12 +387,15 @@ class Arbiter:
                 how = f"exited with status {code}"
             if code in (BOOT_ERROR, APP_LOAD_ERROR):
                 self.boot_failed(worker, reason or "worker failed to boot")
+                self.retire_slot(worker.slot)  # a slot only the failed reload asked for
                 continue
             self.retire_slot(worker.slot)
-            if worker.stopping:
+            if (worker.stopping and not worker.timed_out) or self.stop_deadline is not None:
                 error_log.info("worker %d %s", pid, how)
             else:
+                # died, or killed for being stuck: maintain() starts another in its slot
                 self.restarts += 1
+                self.slot_restarts[worker.slot] = self.slot_restarts.get(worker.slot, 0) + 1
                 error_log.warning("worker %d %s; replacing it", pid, how)
 
     def read_report(self, worker):
@@ -390,13 +407,24 @@ class Arbiter:
         return data.decode("utf-8", "replace").strip()
 
     def boot_failed(self, worker, reason):
-        if self.reload_generation is not None and worker.generation == self.reload_generation:
-            error_log.error("reload failed: %s; the previous workers keep serving", reason)
-            for other in self.current():
-                if other.generation == self.reload_generation:
-                    self.stop_worker(other, signal.SIGQUIT)
-            self.generation = min(w.generation for w in self.workers.values()) if self.workers else 0
-            self.reload_generation = None
+        """A worker exited with a reserved status. One of the serving generation
+        (at start-up, or a respawn) stops the arbiter with `reason`; one started
+        by a reload fails that reload only, and the serving generation goes on.
+        Every new worker of a bad reload fails the same way: the first one ends
+        the reload, the others are told apart by their generation."""
+        if worker.generation != self.generation:
+            if worker.generation == self.reload_generation:
+                error_log.error("reload failed: %s; the previous workers keep serving", reason)
+                for other in self.current():
+                    if other.generation == self.reload_generation:
+                        self.stop_worker(other, signal.SIGQUIT)
+                self.config, self.target = self.reload_from
+                setup_logging(self.config)
+                self.reload_generation = None
+                self.reload_from = None
+            else:
+                error_log.info("worker %d of the failed reload (generation %d) exited too", worker.pid,
+                               worker.generation)
             return
         if self.stop_deadline is None:
             print(f"fastcore: error: {reason}", file=sys.stderr, flush=True)
@@ -423,6 +451,7 @@ class Arbiter:
             if now_ns - beat > timeout_ns:
                 self.timeouts += 1
                 worker.abort_sent = True
+                worker.timed_out = not worker.stopping  # one already leaving is not replaced
                 worker.stopping = True
                 worker.kill_at = now + KILL_GRACE
                 error_log.error("worker %d is stuck (no heartbeat for %.1f s, timeout %s s): "
@@ -443,7 +472,9 @@ class Arbiter:
                 if worker.generation < self.reload_generation and not worker.stopping:
                     self.stop_worker(worker, signal.SIGTERM)
             error_log.info("reload done: generation %d serving", self.reload_generation)
+            self.generation = self.reload_generation
             self.reload_generation = None
+            self.reload_from = None
 
     # -- signals -----------------------------------------------------------------
 
@@ -537,11 +568,19 @@ class Arbiter:
         if config.bind != self.config.bind or config.reuse_port != self.config.reuse_port:
             error_log.warning("reload: bind and reuse_port changes need a restart; keeping the current sockets")
             config = dataclasses.replace(config, bind=self.config.bind, reuse_port=self.config.reuse_port)
+        if self.reload_generation is None:
+            self.reload_from = (self.config, self.target)
+        else:
+            # a reload still starting is superseded by this one: its workers go
+            for worker in self.current():
+                if worker.generation == self.reload_generation:
+                    self.stop_worker(worker, signal.SIGTERM)
         self.config = config
         self.target = config.workers
         setup_logging(config)
-        self.generation += 1
-        self.reload_generation = self.generation
-        error_log.info("arbiter: SIGHUP, reloading: starting generation %d", self.generation)
+        self.newest_generation += 1
+        self.reload_generation = self.newest_generation
+        error_log.info("arbiter: SIGHUP, reloading: starting generation %d", self.reload_generation)
         for slot in range(self.target):
-            self.spawn(slot)  # the old generation drains once every new worker beats (check_reload)
+            # the old generation drains once every new worker beats (check_reload)
+            self.spawn(slot, self.reload_generation)

@@ -1,8 +1,9 @@
 """Prometheus exposition and /status, from the workers' stats blocks.
 
 The inputs are plain data: `workers` is a list of dicts as returned by
-`fastcore.stats_layout.read()`, one per live worker; `arbiter` holds the
-arbiter's own counters. Nothing here touches shared memory or processes, so
+`fastcore.stats_layout.read()`, one per live worker, to which the arbiter
+adds what only it knows, the worker's `slot` and that slot's `restarts`;
+`arbiter` holds the arbiter's own counters. Nothing here touches shared memory or processes, so
 the arbiter decides when to read and these functions only shape the result.
 
 Counters are summed over the live workers. A worker that exits takes its
@@ -110,7 +111,7 @@ def render_prometheus(workers, arbiter):
             "Worker processes alive now.",
             [("", [], len(workers))])
     _family(lines, "fastcore_worker_restarts_total", "counter",
-            "Workers the arbiter started again after one died.",
+            "Workers the arbiter started again after one died or was killed for missing its heartbeat.",
             [("", [], int(arbiter["worker_restarts"]))])
     _family(lines, "fastcore_worker_timeouts_total", "counter",
             "Workers the arbiter killed for missing their heartbeat.",
@@ -123,7 +124,9 @@ def render_status(arbiter_pid, started, workers, now=None):
 
     `started` and `now` are Unix timestamps in seconds (time.time()); a
     worker's age comes from its `started_ns` (CLOCK_REALTIME ns), null while
-    the worker has not written it yet.
+    the worker has not written it yet. `slot` and `restarts` (workers
+    replaced in that slot, the per-slot part of fastcore_worker_restarts_total)
+    come from the arbiter: null and 0 for a worker dict without them.
     """
     if now is None:
         now = time.time()
@@ -132,6 +135,8 @@ def render_status(arbiter_pid, started, workers, now=None):
         started_ns = worker["started_ns"]
         entries.append({
             "pid": worker["pid"],
+            "slot": worker.get("slot"),
+            "restarts": worker.get("restarts", 0),
             "age_seconds": round(max(0.0, now - started_ns / 1e9), 3) if started_ns else None,
             "requests": worker["requests"],
             "open_connections": worker["connections_open"],

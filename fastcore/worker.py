@@ -10,7 +10,9 @@ Signals: TERM and INT stop gracefully (stop accepting, close idle
 connections, finish in-flight requests within graceful_timeout); QUIT stops
 at once; USR1 reopens the access log; ABRT (sent by the arbiter to a stuck
 worker) dumps every thread's Python stack to the error log, then aborts.
+The handlers only queue the signal; the loop acts on it between events.
 """
+import collections
 import errno
 import faulthandler
 import logging
@@ -285,19 +287,29 @@ def run_worker(config, sockets, *, app=None, app_spec=None, stats_buffer=None, e
         server.on_request_limit = lambda: stop_gracefully(
             f"recycled after {limit} requests (max_requests {config.max_requests})")
 
-    def on_signal(signum, frame):
-        if signum in (signal.SIGTERM, signal.SIGINT):
-            stop_gracefully(signal.Signals(signum).name)
-        elif signum == signal.SIGQUIT:
-            error_log.info("worker stopping now: SIGQUIT")
-            loop.stop()
-        elif signum == signal.SIGUSR1 and access_log is not None:
-            access_log.reopen()
+    # A handler may run between two bytecodes of an inline application (or of
+    # the access log's own code): it only queues the signal, and the loop acts
+    # on the queue between events (handle_signals, through watch_signals).
+    signals = collections.deque()
+
+    def queue_signal(signum, frame):
+        signals.append(signum)
+
+    def handle_signals():
+        while signals:
+            signum = signals.popleft()
+            if signum in (signal.SIGTERM, signal.SIGINT):
+                stop_gracefully(signal.Signals(signum).name)
+            elif signum == signal.SIGQUIT:
+                error_log.info("worker stopping now: SIGQUIT")
+                loop.stop()
+            elif signum == signal.SIGUSR1 and access_log is not None:
+                access_log.reopen()
 
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1):
-        signal.signal(signum, on_signal)
+        signal.signal(signum, queue_signal)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    loop.watch_signals()
+    loop.watch_signals(handle_signals)
     # time-driven work only when there is some: a worker with no access log
     # and no application thread started does no work that depends on the
     # clock (which also keeps the cost gate's instruction counts independent

@@ -277,7 +277,10 @@ cdef class Server:
                 conn.close()
 
     def close_all(self):
+        """Closes every connection, for good: accepting does not resume as
+        they go (the server is done, or a forked child is shedding it)."""
         cdef Connection conn
+        self.draining = True
         for conn in list(self.live):
             conn.close()
 

@@ -157,7 +157,13 @@ cdef class Waker(Handle):
 cdef class SignalPipe(Handle):
     """The read end of the pipe given to signal.set_wakeup_fd: a signal
     wakes the loop even where epoll_wait is restarted instead of failing
-    with EINTR (as under valgrind); the handlers run in _run_once."""
+    with EINTR (as under valgrind); the handlers run in _run_once.
+
+    A Python handler runs wherever the interpreter checks for signals, which
+    includes between two bytecodes of an application the loop is running:
+    handlers only record the signal, and `on_signals` (given to
+    watch_signals) acts on what they recorded, from here, between events."""
+    cdef object on_signals
 
     cdef int _on_events(self, uint32_t events) except -1:
         cdef char sink[64]
@@ -167,6 +173,10 @@ cdef class SignalPipe(Handle):
         # had its wake-up byte drained just now: run its handler here, or it
         # would wait for the next unrelated wake-up
         PyErr_CheckSignals()
+        # every signal whose byte was drained has had its handler run by now
+        # (CPython marks a signal pending before it writes the byte)
+        if self.on_signals is not None:
+            self.on_signals()
         return 0
 
 
@@ -215,6 +225,42 @@ cdef class Loop:
         waker.set_interest(EPOLLIN)
         self.now = self.clock()
 
+    def close(self):
+        """Closes the loop's own descriptors (the epoll instance, the eventfd,
+        the signal pipe) and forgets its handles, callbacks and timers; the
+        loop cannot run again. The handles' descriptors stay their owners' to
+        close, and their unregister() does nothing from now on.
+
+        Nothing is removed from epoll first: this is also how a process forked
+        from a running loop sheds it, and the epoll instance is shared across
+        fork, so an EPOLL_CTL_DEL made in the child would remove the parent's
+        registration of the same descriptor. Call from the main thread."""
+        cdef Handle h
+        if self.epfd < 0:
+            return
+        for h in self.handles.values():
+            h.registered = False
+            h.interest = 0
+        self.handles = {}
+        self.graveyard = []
+        self.timers = []
+        self.ready = []
+        self.threadsafe.clear()
+        self.deferred_handles = []
+        self.running = False
+        close(self.epfd)
+        self.epfd = -1
+        close(self.wake_fd)
+        self.wake_fd = -1
+        if self.signal_pipe is not None:
+            _, r, w = self.signal_pipe
+            previous = signal.set_wakeup_fd(-1)
+            if previous != w:
+                signal.set_wakeup_fd(previous, warn_on_full_buffer=False)  # not ours: leave it
+            os.close(r)
+            os.close(w)
+            self.signal_pipe = None
+
     def __dealloc__(self):
         if self.signal_pipe is not None:
             os.close(self.signal_pipe[1])
@@ -238,6 +284,8 @@ cdef class Loop:
 
     cdef int register(self, Handle h, uint32_t events) except -1:
         cdef epoll_event ev
+        if self.epfd < 0:
+            raise ValueError("the loop is closed")
         ev.events = events
         ev.data.ptr = <void *>h
         if epoll_ctl(self.epfd, EPOLL_CTL_ADD, h.fd, &ev) < 0:
@@ -405,9 +453,11 @@ cdef class Loop:
         heapq.heappush(self.timers, t)
         return t
 
-    def watch_signals(self):
+    def watch_signals(self, on_signals=None):
         """Wakes the loop for every signal that has a Python handler. Call
-        from the main thread, once, before run()."""
+        from the main thread, once, before run(). on_signals(), when given,
+        runs in the iteration a signal wakes the loop, after the handlers:
+        they record the signal, on_signals acts on it."""
         cdef SignalPipe pipe
         if self.signal_pipe is not None:
             return
@@ -416,6 +466,7 @@ cdef class Loop:
         pipe = SignalPipe.__new__(SignalPipe)
         pipe.fd = r
         pipe.loop = self
+        pipe.on_signals = on_signals
         pipe.set_interest(EPOLLIN)
         self.signal_pipe = (pipe, r, w)
 

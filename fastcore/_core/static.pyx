@@ -225,7 +225,10 @@ cdef dict REASONS = {
     400: b"Bad Request", 403: b"Forbidden", 404: b"Not Found", 405: b"Method Not Allowed",
     412: b"Precondition Failed", 416: b"Range Not Satisfiable", 503: b"Service Unavailable",
 }
-cdef int MAX_RANGES_ON_STACK = 64
+cdef enum:
+    # entries of the ranges array serve_file keeps on its stack; a Range field
+    # listing more parts than this (or than max_ranges) is served whole
+    MAX_RANGES_ON_STACK = 64
 
 
 cdef bytes html_escape(bytes raw):
@@ -272,7 +275,7 @@ cdef class Location(RequestHandler):
         self.dotfiles = location.dotfiles
         self.precompressed = location.precompressed
         self.server_line = b"Server: fastcore\r\n" if config.server_header else b""
-        self.max_ranges = config.static_max_ranges  # at most MAX_RANGES_ON_STACK (the setting's bound)
+        self.max_ranges = config.static_max_ranges
         self.listing_max = config.autoindex_max_entries
         self.prefix = location.prefix
         self.boundary = boundary
@@ -422,7 +425,7 @@ cdef class Location(RequestHandler):
         cdef CachedFile variant
         cdef int64_t when
         cdef int r, n, k
-        cdef fc_range_t ranges[64]
+        cdef fc_range_t ranges[MAX_RANGES_ON_STACK]
         cdef tuple heads
         cdef bint vary = self.precompressed and entry.siblings != 0
         cdef uint64_t total
@@ -480,7 +483,9 @@ cdef class Location(RequestHandler):
         # ranges (GET only)
         if c.range >= 0 and c.ranges_fields == 1 and not is_head and self.if_range_holds(p, c.if_range, entry):
             f = &p.fields[c.range]
-            n = fc_range_parse(f.value.at, f.value.len, entry.size, ranges, self.max_ranges)
+            # bounded here, by the array, whatever built this Location
+            n = fc_range_parse(f.value.at, f.value.len, entry.size, ranges,
+                               min(self.max_ranges, MAX_RANGES_ON_STACK))
             if n == 0:
                 conn.send(b"HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */%d\r\n"
                           b"Content-Length: 0\r\n%s" % (entry.size, self.server_line))

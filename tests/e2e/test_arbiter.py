@@ -104,6 +104,19 @@ def parent_pid(pid):
         return int(stat.read().rsplit(")", 1)[1].split()[1])
 
 
+def children(pid):
+    """The pids of pid's child processes."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                if parent_pid(int(entry)) == pid:
+                    found.add(int(entry))
+            except (OSError, ValueError, IndexError):
+                pass
+    return found
+
+
 class Admin:
     """The admin listener of a server started with --admin 127.0.0.1:0."""
 
@@ -238,6 +251,9 @@ def test_arbiter_replaces_killed_worker(serve):
     after = wait_until(lambda: len(admin.worker_pids()) == 2 and admin.worker_pids(), 2.0, "/status with 2 workers")
     assert victim not in after and newcomer in after and len(after & before) == 1, (before, after)
     server.wait_for_stderr(rf"worker {victim} was killed by SIGKILL", timeout=2.0)
+    restarts = {worker["pid"]: worker["restarts"] for worker in admin.status()["workers"]}
+    assert restarts == {newcomer: 1, (after & before).pop(): 0}, restarts
+    assert admin.metrics()[("fastcore_worker_restarts_total", ())] == 1
 
 
 @pytest.mark.parametrize("slot", [0, 1])
@@ -305,7 +321,69 @@ def test_arbiter_kills_stuck_worker_and_dumps_its_stack(serve, threads):
     server.wait_for_stderr(rf"worker {stuck} was killed by SIG(ABRT|KILL)", timeout=4.0)
     replacement = worker_pid(server)
     assert replacement != stuck
-    assert admin.metrics()[("fastcore_worker_timeouts_total", ())] == 1
+    metrics = admin.metrics()
+    assert metrics[("fastcore_worker_timeouts_total", ())] == 1
+    # killed for being stuck and replaced: a restart too, in /metrics and in its slot's count
+    assert metrics[("fastcore_worker_restarts_total", ())] == 1
+    assert [(w["pid"], w["restarts"]) for w in admin.status()["workers"]] == [(replacement, 1)]
+
+
+def descriptors(pid):
+    """What each of pid's descriptors points to, as /proc/PID/fd reads."""
+    found = []
+    for name in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            found.append(os.readlink(f"/proc/{pid}/fd/{name}"))
+        except OSError:
+            pass
+    return found
+
+
+def tcp_inodes(local_port, remote_port=None):
+    """Inodes of the IPv4 TCP sockets on local_port (to remote_port, when given)."""
+    inodes = set()
+    with open("/proc/net/tcp") as table:
+        next(table)
+        for line in table:
+            fields = line.split()
+            local, remote, inode = fields[1], fields[2], fields[9]
+            if int(local.split(":")[1], 16) == local_port and (
+                    remote_port is None or int(remote.split(":")[1], 16) == remote_port):
+                inodes.add(inode)
+    return inodes
+
+
+def test_arbiter_workers_hold_none_of_the_arbiters_descriptors(serve):
+    server = serve(APP, "--workers", "1", "--admin", "127.0.0.1:0", "--log-level", "debug")
+    admin = Admin(server)
+    (first,) = admin.worker_pids()
+    client = http.client.HTTPConnection("127.0.0.1", admin.port, timeout=5.0)
+    try:
+        client.request("GET", "/metrics")
+        response = client.getresponse()
+        assert response.status == 200 and response.read()  # and the connection stays open
+        admin_sockets = tcp_inodes(admin.port)  # its listener and the arbiter's end of this connection
+        assert tcp_inodes(admin.port, client.sock.getsockname()[1]), "no arbiter end for the admin connection"
+        # the arbiter's signal pipe is the one pipe it holds both ends of
+        held = collections.Counter(target for target in descriptors(server.pid) if target.startswith("pipe:"))
+        arbiter_pipes = {target for target, count in held.items() if count == 2}
+        assert len(arbiter_pipes) == 1, held
+        server.proc.send_signal(signal.SIGTTIN)  # a worker forked while the admin connection is open
+        newcomer = wait_until(lambda: (lambda new: len(new) == 1 and new.pop())(admin.worker_pids() - {first}),
+                              3.0, "a second worker after TTIN")
+        server.wait_for_stderr(rf"worker {newcomer} booted", timeout=5.0)
+        for pid in (first, newcomer):
+            targets = descriptors(pid)
+            # its own loop's epoll instance and eventfd, and no other (the arbiter's loop has one of each)
+            assert targets.count("anon_inode:[eventpoll]") == 1, (pid, targets)
+            assert targets.count("anon_inode:[eventfd]") == 1, (pid, targets)
+            assert not arbiter_pipes & set(targets), (pid, "the arbiter's signal pipe", targets)
+            leaked = {target for target in targets if target[len("socket:["):-1] in admin_sockets}
+            assert not leaked, (pid, "admin sockets", leaked, targets)
+        client.request("GET", "/health")  # the arbiter still serves the connection
+        assert client.getresponse().read() == b"ok\n"
+    finally:
+        client.close()
 
 
 # -- start-up failures ---------------------------------------------------------------
@@ -398,6 +476,34 @@ def test_arbiter_reload_keep_alive_session_sees_no_error(serve):
     assert set(bodies) == {b"v1", b"v2"}, set(bodies)
 
 
+# Every new worker of a bad reload fails to import the application; the
+# first failure ends the reload, and the others (one per worker beyond the
+# first) must not be taken for a failure at start-up.
+@pytest.mark.parametrize("workers", ["1", "2", "4"])
+def test_arbiter_failed_reload_keeps_old_workers_serving(serve, workers):
+    server = serve(VERSION_1, "--workers", workers)
+    old = wait_until(lambda: (lambda pids: len(pids) == int(workers) and pids)(children(server.pid)), 5.0,
+                     f"{workers} workers")
+    (server.dir / "app.py").write_text("def app(environ, start_response:\n")  # a syntax error
+    server.proc.send_signal(signal.SIGHUP)
+    server.wait_for_stderr(r"reload failed: .*SyntaxError.*; the previous workers keep serving", timeout=10.0)
+    # every new worker is gone (each failed, or was stopped by the first failure)
+    wait_until(lambda: server.proc.poll() is not None or children(server.pid) == old, 10.0,
+               "only the old workers left")
+    assert server.proc.poll() is None, f"the arbiter exited after a failed reload:\n{server.stderr_text()}"
+    for _ in range(20):
+        assert get(server.port) == (200, b"v1")
+    assert "fastcore: error:" not in server.stderr_text()
+
+    (server.dir / "app.py").write_text(VERSION_2)
+    server.proc.send_signal(signal.SIGHUP)
+    server.wait_for_stderr(r"reload done", timeout=10.0)
+    # an old worker may still take a connection while it begins to drain
+    wait_until(lambda: not children(server.pid) & old, 10.0, "the old workers gone after the second reload")
+    for _ in range(20):
+        assert get(server.port) == (200, b"v2")
+
+
 # -- signals --------------------------------------------------------------------------------
 
 
@@ -414,6 +520,47 @@ def test_arbiter_term_lets_inflight_request_finish(serve):
     assert time.monotonic() - termed < 5.0
     assert wait_exit(server, 5.0) == 0, server.stderr_text()
     assert "killed by" not in server.stderr_text()
+
+
+SELF_TERM_APP = '''
+import os
+import signal
+
+
+def stream():
+    for i in range(4):
+        if i == 2:
+            # its handler runs at the next bytecode, here, inside the application
+            os.kill(os.getpid(), signal.SIGTERM)
+        yield bytes([97 + i]) * 32768
+
+
+def app(environ, start_response):
+    if environ["PATH_INFO"] == "/term":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return stream()
+    body = str(os.getpid()).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+'''
+
+
+def test_worker_acts_on_a_signal_between_events_not_inside_the_application(serve):
+    # SIGTERM arrives while an inline application produces its response: the
+    # response is made as if no signal had come (all of its body; and the
+    # request pipelined behind it, already received, is answered too), then
+    # the worker stops gracefully.
+    server = serve(SELF_TERM_APP, "--workers", "1")
+    with server.connect(timeout=10.0) as client:
+        client.send(b"GET /term HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = client.read_response()
+        assert first.status == 200 and first.body == b"".join(bytes([97 + i]) * 32768 for i in range(4)), first
+        second = client.read_response()
+        assert second.status == 200, second
+        worker = int(second.body)
+    server.wait_for_stderr(rf"\[{worker}\] \[INFO\] worker stopping \(SIGTERM\)", timeout=5.0)
+    server.wait_for_stderr(rf"worker {worker} stopped after 2 requests", timeout=5.0)
+    server.wait_for_stderr(rf"worker {worker} exited with status 0", timeout=5.0)
 
 
 def test_arbiter_ttin_ttou_change_worker_count(serve):

@@ -29,8 +29,9 @@ class Server:
 
     def snapshot(self):
         self.calls += 1
-        workers = [worker_stats(pid=11, status_2xx=3, duration_le_0=3, connections_open=1),
-                   worker_stats(pid=12, status_4xx=1, duration_inf=1, overloaded=self.overloaded)]
+        workers = [dict(worker_stats(pid=11, status_2xx=3, duration_le_0=3, connections_open=1), slot=0, restarts=0),
+                   dict(worker_stats(pid=12, status_4xx=1, duration_inf=1, overloaded=self.overloaded), slot=1,
+                        restarts=2)]
         return 99, 1_700_000_000.0, workers, {"worker_restarts": 2, "worker_timeouts": 0}, self.draining
 
 
@@ -79,6 +80,7 @@ def test_admin_status_endpoint(server):
     assert document["uptime_seconds"] > 0
     assert [worker["pid"] for worker in document["workers"]] == [11, 12]
     assert document["workers"][0]["open_connections"] == 1
+    assert [(worker["slot"], worker["restarts"]) for worker in document["workers"]] == [(0, 0), (1, 2)]
 
 
 def test_admin_health_ok_while_serving(server):

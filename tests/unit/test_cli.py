@@ -47,7 +47,7 @@ def test_cli_version(tmp_path):
 def test_cli_bad_flag_value_exits_2(tmp_path):
     result = run_fastcore(tmp_path, "serve", "--threads", "abc")
     line = assert_one_line_error(result, 2)
-    assert line == "fastcore: error: setting threads (--threads): expected an integer >= 1, got 'abc'"
+    assert line == "fastcore: error: setting threads (--threads): expected an integer >= 1 or 'auto', got 'abc'"
 
 
 def test_cli_bad_environment_value_exits_2(tmp_path):

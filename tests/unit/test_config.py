@@ -37,7 +37,9 @@ def test_config_defaults_are_the_documented_ones():
     assert config.bind == ("127.0.0.1:8000",)
     assert config.chdir is None
     assert config.root_path == ""
-    assert (config.threads, config.workers, config.backlog, config.max_connections) == (1, 1, 2048, 10000)
+    assert (config.threads, config.workers, config.backlog, config.max_connections) == ("auto", 1, 2048, 10000)
+    assert (config.auto_threads, config.auto_threads_after, config.auto_threads_hold) == (32, 0.005, 30)
+    assert config.accept_backoff == 0.1
     assert config.server_header is True
     assert config.config is None
     assert config.max_request_line == 8190
@@ -176,7 +178,7 @@ def test_config_file_bad_value_names_file_and_key(tmp_path):
     path = write_toml(tmp_path, "threads = 0\n")
     with pytest.raises(ConfigError) as caught:
         build_config({"config": path}, environ={})
-    assert str(caught.value) == f"setting threads (key threads in {path}): expected an integer >= 1, got 0"
+    assert str(caught.value) == f"setting threads (key threads in {path}): expected an integer >= 1 or 'auto', got 0"
 
 
 # --- every validator rejects ----------------------------------------------
@@ -187,7 +189,11 @@ BAD_VALUES = {
              "127.0.0.1:80,127.0.0.1:80", ""],
     "chdir": ["/definitely/not/a/dir", ""],
     "root_path": ["app", "/app/", "/"],
-    "threads": ["abc", "0", "-1", "1.5", ""],
+    "threads": ["abc", "0", "-1", "1.5", "", "autox"],
+    "auto_threads": ["1", "0", "many"],
+    "auto_threads_after": ["0", "-1s", "soon"],
+    "auto_threads_hold": ["0", "-1s"],
+    "accept_backoff": ["0", "-1", "x"],
     "workers": ["0", "many", "2.0"],
     "backlog": ["0", "x"],
     "max_connections": ["0", "ten"],

@@ -170,12 +170,20 @@ def test_metrics_status_fields():
         "arbiter_pid": 4242,
         "uptime_seconds": 3600.0,
         "workers": [
-            {"pid": 101, "age_seconds": 90.5, "requests": 10, "open_connections": 2, "draining": False,
-             "overloaded": False},
-            {"pid": 102, "age_seconds": 60.5, "requests": 5, "open_connections": 1, "draining": True,
-             "overloaded": False},
+            {"pid": 101, "slot": None, "restarts": 0, "age_seconds": 90.5, "requests": 10, "open_connections": 2,
+             "draining": False, "overloaded": False},
+            {"pid": 102, "slot": None, "restarts": 0, "age_seconds": 60.5, "requests": 5, "open_connections": 1,
+             "draining": True, "overloaded": False},
         ],
     }
+
+
+def test_metrics_status_slot_and_restarts_from_the_arbiter():
+    workers = [dict(first_worker(), slot=0, restarts=2), dict(second_worker(), slot=1, restarts=0)]
+    status = render_status(4242, 0.0, workers, now=STARTED_NS / 1e9)
+    assert [(w["pid"], w["slot"], w["restarts"]) for w in status["workers"]] == [(101, 0, 2), (102, 1, 0)]
+    # the extra keys change nothing in the exposition
+    assert render_prometheus(workers, ARBITER) == render_prometheus([first_worker(), second_worker()], ARBITER)
 
 
 def test_metrics_status_worker_not_booted_has_no_age():
