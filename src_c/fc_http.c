@@ -397,6 +397,172 @@ static int fc_connection_item(const char *at, size_t len, void *vctx)
     return 0;
 }
 
+/* ---- authority (RFC 3986 3.2, as RFC 9110 7.2 and RFC 9112 3.2.3 use it) --
+ *
+ *   Host          = uri-host [ ":" port ]                  ; RFC 9110 7.2
+ *   authority-form = uri-host ":" port                     ; RFC 9112 3.2.3
+ *   uri-host      = IP-literal / IPv4address / reg-name    ; RFC 3986 3.2.2
+ *   port          = *DIGIT                                 ; RFC 3986 3.2.3
+ *   IP-literal    = "[" ( IPv6address / IPvFuture ) "]"
+ *   IPvFuture     = "v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" )
+ *   reg-name      = *( unreserved / pct-encoded / sub-delims )
+ *   unreserved    = ALPHA / DIGIT / "-" / "." / "_" / "~"
+ *   pct-encoded   = "%" HEXDIG HEXDIG
+ *   sub-delims    = "!" / "$" / "&" / "'" / "(" / ")" / "*" / "+" / "," / ";" / "="
+ *
+ * IPv4address needs no check of its own outside brackets: every IPv4address
+ * is also a reg-name (digits and dots), so it only matters inside IPv6.
+ * Where we are stricter than the grammar, and why:
+ * - a port is at most 65535 (RFC 3986 allows any digits; no TCP port is more);
+ * - ',' is refused in a reg-name: a recipient may join repeated fields with
+ *   commas (RFC 9110 5.3), so "a,b" cannot be told from two Host fields,
+ *   which RFC 9112 3.2 answers with 400; no DNS name holds a comma;
+ * - an empty host with a port (":80") is refused (RFC 9110 4.2.1); an empty
+ *   Host value is allowed (RFC 9112 3.2: the target may have no authority);
+ * - userinfo ("user@host") is not part of uri-host and so refused. */
+
+/* unreserved / sub-delims without ',' (see above) */
+static const unsigned char fc_regname[256] = {
+    ['-'] = 1, ['.'] = 1, ['_'] = 1, ['~'] = 1,
+    ['!'] = 1, ['$'] = 1, ['&'] = 1, ['\''] = 1, ['('] = 1, [')'] = 1, ['*'] = 1, ['+'] = 1,
+    [';'] = 1, ['='] = 1,
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
+    ['8'] = 1, ['9'] = 1,
+    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1,
+    ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1,
+    ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
+    ['Y'] = 1, ['Z'] = 1,
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1,
+    ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1,
+    ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
+    ['y'] = 1, ['z'] = 1,
+};
+
+/* IPv4address = dec-octet "." dec-octet "." dec-octet "." dec-octet
+ * dec-octet   = DIGIT / %x31-39 DIGIT / "1" 2DIGIT / "2" %x30-34 DIGIT / "25" %x30-35
+ * (no leading zeros: "01" is not a dec-octet). The whole of [p, end). */
+static int fc_ipv4_ok(const char *p, const char *end)
+{
+    for (int octet = 0; octet < 4; ++octet) {
+        const char *start = p;
+        unsigned v = 0;
+        if (octet > 0) {
+            if (p == end || *p != '.')
+                return 0;
+            start = ++p;
+        }
+        while (p < end && fc_is_digit(*p) && p - start < 3)
+            v = v * 10 + (unsigned)(*p++ - '0');
+        if (p == start || v > 255 || (p - start > 1 && *start == '0'))
+            return 0;
+    }
+    return p == end;
+}
+
+/* IPv6address (RFC 3986 3.2.2): eight h16 groups (h16 = 1*4HEXDIG) joined by
+ * ':', the last two of which may be an IPv4address, or fewer groups with
+ * one "::" standing for at least one group. Its nine ABNF alternatives
+ * come to exactly that count, which is what this checks. */
+static int fc_ipv6_ok(const char *p, const char *end)
+{
+    int groups = 0, elided = 0;
+    if (end - p >= 2 && p[0] == ':' && p[1] == ':') {
+        elided = 1;
+        p += 2;
+        if (p == end)
+            return 1;
+    }
+    for (;;) {
+        const char *q = p;
+        while (q < end && q - p < 5 && fc_hex_value(*q) >= 0)
+            ++q;
+        if (q < end && *q == '.') { /* ls32 as an IPv4address: the last thing */
+            if (!fc_ipv4_ok(p, end))
+                return 0;
+            groups += 2;
+            break;
+        }
+        if (q == p || q - p > 4)
+            return 0;
+        ++groups;
+        p = q;
+        if (p == end)
+            break;
+        if (*p != ':' || ++p == end)
+            return 0;
+        if (*p == ':') {
+            if (elided)
+                return 0;
+            elided = 1;
+            if (++p == end)
+                break;
+        }
+    }
+    return elided ? groups <= 7 : groups == 8;
+}
+
+/* IPvFuture = "v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" ) */
+static int fc_ipvfuture_ok(const char *p, const char *end)
+{
+    const char *hex;
+    if (p == end || (*p | 0x20) != 'v')
+        return 0;
+    hex = ++p;
+    while (p < end && fc_hex_value(*p) >= 0)
+        ++p;
+    if (p == hex || p == end || *p != '.' || ++p == end)
+        return 0;
+    for (; p < end; ++p)
+        if (!fc_regname[(unsigned char)*p] && *p != ':' && *p != ',')
+            return 0;
+    return 1;
+}
+
+/* uri-host [ ":" port ] over the whole of [p, p + n); port_required for
+ * authority-form. Non-zero when valid. Once per request: a table lookup
+ * per byte of a reg-name, the common case. */
+static int fc_authority_ok(const char *p, size_t n, int port_required)
+{
+    const char *end = p + n, *host = p;
+    if (p < end && *p == '[') {
+        const char *close = memchr(p, ']', n);
+        if (close == NULL)
+            return 0;
+        int future = close - p > 1 && (p[1] | 0x20) == 'v';
+        if (!(future ? fc_ipvfuture_ok(p + 1, close) : fc_ipv6_ok(p + 1, close)))
+            return 0;
+        p = close + 1;
+    } else {
+        while (p < end) {
+            if (fc_regname[(unsigned char)*p]) {
+                ++p;
+            } else if (*p == '%' && end - p >= 3 && fc_hex_value(p[1]) >= 0 && fc_hex_value(p[2]) >= 0) {
+                p += 3;
+            } else {
+                break;
+            }
+        }
+        if (p == host && (p < end || port_required)) /* an empty host, with a port */
+            return 0;
+    }
+    if (p == end)
+        return !port_required;
+    if (*p != ':')
+        return 0;
+    ++p;
+    if (p == end)
+        return !port_required; /* "host:" is the default port (RFC 3986 3.2.3) */
+    unsigned port = 0;
+    for (; p < end; ++p) {
+        if (!fc_is_digit(*p))
+            return 0;
+        port = port * 10 + (unsigned)(*p - '0');
+        if (port > 65535)
+            return 0;
+    }
+    return 1;
+}
+
 static int fc_classify_target(const fc_request_head_t *req, fc_request_info_t *info)
 {
     const char *t = req->target.at;
@@ -559,6 +725,13 @@ int fc_http_request_info(const fc_request_head_t *req, fc_request_info_t *info)
     if (req->minor_version == 1 ? hosts != 1 : hosts > 1) { /* RFC 9112 3.2 */
         info->error = FC_ERR_HOST;
         return -1;
+    }
+    if (info->host_index >= 0) { /* RFC 9112 3.2: an invalid Host value gets 400 */
+        fc_span_t host = req->headers[info->host_index].value;
+        if (!fc_authority_ok(host.at, host.len, 0)) {
+            info->error = FC_ERR_HOST_VALUE;
+            return -1;
+        }
     }
     if (fc_classify_target(req, info) != 0)
         return -1;
@@ -734,6 +907,7 @@ static const struct {
     [FC_ERR_TE_UNSUPPORTED] = {501, "unsupported transfer coding (only chunked)"},
     [FC_ERR_TE_BAD] = {400, "invalid Transfer-Encoding (malformed, chunked twice or not last, or in HTTP/1.0)"},
     [FC_ERR_HOST] = {400, "HTTP/1.1 request needs exactly one Host header"},
+    [FC_ERR_HOST_VALUE] = {400, "invalid Host header: not uri-host [\":\" port] (RFC 3986)"},
     [FC_ERR_TARGET_FORM] = {400, "request target form not allowed for this method"},
     [FC_ERR_BODY_TOO_LARGE] = {413, "request body too large"},
 };

@@ -362,6 +362,43 @@ static void test_request_info(void)
           "info: authority with GET");
 }
 
+/* Host values (RFC 9112 3.2, RFC 3986 3.2.2-3.2.3): each in a request of its own */
+static void test_host_values(void)
+{
+    static const char *valid[] = {
+        "", "example.com", "example.com:8080", "EXAMPLE.com:0", "h:65535", "h:", "[::1]:", "localhost:00080",
+        "127.0.0.1", "999.1.2.3", "a-b_c~d.e", "xn--caf-dma.example", "caf%C3%A9.example", "!$&'()*+;=",
+        "[::1]", "[::1]:443", "[::]", "[1:2:3:4:5:6:7:8]", "[1::8]", "[1:2:3:4:5:6:7::]", "[::2:3:4:5:6:7:8]",
+        "[fe80::1:2]:80", "[::ffff:192.0.2.1]", "[1:2:3:4:5:6:1.2.3.4]", "[::1.2.3.4]", "[ABCD:ef01::]",
+        "[v1.x]", "[V7.a:b,c!]:1",
+    };
+    static const char *invalid[] = {
+        "a, b", "a,b", "user@host", "u:p@host:80", "host/path", "host?q", "host#f", "a b", "host:http",
+        "host:65536", "host:99999999999", "host:-1", "host:+80", ":80", ":", "host:80:80", "%zz.example",
+        "%4", "a%", "\"host\"", "host\\", "h[::1]", "[::1", "::1", "[]", "[:1]", "[1:]", "[1:::2]", "[1::2::3]",
+        "[1:2:3:4:5:6:7:8:9]", "[1:2:3:4:5:6:7]", "[12345::]", "[g::]", "[1:2:3:4:5:6:7::8]",
+        "[::1.2.3]", "[::01.2.3.4]", "[::256.2.3.4]", "[::1.2.3.4:5]", "[1.2.3.4]", "[::1]x", "[::1]:x",
+        "[v.x]", "[v1.]", "[v1x]", "[vx.1]", "[v1.a b]", "[fe80::1%25eth0]", "[::1]]",
+    };
+    char req[256];
+    fc_request_info_t info;
+    for (size_t i = 0; i < sizeof(valid) / sizeof(valid[0]); ++i) {
+        snprintf(req, sizeof(req), "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", valid[i]);
+        int rc = info_of(req, &info);
+        CHECK(rc == 0, "host '%s' refused: rc %d error %d", valid[i], rc, info.error);
+    }
+    for (size_t i = 0; i < sizeof(invalid) / sizeof(invalid[0]); ++i) {
+        snprintf(req, sizeof(req), "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", invalid[i]);
+        int rc = info_of(req, &info);
+        CHECK(rc == -1 && info.error == FC_ERR_HOST_VALUE, "host '%s' accepted: rc %d error %d", invalid[i], rc,
+              info.error);
+    }
+    /* HTTP/1.0 may omit Host, but one it sends is checked all the same */
+    CHECK(info_of("GET / HTTP/1.0\r\n\r\n", &info) == 0, "host: 1.0 without");
+    CHECK(info_of("GET / HTTP/1.0\r\nHost: a@b\r\n\r\n", &info) == -1 && info.error == FC_ERR_HOST_VALUE,
+          "host: 1.0 with userinfo");
+}
+
 static void test_chunk_size(void)
 {
     static const struct {
@@ -456,6 +493,7 @@ int main(int argc, char **argv)
     test_incremental_errors();
     test_response();
     test_request_info();
+    test_host_values();
     test_chunk_size();
     for (int i = 1; i < argc; ++i)
         test_corpus_file(argv[i]);
