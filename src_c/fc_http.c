@@ -677,9 +677,12 @@ int fc_http_request_info(const fc_request_head_t *req, fc_request_info_t *info)
             break;
         case 14:
             if (fc_token_eq(name->at, 14, FC_LIT("content-length"))) {
-                /* an empty value is malformed, not absent */
-                if (value.len == 0 || fc_each_list_item(value, fc_length_item, &length) ||
-                    !length.seen) {
+                /* Content-Length = 1*DIGIT (RFC 9110 8.6), one per field: the
+                 * list form "5, 5" is refused (as nginx, Node and Go do)
+                 * rather than handed on, so no application or next hop
+                 * ever sees a list; identical repeated fields still pass.
+                 * An empty value is malformed, not absent. */
+                if (value.len == 0 || fc_length_item(value.at, value.len, &length)) {
                     info->error = FC_ERR_CONTENT_LENGTH;
                     return -1;
                 }

@@ -302,9 +302,15 @@ static void test_request_info(void)
               (info.flags & FC_REQ_HAS_LENGTH) && info.content_length == 42 && (info.flags & FC_REQ_KEEP_ALIVE) &&
               span_is(info.path, "/a") && span_is(info.query, "b=1"),
           "info: content-length");
-    CHECK(info_of("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5, 5\r\nContent-Length: 5\r\n\r\n", &info) == 0 &&
+    CHECK(info_of("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 05\r\n\r\n", &info) == 0 &&
               info.content_length == 5,
           "info: identical lengths");
+    CHECK(info_of("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5, 5\r\n\r\n", &info) == -1 &&
+              info.error == FC_ERR_CONTENT_LENGTH,
+          "info: a list of identical lengths");
+    CHECK(info_of("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5,\r\n\r\n", &info) == -1 &&
+              info.error == FC_ERR_CONTENT_LENGTH,
+          "info: a list with an empty element");
     CHECK(info_of("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", &info) == -1 &&
               info.error == FC_ERR_CONTENT_LENGTH,
           "info: differing lengths");

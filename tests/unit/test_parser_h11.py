@@ -33,9 +33,6 @@ H11_DIFFERS = {
     "content_length_identical_duplicates": (
         "headers",
         "h11 folds identical Content-Length fields into one; we hand over the fields as sent"),
-    "content_length_identical_comma_list": (
-        "headers",
-        "h11 rewrites 'Content-Length: 3, 3' to '3'; we hand over the value as sent"),
     "transfer_encoding_chunked_mixed_case": (
         "headers",
         "h11 lowercases the Transfer-Encoding value; we hand over the value as sent"),
