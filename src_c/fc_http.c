@@ -572,6 +572,14 @@ static int fc_classify_target(const fc_request_head_t *req, fc_request_info_t *i
 
     info->query.at = end;
     info->query.len = 0;
+    /* No form of request-target has a fragment (RFC 9112 3.2: origin-form =
+     * absolute-path [ "?" query ], absolute-URI has none either, RFC 3986
+     * 4.3): '#' is refused, not cut, as the grammar implies; cutting would
+     * hand on a target that differs from the one a cache or a proxy saw. */
+    if (memchr(t, '#', n) != NULL) {
+        info->error = FC_ERR_TARGET_FRAGMENT;
+        return -1;
+    }
     if (is_connect) {
         /* authority-form = uri-host ":" port (RFC 9112 3.2.3) */
         const char *colon = memchr(t, ':', n);
@@ -912,6 +920,7 @@ static const struct {
     [FC_ERR_HOST] = {400, "HTTP/1.1 request needs exactly one Host header"},
     [FC_ERR_HOST_VALUE] = {400, "invalid Host header: not uri-host [\":\" port] (RFC 3986)"},
     [FC_ERR_TARGET_FORM] = {400, "request target form not allowed for this method"},
+    [FC_ERR_TARGET_FRAGMENT] = {400, "invalid request target: a fragment ('#') is never sent"},
     [FC_ERR_BODY_TOO_LARGE] = {413, "request body too large"},
 };
 

@@ -366,6 +366,16 @@ static void test_request_info(void)
           "info: absolute");
     CHECK(info_of("GET example.com:80 HTTP/1.1\r\nHost: h\r\n\r\n", &info) == -1 && info.error == FC_ERR_TARGET_FORM,
           "info: authority with GET");
+    static const char *fragments[] = {
+        "GET /p#x HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET /p?a=1#x HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET /p# HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET http://h/p#x HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET http://h#x HTTP/1.1\r\nHost: h\r\n\r\n",
+        "OPTIONS *# HTTP/1.1\r\nHost: h\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof(fragments) / sizeof(fragments[0]); ++i)
+        CHECK(info_of(fragments[i], &info) == -1 && info.error == FC_ERR_TARGET_FRAGMENT, "info: fragment %zu", i);
 }
 
 /* Host values (RFC 9112 3.2, RFC 3986 3.2.2-3.2.3): each in a request of its own */

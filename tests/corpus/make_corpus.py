@@ -111,8 +111,9 @@ CHROME_LINE = "GET /static/js/app.3f9c2b1e.js?v=20240611 HTTP/1.1"
 # 99 extension fields plus Host: exactly max_headers.
 MANY_HEADERS = [HOST] + [("X-Field-%02d" % i, "value %d" % i) for i in range(MAX_HEADERS - 1)]
 
-# Every byte 0x21-0x7E in the target; "?" (0x3F) splits it into path and query.
-PRINTABLE = "".join(chr(c) for c in range(0x21, 0x7F))
+# Every byte 0x21-0x7E in the target but "#" (a fragment, never sent: RFC 9112
+# section 3.2); "?" (0x3F) splits it into path and query.
+PRINTABLE = "".join(chr(c) for c in range(0x21, 0x7F) if c != 0x23)
 
 # A target that makes the request line exactly max_request_line bytes with its CRLF:
 # len("GET ") + len(target) + len(" HTTP/1.1\r\n") == MAX_REQUEST_LINE.
@@ -354,6 +355,13 @@ INVALID = [
             message="target"),
     Invalid("connect_with_absolute_form", crlf("CONNECT http://example.com:443/ HTTP/1.1", "Host: example.com", ""),
             message="target"),
+    # no request-target form has a fragment (RFC 9112 section 3.2); refused, not cut
+    Invalid("target_fragment", crlf("GET /page#section HTTP/1.1", "Host: example.com", ""), message="fragment"),
+    Invalid("target_fragment_after_query", crlf("GET /p?a=1#x HTTP/1.1", "Host: example.com", ""),
+            message="fragment"),
+    Invalid("target_empty_fragment", crlf("GET /p# HTTP/1.1", "Host: example.com", ""), message="fragment"),
+    Invalid("target_fragment_in_absolute_form", crlf("GET http://example.com/p#x HTTP/1.1", "Host: example.com", ""),
+            message="fragment"),
     Invalid("request_line_over_limit",
             crlf("GET " + LONGEST_TARGET + "a" + " HTTP/1.1", "Host: example.com", ""), status=414),
     Invalid("request_line_over_limit_without_crlf", b"GET /" + b"a" * (2 * MAX_REQUEST_LINE), status=414),
