@@ -815,6 +815,82 @@ int fc_http_response_info(const fc_response_head_t *resp, int request_was_head,
 
 /* ---- chunked framing (RFC 9112 7.1) ------------------------------------ */
 
+/* chunk-ext      = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
+ * chunk-ext-name = token
+ * chunk-ext-val  = token / quoted-string
+ * quoted-string  = DQUOTE *( qdtext / quoted-pair ) DQUOTE   ; RFC 9110 5.6.4
+ * qdtext         = HTAB / SP / %x21 / %x23-5B / %x5D-7E / obs-text
+ * quoted-pair    = "\" ( HTAB / SP / VCHAR / obs-text )
+ * BWS            = *( SP / HTAB )
+ * (RFC 9112 7.1.1.) Extensions mean nothing to us, but one a proxy or the
+ * application reads differently is how chunk-size lines get smuggled, so
+ * the grammar is checked in full. p is at the first byte after the size;
+ * returns the CR that ends the line, `limit` when the bytes ran out before
+ * a decision, or NULL with *error set. */
+static const char *fc_scan_chunk_ext(const char *p, const char *limit, fc_http_error_t *error)
+{
+    const char *q;
+    for (;;) {
+        while (p < limit && (*p == ' ' || *p == '\t'))
+            ++p;
+        if (p == limit)
+            return limit;
+        if (*p != ';')
+            goto bad;
+        do
+            ++p;
+        while (p < limit && (*p == ' ' || *p == '\t'));
+        q = scan_token_scalar(p, limit);
+        if (q == limit)
+            return limit;
+        if (q == p)
+            goto bad; /* no name */
+        p = q;
+        while (q < limit && (*q == ' ' || *q == '\t'))
+            ++q;
+        if (q == limit)
+            return limit;
+        if (*q == '=') {
+            do
+                ++q;
+            while (q < limit && (*q == ' ' || *q == '\t'));
+            if (q == limit)
+                return limit;
+            p = q;
+            if (*p == '"') {
+                for (++p;; ++p) {
+                    if (p == limit)
+                        return limit;
+                    unsigned char c = (unsigned char)*p;
+                    if (c == '"')
+                        break;
+                    if (c == '\\') {
+                        if (++p == limit)
+                            return limit;
+                        c = (unsigned char)*p;
+                    }
+                    if (!fc_value_ok(c)) /* HTAB, SP, VCHAR, obs-text */
+                        goto bad;
+                }
+                ++p;
+            } else {
+                q = scan_token_scalar(p, limit);
+                if (q == p)
+                    goto bad; /* no value */
+                p = q;
+            }
+            if (p == limit)
+                return limit;
+        }
+        /* after a name or a value: the line ends, or BWS ";" starts another */
+        if (*p == '\r')
+            return p;
+    }
+bad:
+    *error = *p == '\n' ? FC_ERR_BARE_LF : FC_ERR_CHUNK_EXT;
+    return NULL;
+}
+
 int fc_http_parse_chunk_size(const char *buf, size_t len, size_t max_line,
                              uint64_t *size, fc_http_error_t *error)
 {
@@ -839,8 +915,7 @@ int fc_http_parse_chunk_size(const char *buf, size_t len, size_t max_line,
         return FC_HTTP_INVALID;
     }
     if (*p != '\r') {
-        /* chunk-ext = *( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] ):
-         * must start with BWS or ';', and holds no CTL up to the CR */
+        /* extensions start with BWS or ';': anything else ends a bad size */
         const char *ext = p;
         while (ext < limit && (*ext == ' ' || *ext == '\t'))
             ++ext;
@@ -850,13 +925,11 @@ int fc_http_parse_chunk_size(const char *buf, size_t len, size_t max_line,
             *error = *ext == '\n' ? FC_ERR_BARE_LF : FC_ERR_CHUNK_SIZE;
             return FC_HTTP_INVALID;
         }
-        p = scan_value_scalar(ext, limit);
+        p = fc_scan_chunk_ext(ext, limit, error);
+        if (p == NULL)
+            return FC_HTTP_INVALID;
         if (p == limit)
             goto runout;
-        if (*p != '\r') {
-            *error = *p == '\n' ? FC_ERR_BARE_LF : FC_ERR_CHUNK_EXT;
-            return FC_HTTP_INVALID;
-        }
     }
     if (p + 1 == limit)
         goto runout;

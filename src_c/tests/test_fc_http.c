@@ -436,6 +436,35 @@ static void test_chunk_size(void)
         {"1\n", FC_HTTP_INVALID, 0, FC_ERR_BARE_LF},
         {"1\rx", FC_HTTP_INVALID, 0, FC_ERR_BARE_CR},
         {"1;a\x01\r\n", FC_HTTP_INVALID, 0, FC_ERR_CHUNK_EXT},
+        /* chunk-ext grammar (RFC 9112 7.1.1) */
+        {"5;a\r\n", 5, 5, FC_OK},
+        {"5 \t; a \t= \tb;c\r\n", 16, 5, FC_OK},
+        {"5;a=\"\"\r\n", 8, 5, FC_OK},
+        {"5;a=\"x\\\"y;z\\\\\" ;b\r\n", 19, 5, FC_OK},
+        {"5;a=\"caf\xe9\t\"\r\n", 13, 5, FC_OK},
+        {"5;!#$%&'*+-.^_`|~=~\r\n", 21, 5, FC_OK},
+        {"5;\r\n", FC_HTTP_INVALID, 0, FC_ERR_CHUNK_EXT},
+        {"5;=x\r\n", FC_HTTP_INVALID, 0, FC_ERR_CHUNK_EXT},
+        {"5;a=\r\n", FC_HTTP_INVALID, 0, FC_ERR_CHUNK_EXT},
+        {"5;a;\r\n", FC_HTTP_INVALID, 0, FC_ERR_CHUNK_EXT},
+        {"5;;a\r\n", FC_HTTP_INVALID, 0, FC_ERR_CHUNK_EXT},
+        {"5;a \r\n", FC_HTTP_INVALID, 0, FC_ERR_CHUNK_EXT},
+        {"5;a=b \r\n", FC_HTTP_INVALID, 0, FC_ERR_CHUNK_EXT},
+        {"5;a b\r\n", FC_HTTP_INVALID, 0, FC_ERR_CHUNK_EXT},
+        {"5;a=b c\r\n", FC_HTTP_INVALID, 0, FC_ERR_CHUNK_EXT},
+        {"5;a=b=c\r\n", FC_HTTP_INVALID, 0, FC_ERR_CHUNK_EXT},
+        {"5;a=(b)\r\n", FC_HTTP_INVALID, 0, FC_ERR_CHUNK_EXT},
+        {"5;a@=b\r\n", FC_HTTP_INVALID, 0, FC_ERR_CHUNK_EXT},
+        {"5;a=\"b\r\n", FC_HTTP_INVALID, 0, FC_ERR_CHUNK_EXT},
+        {"5;a=\"b\"c\r\n", FC_HTTP_INVALID, 0, FC_ERR_CHUNK_EXT},
+        {"5;a=\"b\x7f\"\r\n", FC_HTTP_INVALID, 0, FC_ERR_CHUNK_EXT},
+        {"5;a=\"\\\x01\"\r\n", FC_HTTP_INVALID, 0, FC_ERR_CHUNK_EXT},
+        {"5;a\n", FC_HTTP_INVALID, 0, FC_ERR_BARE_LF},
+        {"5;a=\"b\n\"\r\n", FC_HTTP_INVALID, 0, FC_ERR_BARE_LF},
+        {"5;a\rx", FC_HTTP_INVALID, 0, FC_ERR_BARE_CR},
+        {"5;a=\"b", FC_HTTP_PARTIAL, 0, FC_OK},
+        {"5;a=\"b\\", FC_HTTP_PARTIAL, 0, FC_OK},
+        {"5 ; a =", FC_HTTP_PARTIAL, 0, FC_OK},
         {"1a", FC_HTTP_PARTIAL, 0, FC_OK},
         {"1a\r", FC_HTTP_PARTIAL, 0, FC_OK},
     };
@@ -447,11 +476,24 @@ static void test_chunk_size(void)
         guarded_free(g);
         CHECK(rc == cases[i].rc && (rc < 0 || size == cases[i].size) && (rc != FC_HTTP_INVALID || err == cases[i].error),
               "chunk[%zu] %s: rc %d size %llu error %d", i, cases[i].in, rc, (unsigned long long)size, err);
+        /* a prefix is undecided, or already refused for the same reason */
+        for (size_t n = 0; n < strlen(cases[i].in); ++n) {
+            guarded_t gp = guarded_copy(cases[i].in, n);
+            int prc = fc_http_parse_chunk_size(gp.data, n, 4096, &size, &err);
+            guarded_free(gp);
+            CHECK(prc == FC_HTTP_PARTIAL || (prc == FC_HTTP_INVALID && rc == FC_HTTP_INVALID && err == cases[i].error) ||
+                      (rc > 0 && prc == rc),
+                  "chunk[%zu] prefix %zu: rc %d error %d", i, n, prc, err);
+        }
     }
     uint64_t size;
     fc_http_error_t err;
     int rc = fc_http_parse_chunk_size("1;aaaaaaaaaaaaaaaaaaaaa", 23, 16, &size, &err);
     CHECK(rc == FC_HTTP_INVALID && err == FC_ERR_CHUNK_EXT, "chunk line limit: rc %d", rc);
+    rc = fc_http_parse_chunk_size("1;a=\"aaaaaaaaaaaaaaaaa", 23, 16, &size, &err);
+    CHECK(rc == FC_HTTP_INVALID && err == FC_ERR_CHUNK_EXT, "chunk line limit in a quoted value: rc %d", rc);
+    rc = fc_http_parse_chunk_size("1;a=aaaaaaaaa\r\n", 15, 16, &size, &err);
+    CHECK(rc == 15 && size == 1, "chunk line under the limit: rc %d", rc);
 }
 
 /* ---- corpus and mutations ---------------------------------------------- */
