@@ -581,17 +581,15 @@ static int fc_classify_target(const fc_request_head_t *req, fc_request_info_t *i
         return -1;
     }
     if (is_connect) {
-        /* authority-form = uri-host ":" port (RFC 9112 3.2.3) */
-        const char *colon = memchr(t, ':', n);
-        if (t[0] == '/' || colon == NULL || colon == t || colon + 1 == end) {
+        /* authority-form = uri-host ":" port (RFC 9112 3.2.3): the grammar
+         * of Host with the port required, so IP literals pass like names */
+        if (t[0] == '/' || memchr(t, ':', n) == NULL) {
             info->error = FC_ERR_TARGET_FORM;
             return -1;
         }
-        for (const char *c = colon + 1; c < end; ++c) {
-            if (!fc_is_digit(*c)) {
-                info->error = FC_ERR_TARGET_FORM;
-                return -1;
-            }
+        if (!fc_authority_ok(t, n, 1)) {
+            info->error = FC_ERR_TARGET_AUTHORITY;
+            return -1;
         }
         info->target_form = FC_TARGET_AUTHORITY;
         info->path.at = end;
@@ -624,9 +622,19 @@ static int fc_classify_target(const fc_request_head_t *req, fc_request_info_t *i
             info->error = FC_ERR_TARGET_FORM;
             return -1;
         }
-        c += 3;
+        const char *scheme_end = c, *authority = c + 3;
+        c = authority;
         while (c < end && *c != '/' && *c != '?')
             ++c;
+        /* the authority as Host's grammar has it (so no userinfo, which RFC
+         * 9110 4.2.4 says to treat as an error); empty only where the scheme
+         * allows it ("file:///"): never for http(s) (RFC 9110 4.2.1) */
+        if (c == authority ? fc_token_eq(t, (size_t)(scheme_end - t), FC_LIT("http")) ||
+                                 fc_token_eq(t, (size_t)(scheme_end - t), FC_LIT("https"))
+                           : !fc_authority_ok(authority, (size_t)(c - authority), 0)) {
+            info->error = FC_ERR_TARGET_AUTHORITY;
+            return -1;
+        }
         info->target_form = FC_TARGET_ABSOLUTE;
         path = c;
     }
@@ -993,6 +1001,7 @@ static const struct {
     [FC_ERR_HOST] = {400, "HTTP/1.1 request needs exactly one Host header"},
     [FC_ERR_HOST_VALUE] = {400, "invalid Host header: not uri-host [\":\" port] (RFC 3986)"},
     [FC_ERR_TARGET_FORM] = {400, "request target form not allowed for this method"},
+    [FC_ERR_TARGET_AUTHORITY] = {400, "invalid request target: its authority is not uri-host [\":\" port] (RFC 3986)"},
     [FC_ERR_TARGET_FRAGMENT] = {400, "invalid request target: a fragment ('#') is never sent"},
     [FC_ERR_BODY_TOO_LARGE] = {413, "request body too large"},
 };

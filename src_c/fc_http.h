@@ -69,6 +69,7 @@ typedef enum {
     FC_ERR_HOST,               /* 400 HTTP/1.1 without exactly one Host */
     FC_ERR_HOST_VALUE,         /* 400 Host not uri-host [":" port] (RFC 3986; no ',', port <= 65535) */
     FC_ERR_TARGET_FORM,        /* 400 target form not allowed for the method */
+    FC_ERR_TARGET_AUTHORITY,   /* 400 authority of a CONNECT or absolute-form target fails Host's grammar */
     FC_ERR_TARGET_FRAGMENT,    /* 400 '#' in the target: no form has a fragment (RFC 9112 3.2) */
     FC_ERR_BODY_TOO_LARGE,     /* 413 body over the limit */
     FC_ERR__COUNT

@@ -366,6 +366,38 @@ static void test_request_info(void)
           "info: absolute");
     CHECK(info_of("GET example.com:80 HTTP/1.1\r\nHost: h\r\n\r\n", &info) == -1 && info.error == FC_ERR_TARGET_FORM,
           "info: authority with GET");
+    /* authority-form takes Host's grammar, port required (RFC 9112 3.2.3) */
+    static const char *connect_ok[] = {"example.com:443", "[::1]:443", "[2001:db8::7]:8080", "192.0.2.1:0",
+                                       "[v1.x]:1", "h:65535"};
+    static const char *connect_bad[] = {"[::1]", "[::1]:", "example.com:", "[::1:443", ":443", "u@h:443",
+                                        "h:65536", "h:44x", "[g::]:443", "a,b:443", "h:443/x"};
+    char line[128];
+    for (size_t i = 0; i < sizeof(connect_ok) / sizeof(connect_ok[0]); ++i) {
+        snprintf(line, sizeof(line), "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", connect_ok[i], connect_ok[i]);
+        CHECK(info_of(line, &info) == 0 && info.target_form == FC_TARGET_AUTHORITY, "connect %s refused: error %d",
+              connect_ok[i], info.error);
+    }
+    for (size_t i = 0; i < sizeof(connect_bad) / sizeof(connect_bad[0]); ++i) {
+        snprintf(line, sizeof(line), "CONNECT %s HTTP/1.1\r\nHost: h\r\n\r\n", connect_bad[i]);
+        CHECK(info_of(line, &info) == -1 && info.error == FC_ERR_TARGET_AUTHORITY, "connect %s: error %d",
+              connect_bad[i], info.error);
+    }
+    CHECK(info_of("CONNECT example.com HTTP/1.1\r\nHost: h\r\n\r\n", &info) == -1 &&
+              info.error == FC_ERR_TARGET_FORM,
+          "connect without a port");
+    /* absolute-form: the same grammar for its authority, port optional */
+    CHECK(info_of("GET http://[::1]:8080/p HTTP/1.1\r\nHost: h\r\n\r\n", &info) == 0 && span_is(info.path, "/p"),
+          "absolute ipv6");
+    CHECK(info_of("GET file:///etc/passwd HTTP/1.1\r\nHost: h\r\n\r\n", &info) == 0 &&
+              span_is(info.path, "/etc/passwd"),
+          "absolute file: with an empty authority");
+    static const char *absolute_bad[] = {"http://u:p@h/", "http://h:x/", "http://a,b/", "http:///p", "HTTPS://?q",
+                                         "http://[::1/", "http://h:65536"};
+    for (size_t i = 0; i < sizeof(absolute_bad) / sizeof(absolute_bad[0]); ++i) {
+        snprintf(line, sizeof(line), "GET %s HTTP/1.1\r\nHost: h\r\n\r\n", absolute_bad[i]);
+        CHECK(info_of(line, &info) == -1 && info.error == FC_ERR_TARGET_AUTHORITY, "absolute %s: error %d",
+              absolute_bad[i], info.error);
+    }
     static const char *fragments[] = {
         "GET /p#x HTTP/1.1\r\nHost: h\r\n\r\n",
         "GET /p?a=1#x HTTP/1.1\r\nHost: h\r\n\r\n",
