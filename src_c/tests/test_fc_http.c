@@ -152,6 +152,10 @@ static void test_request_invalid(void)
         {"GET / HTTP/1.1\r\nHost: a\rb\r\n\r\n", FC_ERR_BARE_CR},
         {"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n", FC_ERR_OBS_FOLD},
         {"GET / HTTP/1.1\r\nHost: a\r\n\n", FC_ERR_BARE_LF},
+        {"GET /a#b HTTP/1.1\r\nHost: a\r\n\r\n", FC_ERR_TARGET_FRAGMENT},
+        {"GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa#b HTTP/1.1\r\nHost: a\r\n\r\n",
+         FC_ERR_TARGET_FRAGMENT},
+        {"GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa# HTTP/1.1\r\nHost: a\r\n\r\n", FC_ERR_TARGET_FRAGMENT},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); ++i) {
         request_result_t r;
@@ -407,7 +411,7 @@ static void test_request_info(void)
         "OPTIONS *# HTTP/1.1\r\nHost: h\r\n\r\n",
     };
     for (size_t i = 0; i < sizeof(fragments) / sizeof(fragments[0]); ++i)
-        CHECK(info_of(fragments[i], &info) == -1 && info.error == FC_ERR_TARGET_FRAGMENT, "info: fragment %zu", i);
+        CHECK(info_of(fragments[i], &info) == -2 && info.error == FC_ERR_TARGET_FRAGMENT, "info: fragment %zu", i);
 }
 
 /* Host values (RFC 9112 3.2, RFC 3986 3.2.2-3.2.3): each in a request of its own */
@@ -419,6 +423,9 @@ static void test_host_values(void)
         "[::1]", "[::1]:443", "[::]", "[1:2:3:4:5:6:7:8]", "[1::8]", "[1:2:3:4:5:6:7::]", "[::2:3:4:5:6:7:8]",
         "[fe80::1:2]:80", "[::ffff:192.0.2.1]", "[1:2:3:4:5:6:1.2.3.4]", "[::1.2.3.4]", "[ABCD:ef01::]",
         "[v1.x]", "[V7.a:b,c!]:1",
+        /* 16 bytes and more: the vector path, then the table */
+        "a-very-long-subdomain.Example-Company.co.uk:8443", "0123456789abcdefGHIJKLMNOPQRSTUVWXYZ",
+        "aaaaaaaaaaaaaaaa!$&'()*+;=_~aaaaaaaaaaaaaaa", "aaaaaaaaaaaaaaa%41aaaaaaaaaaaaaaaa", "aaaaaaaaaaaaaaaa:1",
     };
     static const char *invalid[] = {
         "a, b", "a,b", "user@host", "u:p@host:80", "host/path", "host?q", "host#f", "a b", "host:http",
@@ -426,6 +433,9 @@ static void test_host_values(void)
         "%4", "a%", "\"host\"", "host\\", "h[::1]", "[::1", "::1", "[]", "[:1]", "[1:]", "[1:::2]", "[1::2::3]",
         "[1:2:3:4:5:6:7:8:9]", "[1:2:3:4:5:6:7]", "[12345::]", "[g::]", "[1:2:3:4:5:6:7::8]",
         "[::1.2.3]", "[::01.2.3.4]", "[::256.2.3.4]", "[::1.2.3.4:5]", "[1.2.3.4]", "[::1]x", "[::1]:x",
+        "aaaaaaaaaaaaaaa@bbbbbbbbbbbbbbbb", "aaaaaaaaaaaaaaaa[", "aaaaaaaaaaaaaaaaaaaa`aaaaaaaaaaaaaa",
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa{", "aaaaaaaaaaaaaaaaaaaa,aaaaaaaaaa", "aaaaaaaaaa\xc3\xa9" "aaaaaaaaaaaaaaaa",
+        "aaaaaaaaaaaaaaaaaaaaaa/aaaaaaaaaa", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\x80", "aaaaaaaaaaaaaaaa:655350",
         "[v.x]", "[v1.]", "[v1x]", "[vx.1]", "[v1.a b]", "[fe80::1%25eth0]", "[::1]]",
     };
     char req[256];
