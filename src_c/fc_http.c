@@ -29,8 +29,8 @@ static const unsigned char fc_tchar[256] = {
 
 static inline int fc_is_digit(char c) { return c >= '0' && c <= '9'; }
 
-/* request-target bytes: VCHAR (0x21-0x7e) */
-static inline int fc_target_ok(unsigned char c) { return (unsigned char)(c - 0x21) < 0x5e; }
+/* request-target bytes: VCHAR (0x21-0x7e) but '#' (a fragment, never sent) */
+static inline int fc_target_ok(unsigned char c) { return (unsigned char)(c - 0x21) < 0x5e && c != '#'; }
 
 /* field-value bytes (RFC 9110 5.5): VCHAR, obs-text, SP, HTAB */
 static inline int fc_value_ok(unsigned char c) { return c >= 0x20 ? c != 0x7f : c == '\t'; }
@@ -101,11 +101,12 @@ static inline const char *scan_value_scalar(const char *p, const char *end)
 
 FC_SSE2 static inline const char *scan_target_sse2(const char *p, const char *end)
 {
-    const __m128i lo = _mm_set1_epi8(0x20), hi = _mm_set1_epi8(0x7f);
+    const __m128i lo = _mm_set1_epi8(0x20), hi = _mm_set1_epi8(0x7f), hash = _mm_set1_epi8('#');
     while (end - p >= 16) {
         __m128i v = _mm_loadu_si128((const __m128i *)p);
-        __m128i bad = _mm_or_si128(_mm_cmpeq_epi8(_mm_min_epu8(v, lo), v),
-                                   _mm_cmpeq_epi8(_mm_max_epu8(v, hi), v));
+        __m128i bad = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(_mm_min_epu8(v, lo), v),
+                                                _mm_cmpeq_epi8(_mm_max_epu8(v, hi), v)),
+                                   _mm_cmpeq_epi8(v, hash));
         unsigned mask = (unsigned)_mm_movemask_epi8(bad);
         if (mask)
             return p + __builtin_ctz(mask);
@@ -132,11 +133,12 @@ FC_SSE2 static inline const char *scan_value_sse2(const char *p, const char *end
 
 FC_AVX2 static inline const char *scan_target_avx2(const char *p, const char *end)
 {
-    const __m256i lo = _mm256_set1_epi8(0x20), hi = _mm256_set1_epi8(0x7f);
+    const __m256i lo = _mm256_set1_epi8(0x20), hi = _mm256_set1_epi8(0x7f), hash = _mm256_set1_epi8('#');
     while (end - p >= 32) {
         __m256i v = _mm256_loadu_si256((const __m256i *)p);
-        __m256i bad = _mm256_or_si256(_mm256_cmpeq_epi8(_mm256_min_epu8(v, lo), v),
-                                      _mm256_cmpeq_epi8(_mm256_max_epu8(v, hi), v));
+        __m256i bad = _mm256_or_si256(_mm256_or_si256(_mm256_cmpeq_epi8(_mm256_min_epu8(v, lo), v),
+                                                      _mm256_cmpeq_epi8(_mm256_max_epu8(v, hi), v)),
+                                      _mm256_cmpeq_epi8(v, hash));
         unsigned mask = (unsigned)_mm256_movemask_epi8(bad);
         if (mask)
             return p + __builtin_ctz(mask);
@@ -397,6 +399,210 @@ static int fc_connection_item(const char *at, size_t len, void *vctx)
     return 0;
 }
 
+/* ---- authority (RFC 3986 3.2, as RFC 9110 7.2 and RFC 9112 3.2.3 use it) --
+ *
+ *   Host          = uri-host [ ":" port ]                  ; RFC 9110 7.2
+ *   authority-form = uri-host ":" port                     ; RFC 9112 3.2.3
+ *   uri-host      = IP-literal / IPv4address / reg-name    ; RFC 3986 3.2.2
+ *   port          = *DIGIT                                 ; RFC 3986 3.2.3
+ *   IP-literal    = "[" ( IPv6address / IPvFuture ) "]"
+ *   IPvFuture     = "v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" )
+ *   reg-name      = *( unreserved / pct-encoded / sub-delims )
+ *   unreserved    = ALPHA / DIGIT / "-" / "." / "_" / "~"
+ *   pct-encoded   = "%" HEXDIG HEXDIG
+ *   sub-delims    = "!" / "$" / "&" / "'" / "(" / ")" / "*" / "+" / "," / ";" / "="
+ *
+ * IPv4address needs no check of its own outside brackets: every IPv4address
+ * is also a reg-name (digits and dots), so it only matters inside IPv6.
+ * Where we are stricter than the grammar, and why:
+ * - a port is at most 65535 (RFC 3986 allows any digits; no TCP port is more);
+ * - ',' is refused in a reg-name: a recipient may join repeated fields with
+ *   commas (RFC 9110 5.3), so "a,b" cannot be told from two Host fields,
+ *   which RFC 9112 3.2 answers with 400; no DNS name holds a comma;
+ * - an empty host with a port (":80") is refused (RFC 9110 4.2.1); an empty
+ *   Host value is allowed (RFC 9112 3.2: the target may have no authority);
+ * - userinfo ("user@host") is not part of uri-host and so refused. */
+
+/* unreserved / sub-delims without ',' (see above) */
+static const unsigned char fc_regname[256] = {
+    ['-'] = 1, ['.'] = 1, ['_'] = 1, ['~'] = 1,
+    ['!'] = 1, ['$'] = 1, ['&'] = 1, ['\''] = 1, ['('] = 1, [')'] = 1, ['*'] = 1, ['+'] = 1,
+    [';'] = 1, ['='] = 1,
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
+    ['8'] = 1, ['9'] = 1,
+    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1,
+    ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1,
+    ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
+    ['Y'] = 1, ['Z'] = 1,
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1,
+    ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1,
+    ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
+    ['y'] = 1, ['z'] = 1,
+};
+
+/* IPv4address = dec-octet "." dec-octet "." dec-octet "." dec-octet
+ * dec-octet   = DIGIT / %x31-39 DIGIT / "1" 2DIGIT / "2" %x30-34 DIGIT / "25" %x30-35
+ * (no leading zeros: "01" is not a dec-octet). The whole of [p, end). */
+static int fc_ipv4_ok(const char *p, const char *end)
+{
+    for (int octet = 0; octet < 4; ++octet) {
+        const char *start = p;
+        unsigned v = 0;
+        if (octet > 0) {
+            if (p == end || *p != '.')
+                return 0;
+            start = ++p;
+        }
+        while (p < end && fc_is_digit(*p) && p - start < 3)
+            v = v * 10 + (unsigned)(*p++ - '0');
+        if (p == start || v > 255 || (p - start > 1 && *start == '0'))
+            return 0;
+    }
+    return p == end;
+}
+
+/* IPv6address (RFC 3986 3.2.2): eight h16 groups (h16 = 1*4HEXDIG) joined by
+ * ':', the last two of which may be an IPv4address, or fewer groups with
+ * one "::" standing for at least one group. Its nine ABNF alternatives
+ * come to exactly that count, which is what this checks. */
+static int fc_ipv6_ok(const char *p, const char *end)
+{
+    int groups = 0, elided = 0;
+    if (end - p >= 2 && p[0] == ':' && p[1] == ':') {
+        elided = 1;
+        p += 2;
+        if (p == end)
+            return 1;
+    }
+    for (;;) {
+        const char *q = p;
+        while (q < end && q - p < 5 && fc_hex_value(*q) >= 0)
+            ++q;
+        if (q < end && *q == '.') { /* ls32 as an IPv4address: the last thing */
+            if (!fc_ipv4_ok(p, end))
+                return 0;
+            groups += 2;
+            break;
+        }
+        if (q == p || q - p > 4)
+            return 0;
+        ++groups;
+        p = q;
+        if (p == end)
+            break;
+        if (*p != ':' || ++p == end)
+            return 0;
+        if (*p == ':') {
+            if (elided)
+                return 0;
+            elided = 1;
+            if (++p == end)
+                break;
+        }
+    }
+    return elided ? groups <= 7 : groups == 8;
+}
+
+/* IPvFuture = "v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" ) */
+static int fc_ipvfuture_ok(const char *p, const char *end)
+{
+    const char *hex;
+    if (p == end || (*p | 0x20) != 'v')
+        return 0;
+    hex = ++p;
+    while (p < end && fc_hex_value(*p) >= 0)
+        ++p;
+    if (p == hex || p == end || *p != '.' || ++p == end)
+        return 0;
+    for (; p < end; ++p)
+        if (!fc_regname[(unsigned char)*p] && *p != ':' && *p != ',')
+            return 0;
+    return 1;
+}
+
+#if defined(FC_X86) && defined(__SSE2__)
+/* The usual reg-name, 16 bytes at a time: letters, digits, '-' and '.'.
+ * Returns the first byte that is none of them, or where fewer than 16
+ * remain; the table loop after it decides the rest. The compares are
+ * signed, so bytes >= 0x80 fall outside every range. SSE2 is part of
+ * x86-64, so no dispatch. A Host value is checked on every request: this
+ * halves what a 17-byte name costs (bench/cost, parser_c). */
+static inline const char *fc_skip_hostname(const char *p, const char *end)
+{
+    const __m128i case_bit = _mm_set1_epi8(0x20);
+    const __m128i before_a = _mm_set1_epi8('a' - 1), after_z = _mm_set1_epi8('z' + 1);
+    const __m128i before_0 = _mm_set1_epi8('0' - 1), after_9 = _mm_set1_epi8('9' + 1);
+    const __m128i dash = _mm_set1_epi8('-'), dot = _mm_set1_epi8('.');
+    while (end - p >= 16) {
+        __m128i v = _mm_loadu_si128((const __m128i *)p);
+        __m128i folded = _mm_or_si128(v, case_bit); /* a letter folds onto a-z, nothing else does */
+        __m128i letter = _mm_and_si128(_mm_cmpgt_epi8(folded, before_a), _mm_cmplt_epi8(folded, after_z));
+        __m128i digit = _mm_and_si128(_mm_cmpgt_epi8(v, before_0), _mm_cmplt_epi8(v, after_9));
+        __m128i ok = _mm_or_si128(_mm_or_si128(letter, digit),
+                                  _mm_or_si128(_mm_cmpeq_epi8(v, dash), _mm_cmpeq_epi8(v, dot)));
+        unsigned bad = ~(unsigned)_mm_movemask_epi8(ok) & 0xffff;
+        if (bad)
+            return p + __builtin_ctz(bad);
+        p += 16;
+    }
+    return p;
+}
+#else
+static inline const char *fc_skip_hostname(const char *p, const char *end)
+{
+    (void)end;
+    return p;
+}
+#endif
+
+/* uri-host [ ":" port ] over the whole of [p, p + n); port_required for
+ * authority-form. Non-zero when valid. Once per request: a table lookup
+ * per byte of a reg-name, the common case. */
+static inline __attribute__((always_inline)) int fc_authority_ok(const char *p, size_t n, int port_required)
+{
+    const char *end = p + n, *host = p;
+    if (p < end && *p == '[') {
+        const char *close = memchr(p, ']', n);
+        if (close == NULL)
+            return 0;
+        int future = close - p > 1 && (p[1] | 0x20) == 'v';
+        if (!(future ? fc_ipvfuture_ok(p + 1, close) : fc_ipv6_ok(p + 1, close)))
+            return 0;
+        p = close + 1;
+    } else {
+        /* reg-name: the usual bytes by vector, the others by table, then
+         * pct-encoded */
+        for (;;) {
+            p = fc_skip_hostname(p, end);
+            while (p < end && fc_regname[(unsigned char)*p])
+                ++p;
+            if (end - p >= 3 && *p == '%' && fc_hex_value(p[1]) >= 0 && fc_hex_value(p[2]) >= 0) {
+                p += 3;
+                continue;
+            }
+            break;
+        }
+        if (p == host && (p < end || port_required)) /* an empty host, with a port */
+            return 0;
+    }
+    if (p == end)
+        return !port_required;
+    if (*p != ':')
+        return 0;
+    ++p;
+    if (p == end)
+        return !port_required; /* "host:" is the default port (RFC 3986 3.2.3) */
+    unsigned port = 0;
+    for (; p < end; ++p) {
+        if (!fc_is_digit(*p))
+            return 0;
+        port = port * 10 + (unsigned)(*p - '0');
+        if (port > 65535)
+            return 0;
+    }
+    return 1;
+}
+
 static int fc_classify_target(const fc_request_head_t *req, fc_request_info_t *info)
 {
     const char *t = req->target.at;
@@ -407,17 +613,15 @@ static int fc_classify_target(const fc_request_head_t *req, fc_request_info_t *i
     info->query.at = end;
     info->query.len = 0;
     if (is_connect) {
-        /* authority-form = uri-host ":" port (RFC 9112 3.2.3) */
-        const char *colon = memchr(t, ':', n);
-        if (t[0] == '/' || colon == NULL || colon == t || colon + 1 == end) {
+        /* authority-form = uri-host ":" port (RFC 9112 3.2.3): the grammar
+         * of Host with the port required, so IP literals pass like names */
+        if (t[0] == '/' || memchr(t, ':', n) == NULL) {
             info->error = FC_ERR_TARGET_FORM;
             return -1;
         }
-        for (const char *c = colon + 1; c < end; ++c) {
-            if (!fc_is_digit(*c)) {
-                info->error = FC_ERR_TARGET_FORM;
-                return -1;
-            }
+        if (!fc_authority_ok(t, n, 1)) {
+            info->error = FC_ERR_TARGET_AUTHORITY;
+            return -1;
         }
         info->target_form = FC_TARGET_AUTHORITY;
         info->path.at = end;
@@ -450,9 +654,19 @@ static int fc_classify_target(const fc_request_head_t *req, fc_request_info_t *i
             info->error = FC_ERR_TARGET_FORM;
             return -1;
         }
-        c += 3;
+        const char *scheme_end = c, *authority = c + 3;
+        c = authority;
         while (c < end && *c != '/' && *c != '?')
             ++c;
+        /* the authority as Host's grammar has it (so no userinfo, which RFC
+         * 9110 4.2.4 says to treat as an error); empty only where the scheme
+         * allows it ("file:///"): never for http(s) (RFC 9110 4.2.1) */
+        if (c == authority ? fc_token_eq(t, (size_t)(scheme_end - t), FC_LIT("http")) ||
+                                 fc_token_eq(t, (size_t)(scheme_end - t), FC_LIT("https"))
+                           : !fc_authority_ok(authority, (size_t)(c - authority), 0)) {
+            info->error = FC_ERR_TARGET_AUTHORITY;
+            return -1;
+        }
         info->target_form = FC_TARGET_ABSOLUTE;
         path = c;
     }
@@ -511,9 +725,12 @@ int fc_http_request_info(const fc_request_head_t *req, fc_request_info_t *info)
             break;
         case 14:
             if (fc_token_eq(name->at, 14, FC_LIT("content-length"))) {
-                /* an empty value is malformed, not absent */
-                if (value.len == 0 || fc_each_list_item(value, fc_length_item, &length) ||
-                    !length.seen) {
+                /* Content-Length = 1*DIGIT (RFC 9110 8.6), one per field: the
+                 * list form "5, 5" is refused (as nginx, Node and Go do)
+                 * rather than handed on, so no application or next hop
+                 * ever sees a list; identical repeated fields still pass.
+                 * An empty value is malformed, not absent. */
+                if (value.len == 0 || fc_length_item(value.at, value.len, &length)) {
                     info->error = FC_ERR_CONTENT_LENGTH;
                     return -1;
                 }
@@ -559,6 +776,13 @@ int fc_http_request_info(const fc_request_head_t *req, fc_request_info_t *info)
     if (req->minor_version == 1 ? hosts != 1 : hosts > 1) { /* RFC 9112 3.2 */
         info->error = FC_ERR_HOST;
         return -1;
+    }
+    if (info->host_index >= 0) { /* RFC 9112 3.2: an invalid Host value gets 400 */
+        fc_span_t host = req->headers[info->host_index].value;
+        if (!fc_authority_ok(host.at, host.len, 0)) {
+            info->error = FC_ERR_HOST_VALUE;
+            return -1;
+        }
     }
     if (fc_classify_target(req, info) != 0)
         return -1;
@@ -631,6 +855,82 @@ int fc_http_response_info(const fc_response_head_t *resp, int request_was_head,
 
 /* ---- chunked framing (RFC 9112 7.1) ------------------------------------ */
 
+/* chunk-ext      = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
+ * chunk-ext-name = token
+ * chunk-ext-val  = token / quoted-string
+ * quoted-string  = DQUOTE *( qdtext / quoted-pair ) DQUOTE   ; RFC 9110 5.6.4
+ * qdtext         = HTAB / SP / %x21 / %x23-5B / %x5D-7E / obs-text
+ * quoted-pair    = "\" ( HTAB / SP / VCHAR / obs-text )
+ * BWS            = *( SP / HTAB )
+ * (RFC 9112 7.1.1.) Extensions mean nothing to us, but one a proxy or the
+ * application reads differently is how chunk-size lines get smuggled, so
+ * the grammar is checked in full. p is at the first byte after the size;
+ * returns the CR that ends the line, `limit` when the bytes ran out before
+ * a decision, or NULL with *error set. */
+static const char *fc_scan_chunk_ext(const char *p, const char *limit, fc_http_error_t *error)
+{
+    const char *q;
+    for (;;) {
+        while (p < limit && (*p == ' ' || *p == '\t'))
+            ++p;
+        if (p == limit)
+            return limit;
+        if (*p != ';')
+            goto bad;
+        do
+            ++p;
+        while (p < limit && (*p == ' ' || *p == '\t'));
+        q = scan_token_scalar(p, limit);
+        if (q == limit)
+            return limit;
+        if (q == p)
+            goto bad; /* no name */
+        p = q;
+        while (q < limit && (*q == ' ' || *q == '\t'))
+            ++q;
+        if (q == limit)
+            return limit;
+        if (*q == '=') {
+            do
+                ++q;
+            while (q < limit && (*q == ' ' || *q == '\t'));
+            if (q == limit)
+                return limit;
+            p = q;
+            if (*p == '"') {
+                for (++p;; ++p) {
+                    if (p == limit)
+                        return limit;
+                    unsigned char c = (unsigned char)*p;
+                    if (c == '"')
+                        break;
+                    if (c == '\\') {
+                        if (++p == limit)
+                            return limit;
+                        c = (unsigned char)*p;
+                    }
+                    if (!fc_value_ok(c)) /* HTAB, SP, VCHAR, obs-text */
+                        goto bad;
+                }
+                ++p;
+            } else {
+                q = scan_token_scalar(p, limit);
+                if (q == p)
+                    goto bad; /* no value */
+                p = q;
+            }
+            if (p == limit)
+                return limit;
+        }
+        /* after a name or a value: the line ends, or BWS ";" starts another */
+        if (*p == '\r')
+            return p;
+    }
+bad:
+    *error = *p == '\n' ? FC_ERR_BARE_LF : FC_ERR_CHUNK_EXT;
+    return NULL;
+}
+
 int fc_http_parse_chunk_size(const char *buf, size_t len, size_t max_line,
                              uint64_t *size, fc_http_error_t *error)
 {
@@ -655,8 +955,7 @@ int fc_http_parse_chunk_size(const char *buf, size_t len, size_t max_line,
         return FC_HTTP_INVALID;
     }
     if (*p != '\r') {
-        /* chunk-ext = *( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] ):
-         * must start with BWS or ';', and holds no CTL up to the CR */
+        /* extensions start with BWS or ';': anything else ends a bad size */
         const char *ext = p;
         while (ext < limit && (*ext == ' ' || *ext == '\t'))
             ++ext;
@@ -666,13 +965,11 @@ int fc_http_parse_chunk_size(const char *buf, size_t len, size_t max_line,
             *error = *ext == '\n' ? FC_ERR_BARE_LF : FC_ERR_CHUNK_SIZE;
             return FC_HTTP_INVALID;
         }
-        p = scan_value_scalar(ext, limit);
+        p = fc_scan_chunk_ext(ext, limit, error);
+        if (p == NULL)
+            return FC_HTTP_INVALID;
         if (p == limit)
             goto runout;
-        if (*p != '\r') {
-            *error = *p == '\n' ? FC_ERR_BARE_LF : FC_ERR_CHUNK_EXT;
-            return FC_HTTP_INVALID;
-        }
     }
     if (p + 1 == limit)
         goto runout;
@@ -734,7 +1031,10 @@ static const struct {
     [FC_ERR_TE_UNSUPPORTED] = {501, "unsupported transfer coding (only chunked)"},
     [FC_ERR_TE_BAD] = {400, "invalid Transfer-Encoding (malformed, chunked twice or not last, or in HTTP/1.0)"},
     [FC_ERR_HOST] = {400, "HTTP/1.1 request needs exactly one Host header"},
+    [FC_ERR_HOST_VALUE] = {400, "invalid Host header: not uri-host [\":\" port] (RFC 3986)"},
     [FC_ERR_TARGET_FORM] = {400, "request target form not allowed for this method"},
+    [FC_ERR_TARGET_AUTHORITY] = {400, "invalid request target: its authority is not uri-host [\":\" port] (RFC 3986)"},
+    [FC_ERR_TARGET_FRAGMENT] = {400, "invalid request target: a fragment ('#') is never sent"},
     [FC_ERR_BODY_TOO_LARGE] = {413, "request body too large"},
 };
 

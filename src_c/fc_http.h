@@ -12,6 +12,10 @@
  * The parser is strict where leniency enables request smuggling: CRLF line
  * endings only, single SP in the request line, tokens for method and field
  * names, no whitespace before a colon, no obs-fold, no CTL in field values.
+ * A request's Content-Length is one decimal per field: the list form that
+ * RFC 9110 8.6 lets a recipient either refuse or collapse ("5, 5") is
+ * refused with 400, so what reaches an application is always one number
+ * (identical repeated fields are accepted: each is one decimal).
  */
 #ifndef FC_HTTP_H
 #define FC_HTTP_H
@@ -58,12 +62,15 @@ typedef enum {
     FC_ERR_CHUNK_SIZE,         /* 400 chunk size not hex, empty or overflowing */
     FC_ERR_CHUNK_EXT,          /* 400 bad chunk extension or chunk line too long */
     FC_ERR_CHUNK_CRLF,         /* 400 chunk data not followed by CRLF */
-    FC_ERR_CONTENT_LENGTH,     /* 400 malformed or conflicting Content-Length */
+    FC_ERR_CONTENT_LENGTH,     /* 400 Content-Length not 1*DIGIT (a list "5, 5" too), or differing */
     FC_ERR_CL_AND_TE,          /* 400 both Content-Length and Transfer-Encoding */
     FC_ERR_TE_UNSUPPORTED,     /* 501 a transfer coding other than chunked */
     FC_ERR_TE_BAD,             /* 400 malformed Transfer-Encoding, or in HTTP/1.0 */
     FC_ERR_HOST,               /* 400 HTTP/1.1 without exactly one Host */
+    FC_ERR_HOST_VALUE,         /* 400 Host not uri-host [":" port] (RFC 3986; no ',', port <= 65535) */
     FC_ERR_TARGET_FORM,        /* 400 target form not allowed for the method */
+    FC_ERR_TARGET_AUTHORITY,   /* 400 authority of a CONNECT or absolute-form target fails Host's grammar */
+    FC_ERR_TARGET_FRAGMENT,    /* 400 '#' in the target: no form has a fragment (RFC 9112 3.2) */
     FC_ERR_BODY_TOO_LARGE,     /* 413 body over the limit */
     FC_ERR__COUNT
 } fc_http_error_t;

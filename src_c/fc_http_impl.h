@@ -3,7 +3,7 @@
  * fc_http.c includes this file several times with these defined:
  *   FC_NAME(n)      suffixes a function name with the level (n##_avx2, ...)
  *   FC_ATTR         the function attribute of the level (target("avx2"), ...)
- *   FC_SCAN_TARGET  first byte at or after p not in 0x21-0x7e, or end
+ *   FC_SCAN_TARGET  first byte at or after p not in 0x21-0x7e or that is '#', or end
  *   FC_SCAN_VALUE   first byte at or after p that is a CTL other than HTAB, or DEL, or end
  *   FC_SCAN_TOKEN   first byte at or after p that is not a tchar, or end
  * so each level gets the scanners inlined instead of an indirect call per field.
@@ -133,13 +133,20 @@ FC_ATTR static int FC_NAME(parse_request)(const char *buf, size_t len,
     req->method.len = (size_t)(p - line);
     ++p;
 
-    /* request-target: visible ASCII up to the single SP */
+    /* request-target: visible ASCII up to the single SP. No form of it has
+     * a fragment (RFC 9112 3.2: origin-form = absolute-path [ "?" query ];
+     * absolute-URI has none either, RFC 3986 4.3), so '#' is refused, not
+     * cut, as the grammar implies: cutting would hand on a target that
+     * differs from the one a cache or a proxy before us saw. The scanner
+     * stops at '#' for one compare more per vector. */
     const char *target = p;
     p = FC_SCAN_TARGET(p, line_limit);
     if (p == line_limit)
         goto runout_line;
     if (*p != ' ') {
-        req->error = (*p == '\r' || *p == '\n') ? FC_ERR_REQUEST_LINE : FC_ERR_TARGET;
+        req->error = (*p == '\r' || *p == '\n') ? FC_ERR_REQUEST_LINE
+                     : *p == '#'                ? FC_ERR_TARGET_FRAGMENT
+                                                : FC_ERR_TARGET;
         return FC_HTTP_INVALID;
     }
     if (p == target) {

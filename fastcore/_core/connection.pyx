@@ -396,14 +396,16 @@ cdef class Connection(TimedHandle):
     cdef int _on_readable(self) except -1:
         cdef char *buf
         cdef ssize_t n
+        cdef size_t room
         cdef char sink[4096]
         if self.state == S_LINGER:
             n = read(self.fd, sink, sizeof(sink))
             if n == 0 or (n < 0 and errno != EAGAIN and errno != EINTR):
                 self.close()
             return 0
-        buf = self.parser.reserve(self.server.read_size)
-        n = read(self.fd, buf, self.server.read_size)
+        # the parser sizes the read: small while a head arrives (slowloris)
+        buf = self.parser.reserve_read(self.server.read_size, &room)
+        n = read(self.fd, buf, room)
         if n < 0:
             if errno == EAGAIN or errno == EINTR:
                 return 0

@@ -749,4 +749,8 @@ cdef class Gateway(RequestHandler):
                     env[key] = old + ("; " if key == "HTTP_COOKIE" else ", ") + value
                 else:
                     env[key] = value
+        if info.flags & FC_REQ_HAS_LENGTH:
+            # the parsed decimal, not the field as sent: whatever the parser
+            # lets through ("005", repeated fields), CONTENT_LENGTH is one number
+            env["CONTENT_LENGTH"] = str(info.content_length)
         return env

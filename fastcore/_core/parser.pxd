@@ -1,7 +1,10 @@
 # Interface of fastcore._core.parser: incremental HTTP/1.1 framing over
 # src_c/fc_http. The framer owns its input buffer (malloc'd, grown up to the
 # limits, freed when empty); spans in `head`/`info` point into it and stay
-# valid until the next reserve() or feed(). Nothing here blocks or does I/O.
+# valid until the next reserve(), reserve_read() or feed(). reserve_read()
+# decides how much a connection reads: little while a head is arriving, the
+# caller's read size in a body. Nothing here blocks; only the Python-level
+# read_from() does I/O (for tests and tools, never on the server's path).
 from libc.stdint cimport uint64_t
 from libc.string cimport memcmp
 from fastcore._core.includes.fc_http cimport (
@@ -60,6 +63,7 @@ cdef class Framer:
     cdef size_t trailer_seen   # bytes of trailer section already scanned
 
     cdef char *reserve(self, size_t n) except NULL
+    cdef char *reserve_read(self, size_t most, size_t *room) except NULL
     cdef void commit(self, size_t n) noexcept
     cdef int append(self, const char *data, size_t n) except -1
     cdef void release_buffer(self) noexcept

@@ -14,8 +14,11 @@ returns one event at a time:
 Invariants:
 - start <= end <= cap; bytes before `start` are never read again.
 - EV_BODY hands out a span into the buffer, and EV_HEAD leaves spans in
-  `head`/`info`: both stay valid until the next reserve()/append(), the only
-  places where the buffer moves.
+  `head`/`info`: both stay valid until the next reserve()/reserve_read()/
+  append(), the only places where the buffer moves.
+- While a head is awaited the buffer is as small as the head allows
+  (HEAD_BUFFER, doubled when full); in a body it takes the caller's read
+  size. A connection sending a head slowly costs little memory.
 - The buffer never holds more than one head (bounded by max_header_bytes)
   plus what the caller appended: body bytes are handed out as they arrive.
 - After an error the framer is dead: every later call raises the same
@@ -33,6 +36,8 @@ from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from libc.stdint cimport uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memchr, memcmp, memcpy, memmove
+from posix.unistd cimport read
+from cpython.exc cimport PyErr_SetFromErrno
 
 from fastcore._core.includes.fc_http cimport *
 
@@ -44,17 +49,25 @@ DEFAULT_LIMITS = {
     "max_chunk_line": 4096,
 }
 
-cdef size_t MIN_BUFFER = 4096
+# The buffer a connection starts a request head in. A head that is still
+# arriving (a slow client, or a slowloris one) costs this much and no more,
+# not a whole read_buffer_size: 2,000 such connections hold 4 MiB, not 32.
+# 2 KiB holds a typical browser head (about 700 bytes, more with cookies)
+# in the first read; a larger head doubles the buffer each time it fills,
+# up to what max_header_bytes lets through. Bodies are read read_buffer_size
+# at a time as soon as the head is parsed (see reserve_read).
+HEAD_BUFFER = 2048
+cdef size_t head_buffer = HEAD_BUFFER
 
 # Read buffers of idle connections go back to a small pool instead of to
 # free(): a worker releases many at once at the end of an event batch, and
 # handing them all back to malloc makes it trim and regrow the heap (a brk
-# and fresh page faults per batch). POOLED_SIZE is the size a buffer has
-# after the first read of read_buffer_size (16 KiB by default); others are
-# freed. The pool holds at most POOL_MAX buffers (1 MiB), so idle
-# connections still hold no memory of their own.
+# and fresh page faults per batch). Only buffers of head_buffer bytes, the
+# size every connection starts with, are pooled; larger ones (a big head, a
+# body) are freed. The pool holds at most POOL_MAX buffers (128 KiB), so
+# idle connections still hold no memory of their own.
 DEF POOL_MAX = 64
-cdef size_t POOLED_SIZE = 16384
+cdef size_t POOLED_SIZE = HEAD_BUFFER
 cdef char *buffer_pool[POOL_MAX]
 cdef int pooled = 0
 
@@ -269,7 +282,7 @@ cdef class Framer:
             self.end = live
             if self.cap - self.end >= n:
                 return self.buf + self.end
-        want = self.cap * 2 if self.cap else MIN_BUFFER
+        want = self.cap * 2 if self.cap else head_buffer
         while want - live < n:
             want *= 2
         if self.buf == NULL:
@@ -283,6 +296,28 @@ cdef class Framer:
             raise MemoryError()
         self.buf = grown
         self.cap = want
+        return self.buf + self.end
+
+    cdef char *reserve_read(self, size_t most, size_t *room) except NULL:
+        """Room for one read() of at most `most` bytes (read_buffer_size) at
+        buf + end; *room is how many bytes to read (1 <= *room <= most).
+        Moves the buffer like reserve(). While a head is awaited the buffer
+        starts at head_buffer and grows (doubling) only once it is full, so
+        a head still arriving costs what it has sent, rounded up to a power
+        of two; the head limits (414/431) stop it long before it is large.
+        Anywhere in a body it offers `most` at once: large bodies are read
+        in big chunks, as before."""
+        cdef size_t free_
+        if self.state != ST_HEAD:
+            self.reserve(most)
+            room[0] = most
+            return self.buf + self.end
+        if self.start == self.end:
+            self.start = self.end = 0
+        if self.buf == NULL or self.end == self.cap:
+            self.reserve(1)  # allocates head_buffer, or compacts, or doubles
+        free_ = self.cap - self.end
+        room[0] = free_ if free_ < most else most
         return self.buf + self.end
 
     cdef void commit(self, size_t n) noexcept:
@@ -304,6 +339,32 @@ cdef class Framer:
 
     cdef size_t buffered(self) noexcept:
         return self.end - self.start
+
+    @property
+    def buffer_size(self):
+        """Bytes allocated for the input buffer (0 when released): what this
+        parser costs a connection beyond its fixed state."""
+        return self.cap
+
+    def read_from(self, int fd, size_t most):
+        """Reads once from fd straight into the buffer, as a server
+        connection does (at most `most` bytes, fewer while a head is still
+        arriving), then returns (bytes read, messages completed); (0, [])
+        at end of stream. OSError as os.read raises it."""
+        cdef size_t room
+        cdef ssize_t n
+        cdef char *at
+        cdef list out = []
+        if self.state == ST_DEAD:
+            raise self.error
+        at = self.reserve_read(most, &room)
+        n = read(fd, at, room)
+        if n < 0:
+            PyErr_SetFromErrno(OSError)
+        self.commit(<size_t>n)
+        if n:
+            self._collect(out)
+        return n, out
 
     cdef int _feed_buffer(self, object data) except -1:
         cdef Py_buffer view

@@ -152,6 +152,10 @@ static void test_request_invalid(void)
         {"GET / HTTP/1.1\r\nHost: a\rb\r\n\r\n", FC_ERR_BARE_CR},
         {"GET / HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n", FC_ERR_OBS_FOLD},
         {"GET / HTTP/1.1\r\nHost: a\r\n\n", FC_ERR_BARE_LF},
+        {"GET /a#b HTTP/1.1\r\nHost: a\r\n\r\n", FC_ERR_TARGET_FRAGMENT},
+        {"GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa#b HTTP/1.1\r\nHost: a\r\n\r\n",
+         FC_ERR_TARGET_FRAGMENT},
+        {"GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa# HTTP/1.1\r\nHost: a\r\n\r\n", FC_ERR_TARGET_FRAGMENT},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); ++i) {
         request_result_t r;
@@ -302,9 +306,15 @@ static void test_request_info(void)
               (info.flags & FC_REQ_HAS_LENGTH) && info.content_length == 42 && (info.flags & FC_REQ_KEEP_ALIVE) &&
               span_is(info.path, "/a") && span_is(info.query, "b=1"),
           "info: content-length");
-    CHECK(info_of("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5, 5\r\nContent-Length: 5\r\n\r\n", &info) == 0 &&
+    CHECK(info_of("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 05\r\n\r\n", &info) == 0 &&
               info.content_length == 5,
           "info: identical lengths");
+    CHECK(info_of("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5, 5\r\n\r\n", &info) == -1 &&
+              info.error == FC_ERR_CONTENT_LENGTH,
+          "info: a list of identical lengths");
+    CHECK(info_of("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5,\r\n\r\n", &info) == -1 &&
+              info.error == FC_ERR_CONTENT_LENGTH,
+          "info: a list with an empty element");
     CHECK(info_of("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", &info) == -1 &&
               info.error == FC_ERR_CONTENT_LENGTH,
           "info: differing lengths");
@@ -360,6 +370,91 @@ static void test_request_info(void)
           "info: absolute");
     CHECK(info_of("GET example.com:80 HTTP/1.1\r\nHost: h\r\n\r\n", &info) == -1 && info.error == FC_ERR_TARGET_FORM,
           "info: authority with GET");
+    /* authority-form takes Host's grammar, port required (RFC 9112 3.2.3) */
+    static const char *connect_ok[] = {"example.com:443", "[::1]:443", "[2001:db8::7]:8080", "192.0.2.1:0",
+                                       "[v1.x]:1", "h:65535"};
+    static const char *connect_bad[] = {"[::1]", "[::1]:", "example.com:", "[::1:443", ":443", "u@h:443",
+                                        "h:65536", "h:44x", "[g::]:443", "a,b:443", "h:443/x"};
+    char line[128];
+    for (size_t i = 0; i < sizeof(connect_ok) / sizeof(connect_ok[0]); ++i) {
+        snprintf(line, sizeof(line), "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", connect_ok[i], connect_ok[i]);
+        CHECK(info_of(line, &info) == 0 && info.target_form == FC_TARGET_AUTHORITY, "connect %s refused: error %d",
+              connect_ok[i], info.error);
+    }
+    for (size_t i = 0; i < sizeof(connect_bad) / sizeof(connect_bad[0]); ++i) {
+        snprintf(line, sizeof(line), "CONNECT %s HTTP/1.1\r\nHost: h\r\n\r\n", connect_bad[i]);
+        CHECK(info_of(line, &info) == -1 && info.error == FC_ERR_TARGET_AUTHORITY, "connect %s: error %d",
+              connect_bad[i], info.error);
+    }
+    CHECK(info_of("CONNECT example.com HTTP/1.1\r\nHost: h\r\n\r\n", &info) == -1 &&
+              info.error == FC_ERR_TARGET_FORM,
+          "connect without a port");
+    /* absolute-form: the same grammar for its authority, port optional */
+    CHECK(info_of("GET http://[::1]:8080/p HTTP/1.1\r\nHost: h\r\n\r\n", &info) == 0 && span_is(info.path, "/p"),
+          "absolute ipv6");
+    CHECK(info_of("GET file:///etc/passwd HTTP/1.1\r\nHost: h\r\n\r\n", &info) == 0 &&
+              span_is(info.path, "/etc/passwd"),
+          "absolute file: with an empty authority");
+    static const char *absolute_bad[] = {"http://u:p@h/", "http://h:x/", "http://a,b/", "http:///p", "HTTPS://?q",
+                                         "http://[::1/", "http://h:65536"};
+    for (size_t i = 0; i < sizeof(absolute_bad) / sizeof(absolute_bad[0]); ++i) {
+        snprintf(line, sizeof(line), "GET %s HTTP/1.1\r\nHost: h\r\n\r\n", absolute_bad[i]);
+        CHECK(info_of(line, &info) == -1 && info.error == FC_ERR_TARGET_AUTHORITY, "absolute %s: error %d",
+              absolute_bad[i], info.error);
+    }
+    static const char *fragments[] = {
+        "GET /p#x HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET /p?a=1#x HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET /p# HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET http://h/p#x HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET http://h#x HTTP/1.1\r\nHost: h\r\n\r\n",
+        "OPTIONS *# HTTP/1.1\r\nHost: h\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof(fragments) / sizeof(fragments[0]); ++i)
+        CHECK(info_of(fragments[i], &info) == -2 && info.error == FC_ERR_TARGET_FRAGMENT, "info: fragment %zu", i);
+}
+
+/* Host values (RFC 9112 3.2, RFC 3986 3.2.2-3.2.3): each in a request of its own */
+static void test_host_values(void)
+{
+    static const char *valid[] = {
+        "", "example.com", "example.com:8080", "EXAMPLE.com:0", "h:65535", "h:", "[::1]:", "localhost:00080",
+        "127.0.0.1", "999.1.2.3", "a-b_c~d.e", "xn--caf-dma.example", "caf%C3%A9.example", "!$&'()*+;=",
+        "[::1]", "[::1]:443", "[::]", "[1:2:3:4:5:6:7:8]", "[1::8]", "[1:2:3:4:5:6:7::]", "[::2:3:4:5:6:7:8]",
+        "[fe80::1:2]:80", "[::ffff:192.0.2.1]", "[1:2:3:4:5:6:1.2.3.4]", "[::1.2.3.4]", "[ABCD:ef01::]",
+        "[v1.x]", "[V7.a:b,c!]:1",
+        /* 16 bytes and more: the vector path, then the table */
+        "a-very-long-subdomain.Example-Company.co.uk:8443", "0123456789abcdefGHIJKLMNOPQRSTUVWXYZ",
+        "aaaaaaaaaaaaaaaa!$&'()*+;=_~aaaaaaaaaaaaaaa", "aaaaaaaaaaaaaaa%41aaaaaaaaaaaaaaaa", "aaaaaaaaaaaaaaaa:1",
+    };
+    static const char *invalid[] = {
+        "a, b", "a,b", "user@host", "u:p@host:80", "host/path", "host?q", "host#f", "a b", "host:http",
+        "host:65536", "host:99999999999", "host:-1", "host:+80", ":80", ":", "host:80:80", "%zz.example",
+        "%4", "a%", "\"host\"", "host\\", "h[::1]", "[::1", "::1", "[]", "[:1]", "[1:]", "[1:::2]", "[1::2::3]",
+        "[1:2:3:4:5:6:7:8:9]", "[1:2:3:4:5:6:7]", "[12345::]", "[g::]", "[1:2:3:4:5:6:7::8]",
+        "[::1.2.3]", "[::01.2.3.4]", "[::256.2.3.4]", "[::1.2.3.4:5]", "[1.2.3.4]", "[::1]x", "[::1]:x",
+        "aaaaaaaaaaaaaaa@bbbbbbbbbbbbbbbb", "aaaaaaaaaaaaaaaa[", "aaaaaaaaaaaaaaaaaaaa`aaaaaaaaaaaaaa",
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa{", "aaaaaaaaaaaaaaaaaaaa,aaaaaaaaaa", "aaaaaaaaaa\xc3\xa9" "aaaaaaaaaaaaaaaa",
+        "aaaaaaaaaaaaaaaaaaaaaa/aaaaaaaaaa", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\x80", "aaaaaaaaaaaaaaaa:655350",
+        "[v.x]", "[v1.]", "[v1x]", "[vx.1]", "[v1.a b]", "[fe80::1%25eth0]", "[::1]]",
+    };
+    char req[256];
+    fc_request_info_t info;
+    for (size_t i = 0; i < sizeof(valid) / sizeof(valid[0]); ++i) {
+        snprintf(req, sizeof(req), "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", valid[i]);
+        int rc = info_of(req, &info);
+        CHECK(rc == 0, "host '%s' refused: rc %d error %d", valid[i], rc, info.error);
+    }
+    for (size_t i = 0; i < sizeof(invalid) / sizeof(invalid[0]); ++i) {
+        snprintf(req, sizeof(req), "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", invalid[i]);
+        int rc = info_of(req, &info);
+        CHECK(rc == -1 && info.error == FC_ERR_HOST_VALUE, "host '%s' accepted: rc %d error %d", invalid[i], rc,
+              info.error);
+    }
+    /* HTTP/1.0 may omit Host, but one it sends is checked all the same */
+    CHECK(info_of("GET / HTTP/1.0\r\n\r\n", &info) == 0, "host: 1.0 without");
+    CHECK(info_of("GET / HTTP/1.0\r\nHost: a@b\r\n\r\n", &info) == -1 && info.error == FC_ERR_HOST_VALUE,
+          "host: 1.0 with userinfo");
 }
 
 static void test_chunk_size(void)
@@ -383,6 +478,35 @@ static void test_chunk_size(void)
         {"1\n", FC_HTTP_INVALID, 0, FC_ERR_BARE_LF},
         {"1\rx", FC_HTTP_INVALID, 0, FC_ERR_BARE_CR},
         {"1;a\x01\r\n", FC_HTTP_INVALID, 0, FC_ERR_CHUNK_EXT},
+        /* chunk-ext grammar (RFC 9112 7.1.1) */
+        {"5;a\r\n", 5, 5, FC_OK},
+        {"5 \t; a \t= \tb;c\r\n", 16, 5, FC_OK},
+        {"5;a=\"\"\r\n", 8, 5, FC_OK},
+        {"5;a=\"x\\\"y;z\\\\\" ;b\r\n", 19, 5, FC_OK},
+        {"5;a=\"caf\xe9\t\"\r\n", 13, 5, FC_OK},
+        {"5;!#$%&'*+-.^_`|~=~\r\n", 21, 5, FC_OK},
+        {"5;\r\n", FC_HTTP_INVALID, 0, FC_ERR_CHUNK_EXT},
+        {"5;=x\r\n", FC_HTTP_INVALID, 0, FC_ERR_CHUNK_EXT},
+        {"5;a=\r\n", FC_HTTP_INVALID, 0, FC_ERR_CHUNK_EXT},
+        {"5;a;\r\n", FC_HTTP_INVALID, 0, FC_ERR_CHUNK_EXT},
+        {"5;;a\r\n", FC_HTTP_INVALID, 0, FC_ERR_CHUNK_EXT},
+        {"5;a \r\n", FC_HTTP_INVALID, 0, FC_ERR_CHUNK_EXT},
+        {"5;a=b \r\n", FC_HTTP_INVALID, 0, FC_ERR_CHUNK_EXT},
+        {"5;a b\r\n", FC_HTTP_INVALID, 0, FC_ERR_CHUNK_EXT},
+        {"5;a=b c\r\n", FC_HTTP_INVALID, 0, FC_ERR_CHUNK_EXT},
+        {"5;a=b=c\r\n", FC_HTTP_INVALID, 0, FC_ERR_CHUNK_EXT},
+        {"5;a=(b)\r\n", FC_HTTP_INVALID, 0, FC_ERR_CHUNK_EXT},
+        {"5;a@=b\r\n", FC_HTTP_INVALID, 0, FC_ERR_CHUNK_EXT},
+        {"5;a=\"b\r\n", FC_HTTP_INVALID, 0, FC_ERR_CHUNK_EXT},
+        {"5;a=\"b\"c\r\n", FC_HTTP_INVALID, 0, FC_ERR_CHUNK_EXT},
+        {"5;a=\"b\x7f\"\r\n", FC_HTTP_INVALID, 0, FC_ERR_CHUNK_EXT},
+        {"5;a=\"\\\x01\"\r\n", FC_HTTP_INVALID, 0, FC_ERR_CHUNK_EXT},
+        {"5;a\n", FC_HTTP_INVALID, 0, FC_ERR_BARE_LF},
+        {"5;a=\"b\n\"\r\n", FC_HTTP_INVALID, 0, FC_ERR_BARE_LF},
+        {"5;a\rx", FC_HTTP_INVALID, 0, FC_ERR_BARE_CR},
+        {"5;a=\"b", FC_HTTP_PARTIAL, 0, FC_OK},
+        {"5;a=\"b\\", FC_HTTP_PARTIAL, 0, FC_OK},
+        {"5 ; a =", FC_HTTP_PARTIAL, 0, FC_OK},
         {"1a", FC_HTTP_PARTIAL, 0, FC_OK},
         {"1a\r", FC_HTTP_PARTIAL, 0, FC_OK},
     };
@@ -394,11 +518,24 @@ static void test_chunk_size(void)
         guarded_free(g);
         CHECK(rc == cases[i].rc && (rc < 0 || size == cases[i].size) && (rc != FC_HTTP_INVALID || err == cases[i].error),
               "chunk[%zu] %s: rc %d size %llu error %d", i, cases[i].in, rc, (unsigned long long)size, err);
+        /* a prefix is undecided, or already refused for the same reason */
+        for (size_t n = 0; n < strlen(cases[i].in); ++n) {
+            guarded_t gp = guarded_copy(cases[i].in, n);
+            int prc = fc_http_parse_chunk_size(gp.data, n, 4096, &size, &err);
+            guarded_free(gp);
+            CHECK(prc == FC_HTTP_PARTIAL || (prc == FC_HTTP_INVALID && rc == FC_HTTP_INVALID && err == cases[i].error) ||
+                      (rc > 0 && prc == rc),
+                  "chunk[%zu] prefix %zu: rc %d error %d", i, n, prc, err);
+        }
     }
     uint64_t size;
     fc_http_error_t err;
     int rc = fc_http_parse_chunk_size("1;aaaaaaaaaaaaaaaaaaaaa", 23, 16, &size, &err);
     CHECK(rc == FC_HTTP_INVALID && err == FC_ERR_CHUNK_EXT, "chunk line limit: rc %d", rc);
+    rc = fc_http_parse_chunk_size("1;a=\"aaaaaaaaaaaaaaaaa", 23, 16, &size, &err);
+    CHECK(rc == FC_HTTP_INVALID && err == FC_ERR_CHUNK_EXT, "chunk line limit in a quoted value: rc %d", rc);
+    rc = fc_http_parse_chunk_size("1;a=aaaaaaaaa\r\n", 15, 16, &size, &err);
+    CHECK(rc == 15 && size == 1, "chunk line under the limit: rc %d", rc);
 }
 
 /* ---- corpus and mutations ---------------------------------------------- */
@@ -456,6 +593,7 @@ int main(int argc, char **argv)
     test_incremental_errors();
     test_response();
     test_request_info();
+    test_host_values();
     test_chunk_size();
     for (int i = 1; i < argc; ++i)
         test_corpus_file(argv[i]);

@@ -234,6 +234,34 @@ def test_environ_content_type_and_length_not_http_prefixed(serve):
     assert "HTTP_CONTENT_LENGTH" not in environ
 
 
+@pytest.mark.parametrize("fields, expected", [
+    ([("Content-Length", "005")], "5"),
+    ([("Content-Length", "5"), ("Content-Length", "5")], "5"),
+    ([("Content-Length", "5, 5")], 400),
+], ids=["leading-zeros", "repeated-fields", "list"])
+def test_environ_content_length_is_one_decimal(serve, fields, expected):
+    # RFC 9110 8.6: a list may be refused or collapsed; never handed on as sent
+    server = serve(APP.replace('if path == "/environ":', 'if path == "/environ" or method == "POST":'))
+    response = server.request("POST", "/environ", headers=fields, body=b"01234")
+    if expected == 400:
+        assert response.status == 400
+        return
+    assert response.status == 200, response
+    assert json.loads(response.body)["CONTENT_LENGTH"] == expected
+
+
+def test_environ_connect_authority_form_ip_literal_reaches_the_app_like_a_name(serve):
+    # RFC 9112 3.2.3: authority-form is uri-host ":" port, and uri-host includes IP literals
+    server = serve(APP.replace('if path == "/environ":', 'if path == "/environ" or method == "CONNECT":'))
+    for target in ("example.com:443", "[::1]:443", "[2001:db8::1]:8443"):
+        response = server.request("CONNECT", target, headers=[("Host", target)], host=False)
+        assert response.status == 200, (target, response)
+        environ = json.loads(response.body)
+        assert (environ["REQUEST_METHOD"], environ["RAW_URI"], environ["HTTP_HOST"]) == ("CONNECT", target, target)
+    for target in ("[::1]", "[::1:443", "user@example.com:443"):
+        assert server.request("CONNECT", target, headers=[("Host", "example.com")], host=False).status == 400
+
+
 def test_environ_path_info_percent_decoded_as_latin1(serve):
     server = serve(APP.replace('if path == "/environ":', 'if path.startswith("/environ"):'))
     environ = environ_of(server, "/environ/caf%C3%A9/a%20b?q=%C3%A9")

@@ -133,7 +133,7 @@ TRAVERSALS = [
     ("/;/../secret.txt", 404, "; segment popped by .., then a name not under the root"),
     ("/sub;x=1/page.txt", 404, "parameter on a directory"),
     ("/sub/page.txt;jsessionid=1", 404, "parameter on a file"),
-    ("/sub/page.txt#frag", 404, "a fragment is part of the name when sent"),
+    ("/sub/page.txt#frag", 400, "a fragment is never sent: no target form has one (RFC 9112 3.2)"),
     # absolute-form (RFC 9112 3.2.2)
     ("http://127.0.0.1/../secret.txt", 400, "absolute-form .."),
     ("http://127.0.0.1/%2e%2e/%2e%2e/etc/passwd", 400, "absolute-form encoded .. chain"),

@@ -278,3 +278,71 @@ def test_parser_error_names_the_problem():
     err = raises_status(400, head(b"Content-Length: 3", line=b"GET / HTTP/1.1"))
     assert "host" in str(err).lower()
     assert isinstance(err.status, int)
+
+
+# ---- the read buffer: what a connection costs while its head arrives ------
+
+READ_SIZE = 16384  # read_buffer_size's default: what a server asks for per read()
+
+
+@pytest.fixture
+def pipe():
+    import os
+    r, w = os.pipe()
+    yield r, w
+    os.close(r)
+    os.close(w)
+
+
+def test_parser_half_a_head_costs_the_head_buffer_not_a_read(pipe):
+    import os
+    from fastcore._core.parser import HEAD_BUFFER
+    r, w = pipe
+    parser = RequestParser()
+    assert parser.buffer_size == 0
+    os.write(w, b"GET / HTTP/1.1\r\nHost: x\r\nUser-Agent: slow")
+    n, requests = parser.read_from(r, READ_SIZE)
+    assert (n, requests) == (41, [])
+    assert 0 < parser.buffer_size <= HEAD_BUFFER <= 2048, "a slowloris connection costs a whole read"
+    os.write(w, b"loris\r\n\r\n")
+    n, requests = parser.read_from(r, READ_SIZE)
+    assert [q.headers for q in requests] == [[("Host", "x"), ("User-Agent", "slowloris")]]
+    assert parser.buffer_size == HEAD_BUFFER
+
+
+def test_parser_large_head_grows_the_buffer_by_doubling(pipe):
+    import os
+    from fastcore._core.parser import HEAD_BUFFER
+    r, w = pipe
+    raw = head(b"Host: x", b"Cookie: " + b"c" * 10000, line=b"GET / HTTP/1.1")
+    os.write(w, raw)
+    parser = RequestParser()
+    sizes, requests, total = [], [], 0
+    while not requests:
+        n, requests = parser.read_from(r, READ_SIZE)
+        assert n > 0
+        total += n
+        sizes.append(parser.buffer_size)
+    assert total == len(raw)
+    assert requests[0].headers[1] == ("Cookie", "c" * 10000)
+    # HEAD_BUFFER, then doubled each time it filled: never more than twice the head
+    assert sizes[0] == HEAD_BUFFER
+    assert all(b in (a, 2 * a) for a, b in zip(sizes, sizes[1:])), sizes
+    assert sizes[-1] < 2 * len(raw)
+
+
+def test_parser_body_is_read_in_full_reads_once_the_head_is_parsed(pipe):
+    import os
+    from fastcore._core.parser import HEAD_BUFFER
+    r, w = pipe
+    body = bytes(range(256)) * 160  # 40 KiB: the pipe holds it all before the first read
+    os.write(w, head(b"Host: x", b"Content-Length: %d" % len(body)) + body)
+    parser = RequestParser()
+    reads, requests = [], []
+    while not requests:
+        n, requests = parser.read_from(r, READ_SIZE)
+        reads.append(n)
+    assert requests[0].body == body
+    # a head read, then the whole read size each time until the body ends
+    assert reads[0] == HEAD_BUFFER
+    assert reads[1:-1] == [READ_SIZE] * (len(reads) - 2), reads

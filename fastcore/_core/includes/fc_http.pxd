@@ -42,7 +42,10 @@ cdef extern from "fc_http.h" nogil:
         FC_ERR_TE_UNSUPPORTED
         FC_ERR_TE_BAD
         FC_ERR_HOST
+        FC_ERR_HOST_VALUE
         FC_ERR_TARGET_FORM
+        FC_ERR_TARGET_AUTHORITY
+        FC_ERR_TARGET_FRAGMENT
         FC_ERR_BODY_TOO_LARGE
 
     ctypedef struct fc_http_limits_t:
