@@ -667,7 +667,8 @@ SETTINGS: Tuple[Setting, ...] = (
             "Queued output per connection above which reading from it and producing the response pause.",
             metavar="SIZE", annotation=int),
     Setting("read_buffer_size", "limits", ("--read-buffer-size",), size(512), "16k",
-            "Bytes read from a connection per read(); the read buffer grows only to hold one request head.",
+            "Bytes read from a connection per read() once a request head is parsed (bodies); a head being "
+            "received starts in a 2 KiB buffer that doubles only as the head needs it.",
             metavar="SIZE", annotation=int),
     # timeouts
     Setting("header_timeout", "timeouts", ("--header-timeout",), parse_duration, 20,
