@@ -1,0 +1,8 @@
+"""The reverse proxy's policy: which upstream member takes a request
+(balancer.py), whether members are alive (health.py) and which addresses a
+DNS name stands for (discovery.py). The compiled data path (connections,
+pools of upstream sockets, streaming) calls `Pool.pick` once per request and
+updates the members' counters itself; see balancer.py for that contract."""
+from fastcore.proxy.balancer import BALANCE_METHODS, PANIC_MODES, Member, Pool, parse_address
+
+__all__ = ["BALANCE_METHODS", "PANIC_MODES", "Member", "Pool", "parse_address"]
