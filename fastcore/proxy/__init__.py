@@ -4,7 +4,9 @@ DNS name stands for (discovery.py). The compiled data path (connections,
 pools of upstream sockets, streaming) calls `Pool.pick` once per request and
 updates the members' counters itself; see balancer.py for that contract."""
 from fastcore.proxy.balancer import BALANCE_METHODS, PANIC_MODES, Member, Pool, parse_address
+from fastcore.proxy.discovery import DnsError, Discovery, Resolution, resolve
 from fastcore.proxy.health import HealthCheck, Prober, next_delay
 
 __all__ = ["BALANCE_METHODS", "PANIC_MODES", "Member", "Pool", "parse_address",
-           "HealthCheck", "Prober", "next_delay"]
+           "HealthCheck", "Prober", "next_delay",
+           "resolve", "Resolution", "Discovery", "DnsError"]
