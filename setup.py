@@ -17,7 +17,7 @@ if os.environ.get("FASTCORE_DEBUG_BUILD"):
 
 C_SOURCES = {
     "parser": ["src_c/fc_http.c"],
-    "connection": ["src_c/fc_static.c"],  # fc_http_date_format for the Date header
+    "response": ["src_c/fc_static.c"],  # fc_http_date_format for the Date header
     "router": ["src_c/fc_static.c"],
     "filecache": ["src_c/fc_static.c", "src_c/fc_fs.c"],
     "static": ["src_c/fc_static.c"],
@@ -34,8 +34,8 @@ def extension(name):
     )
 
 
-extensions = [extension(name) for name in ("parser", "stats", "buffer", "loop", "connection", "gateway",
-                                        "router", "filecache", "static")]
+extensions = [extension(name) for name in ("parser", "stats", "buffer", "loop", "response", "stream", "connection", "gateway",
+                                        "router", "filecache", "static", "upstream", "proxy")]
 if cythonize:
     extensions = cythonize(
         extensions,

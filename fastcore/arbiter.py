@@ -259,6 +259,9 @@ class Arbiter:
         for location in static_locations(self.config, self.app_spec is not None):
             print(f"fastcore: serving {location.root} at {location.prefix} (pid {os.getpid()})",
                   file=sys.stderr, flush=True)
+        for location in self.config.proxy:
+            print(f"fastcore: proxying {location.prefix} to {', '.join(s.address for s in location.servers)} "
+                  f"(pid {os.getpid()})", file=sys.stderr, flush=True)
         if self.admin_url:
             print(f"fastcore: admin on {self.admin_url} (pid {os.getpid()})", file=sys.stderr, flush=True)
         error_log.info("arbiter %d: %d worker(s), %s", os.getpid(), self.target,

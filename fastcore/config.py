@@ -42,6 +42,8 @@ __all__ = [
     "SETTINGS_BY_NAME",
     "Setting",
     "StaticLocation",
+    "ProxyLocation",
+    "UpstreamServer",
     "add_setting_arguments",
     "build_config",
     "load_config",
@@ -54,7 +56,7 @@ __all__ = [
 ]
 
 ENV_PREFIX = "FASTCORE_"
-SECTIONS = ("server", "static", "limits", "timeouts", "wsgi", "logging")
+SECTIONS = ("server", "static", "proxy", "limits", "timeouts", "wsgi", "logging")
 _MAX_REPR = 80  # a pasted blob in an error line helps nobody past this
 
 
@@ -391,6 +393,267 @@ def parse_static(value: Any) -> Tuple[StaticLocation, ...]:
     return tuple(locations)
 
 
+@dataclasses.dataclass(frozen=True)
+class UpstreamServer:
+    """One server of a proxy pool: HOST:PORT, [IPV6]:PORT, unix:PATH, or a
+    DNS name with a port (re-resolved every resolve_interval)."""
+
+    address: str
+    weight: int = 1
+    backup: bool = False
+    max_conns: int = 0
+
+    @property
+    def is_name(self) -> bool:
+        """A DNS name rather than an address."""
+        if self.address.startswith(("unix:", "[")):
+            return False
+        host = self.address.rpartition(":")[0]
+        try:
+            ipaddress.ip_address(host)
+            return False
+        except ValueError:
+            return True
+
+
+@dataclasses.dataclass(frozen=True)
+class ProxyLocation:
+    """One ``proxy`` location: requests under ``prefix`` go to ``servers``.
+    An option left as None takes the top-level ``proxy_<option>`` setting
+    (``build_config`` fills them in)."""
+
+    prefix: str
+    servers: Tuple[UpstreamServer, ...]
+    name: Optional[str] = None
+    balance: Optional[str] = None
+    hash_key: Optional[str] = None
+    strip_prefix: Optional[bool] = None
+    host: Optional[str] = None
+    connect_timeout: Optional[float] = None
+    read_timeout: Optional[float] = None
+    send_timeout: Optional[float] = None
+    retries: Optional[int] = None
+    keepalive: Optional[int] = None
+    keepalive_requests: Optional[int] = None
+    keepalive_idle: Optional[float] = None
+    max_fails: Optional[int] = None
+    fail_timeout: Optional[float] = None
+    slow_start: Optional[float] = None
+    panic: Optional[str] = None
+    health_path: Optional[str] = None
+    health_interval: Optional[float] = None
+    health_timeout: Optional[float] = None
+    health_status: Optional[str] = None
+    health_rise: Optional[int] = None
+    health_fall: Optional[int] = None
+    resolve_interval: Optional[float] = None
+    websocket: Optional[bool] = None
+
+    @property
+    def pool_name(self) -> str:
+        return self.name or self.prefix
+
+    def __str__(self) -> str:
+        return f"{self.prefix}={','.join(server.address for server in self.servers)}"
+
+
+_HOST_PORT = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?):(\d{1,5})$")
+
+
+def parse_upstream_address(value: Any) -> str:
+    """HOST:PORT, [IPV6]:PORT, unix:PATH or NAME:PORT (a DNS name)."""
+    expected = "HOST:PORT, [IPV6]:PORT, unix:PATH or a DNS name with a port"
+    if not isinstance(value, str):
+        raise _Invalid(expected, value)
+    text = value.strip()
+    if text.startswith("unix:"):
+        if len(text) <= 5 or "\0" in text:
+            raise _Invalid(expected, value)
+        return text
+    match = _HOST_PORT.match(text)
+    if not match or not 0 < int(match.group(1)) < 65536:
+        raise _Invalid(expected, value)
+    if text.startswith("["):
+        try:
+            ipaddress.IPv6Address(text[1:text.index("]")])
+        except ValueError:
+            raise _Invalid(expected, value) from None
+    return text
+
+
+def parse_hash_key(value: Any) -> Optional[str]:
+    """client_ip, uri or header:NAME."""
+    if value is None:
+        return None
+    if value in ("client_ip", "uri") or (isinstance(value, str) and value.startswith("header:")
+                                         and re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", value[7:])):
+        return value
+    raise _Invalid("client_ip, uri or header:NAME", value)
+
+
+def parse_host_mode(value: Any) -> str:
+    """pass (the client's Host), upstream (the server's address) or a fixed value."""
+    if isinstance(value, str) and value and not any(c in value for c in "\r\n\0 ,"):
+        return value
+    raise _Invalid("pass, upstream or a host name", value)
+
+
+def parse_health_status(value: Any) -> str:
+    """Status codes and ranges: 200-399, 200,204."""
+    if isinstance(value, str) and re.fullmatch(r"\d{3}(-\d{3})?(,\d{3}(-\d{3})?)*", value.replace(" ", "")):
+        return value.replace(" ", "")
+    raise _Invalid("status codes and ranges such as 200-399", value)
+
+
+def parse_health_path(value: Any) -> Optional[str]:
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) and value.startswith("/") and not any(c in value for c in " \r\n\0#"):
+        return value
+    raise _Invalid("a path starting with '/' (active health checks), or empty for none", value)
+
+
+def _positive_int(value: Any) -> int:
+    return integer(1)(value)
+
+
+# The per-location options of a [[proxy]] table, with their parsers; each
+# is also a top-level setting ``proxy_<option>`` giving the default.
+_PROXY_OPTIONS: Dict[str, Callable[[Any], Any]] = {
+    "balance": lambda value: choice("round_robin", "least_conn", "random_two", "hash")(value),
+    "hash_key": parse_hash_key,
+    "strip_prefix": parse_bool,
+    "host": parse_host_mode,
+    "connect_timeout": parse_duration,
+    "read_timeout": parse_duration,
+    "send_timeout": parse_duration,
+    "retries": lambda value: integer(0)(value),
+    "keepalive": lambda value: integer(0)(value),
+    "keepalive_requests": _positive_int,
+    "keepalive_idle": parse_duration,
+    "max_fails": lambda value: integer(0)(value),
+    "fail_timeout": parse_duration,
+    "slow_start": lambda value: parse_duration_or_zero(value),
+    "panic": lambda value: choice("all", "refuse")(value),
+    "health_path": parse_health_path,
+    "health_interval": parse_duration,
+    "health_timeout": parse_duration,
+    "health_status": parse_health_status,
+    "health_rise": _positive_int,
+    "health_fall": _positive_int,
+    "resolve_interval": parse_duration,
+    "websocket": parse_bool,
+}
+
+
+def _upstream_server(item: Any, prefix: str) -> UpstreamServer:
+    if isinstance(item, str):
+        return UpstreamServer(parse_upstream_address(item))
+    if isinstance(item, dict):
+        unknown = set(item) - {"address", "weight", "backup", "max_conns"}
+        if unknown or "address" not in item:
+            raise _Invalid(f"[[proxy]] {prefix}: servers as strings or tables with address, weight, backup, "
+                           f"max_conns", item)
+        return UpstreamServer(parse_upstream_address(item["address"]),
+                              weight=integer(1)(item.get("weight", 1)),
+                              backup=parse_bool(item.get("backup", False)),
+                              max_conns=integer(0)(item.get("max_conns", 0)))
+    raise _Invalid(f"[[proxy]] {prefix}: a server address", item)
+
+
+def _proxy_location(item: Any) -> ProxyLocation:
+    if isinstance(item, str):
+        prefix, sep, servers = item.partition("=")
+        if not sep or not servers.strip():
+            raise _Invalid("PREFIX=ADDR[,ADDR...], such as /api=127.0.0.1:9000", item)
+        try:
+            prefix = _static_prefix(prefix.strip())
+        except _Invalid:
+            raise _Invalid("PREFIX=ADDR[,ADDR...] with PREFIX starting with '/'", item) from None
+        return ProxyLocation(prefix, tuple(_upstream_server(address.strip(), prefix)
+                                           for address in servers.split(",") if address.strip()))
+    if isinstance(item, dict):
+        known = {"prefix", "name", "servers", *_PROXY_OPTIONS}
+        unknown = set(item) - known
+        if unknown:
+            key = sorted(unknown)[0]
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise _Invalid(f"a [[proxy]] table without the unknown key {key!r}{hint}", item)
+        if "prefix" not in item or "servers" not in item:
+            raise _Invalid("a [[proxy]] table with 'prefix' and 'servers'", item)
+        prefix = _static_prefix(item["prefix"])
+        servers = item["servers"]
+        if isinstance(servers, str) or not isinstance(servers, (list, tuple)) or not servers:
+            raise _Invalid(f"[[proxy]] {prefix}: servers as a non-empty list", servers)
+        options = {}
+        for key, parse in _PROXY_OPTIONS.items():
+            if key in item:
+                try:
+                    options[key] = parse(item[key])
+                except _Invalid as invalid:
+                    raise _Invalid(f"[[proxy]] {prefix}: {key} as {invalid.expected}", invalid.got) from None
+        name = item.get("name")
+        if name is not None and (not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name)):
+            raise _Invalid(f"[[proxy]] {prefix}: name as letters, digits, '_', '.', '-'", name)
+        return ProxyLocation(prefix, tuple(_upstream_server(server, prefix) for server in servers), name=name,
+                             **options)
+    raise _Invalid("PREFIX=ADDR[,ADDR...] or a [[proxy]] table", item)
+
+
+def parse_proxy(value: Any) -> Tuple[ProxyLocation, ...]:
+    """Proxy locations from repeated ``--proxy PREFIX=ADDR[,ADDR...]``, a
+    whitespace-separated string (environment) or a TOML list of strings or
+    ``[[proxy]]`` tables."""
+    if isinstance(value, str):
+        items: List[Any] = value.split()
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        raise _Invalid("PREFIX=ADDR[,ADDR...] entries or [[proxy]] tables", value)
+    locations: List[ProxyLocation] = []
+    for item in items:
+        location = _proxy_location(item)
+        if any(other.prefix == location.prefix for other in locations):
+            raise _Invalid("each prefix once", item)
+        if any(other.pool_name == location.pool_name for other in locations):
+            raise _Invalid("each pool name once", item)
+        locations.append(location)
+    return tuple(locations)
+
+
+def parse_cidrs(value: Any) -> Tuple[str, ...]:
+    """Comma-separated addresses or networks (CIDR); '*' trusts everyone."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        raise _Invalid("addresses or networks such as 127.0.0.1/8,::1", value)
+    out = []
+    for item in items:
+        item = str(item).strip()
+        if not item:
+            continue
+        if item != "*":
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise _Invalid("addresses or networks such as 127.0.0.1/8,::1", value) from None
+        out.append(item)
+    return tuple(out)
+
+
+def parse_resolver(value: Any) -> Optional[str]:
+    if value is None or value == "":
+        return None
+    match = isinstance(value, str) and re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[0-9.]+):(\d{1,5})", value)
+    if match and 0 < int(match.group(2)) < 65536:
+        try:
+            ipaddress.ip_address(match.group(1).strip("[]"))
+            return value
+        except ValueError:
+            pass
+    raise _Invalid("HOST:PORT of a DNS server (an IP address), or empty for the system's", value)
+
+
 class Address(NamedTuple):
     """One parsed ``bind`` entry. ``family`` is ``"inet"``, ``"inet6"`` or ``"unix"``."""
 
@@ -617,6 +880,99 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("precompressed", "static", ("--precompressed", "--no-precompressed"), parse_bool, True,
             "Serve FILE.br or FILE.gz, when it exists, to clients that accept it (per location).",
             kind="flag", annotation=bool),
+    # proxy
+    Setting("proxy", "proxy", ("--proxy",), parse_proxy, [],
+            "Proxy requests: PREFIX=ADDR[,ADDR...] sends requests under PREFIX to these servers (HOST:PORT, "
+            "[IPV6]:PORT, unix:PATH or NAME:PORT); repeat for several (the longest prefix wins across static, "
+            "proxy and the application); [[proxy]] tables in the config file also take name, servers as tables "
+            "(address, weight, backup, max_conns) and the per-location options below without their proxy_ "
+            "prefix. In the environment, entries are separated by spaces.",
+            metavar="PREFIX=ADDR,...", kind="list", annotation=Tuple[ProxyLocation, ...]),
+    Setting("proxy_balance", "proxy", ("--proxy-balance",), _PROXY_OPTIONS["balance"], "round_robin",
+            "How a proxy location picks a server: round_robin (smooth weighted), least_conn (weighted), "
+            "random_two (the less busy of two at random) or hash (consistent, on proxy_hash_key).",
+            metavar="ALGORITHM", annotation=str),
+    Setting("proxy_hash_key", "proxy", ("--proxy-hash-key",), parse_hash_key, None,
+            "What balance hash keys on: client_ip, uri or header:NAME.",
+            metavar="KEY", annotation=Optional[str]),
+    Setting("proxy_strip_prefix", "proxy", ("--proxy-strip-prefix", "--no-proxy-strip-prefix"), parse_bool, False,
+            "Remove the location's prefix from the path sent to the server (/api/x goes as /x).",
+            kind="flag", annotation=bool),
+    Setting("proxy_host", "proxy", ("--proxy-host",), parse_host_mode, "pass",
+            "The Host sent to the server: pass (the client's), upstream (the server's address) or a fixed name.",
+            metavar="pass|upstream|NAME", annotation=str),
+    Setting("proxy_connect_timeout", "proxy", ("--proxy-connect-timeout",), parse_duration, 5,
+            "Time allowed to connect to a server; over it the server counts as failed and the next is tried.",
+            metavar="SECONDS", annotation=float),
+    Setting("proxy_read_timeout", "proxy", ("--proxy-read-timeout",), parse_duration, 60,
+            "Time allowed between two reads from a server once the request is sent; over it: 504 (or the "
+            "connection cut if the response had begun).",
+            metavar="SECONDS", annotation=float),
+    Setting("proxy_send_timeout", "proxy", ("--proxy-send-timeout",), parse_duration, 60,
+            "Time allowed for a server to accept more of a request.",
+            metavar="SECONDS", annotation=float),
+    Setting("proxy_retries", "proxy", ("--proxy-retries",), _PROXY_OPTIONS["retries"], 2,
+            "Extra tries on other servers after a failure before any response byte (connect errors always; "
+            "resets and timeouts for idempotent methods or before any body byte was sent).",
+            metavar="N", annotation=int),
+    Setting("proxy_keepalive", "proxy", ("--proxy-keepalive",), _PROXY_OPTIONS["keepalive"], 64,
+            "Idle connections kept open per server per worker (0: a new connection per request).",
+            metavar="N", annotation=int),
+    Setting("proxy_keepalive_requests", "proxy", ("--proxy-keepalive-requests",), _positive_int, 10000,
+            "Requests one upstream connection carries before it is closed.",
+            metavar="N", annotation=int),
+    Setting("proxy_keepalive_idle", "proxy", ("--proxy-keepalive-idle",), parse_duration, 60,
+            "How long an idle upstream connection is kept.",
+            metavar="SECONDS", annotation=float),
+    Setting("proxy_max_fails", "proxy", ("--proxy-max-fails",), _PROXY_OPTIONS["max_fails"], 1,
+            "Failures (connect error, timeout, invalid response) within proxy_fail_timeout that mark a server "
+            "down for proxy_fail_timeout; 0 never.",
+            metavar="N", annotation=int),
+    Setting("proxy_fail_timeout", "proxy", ("--proxy-fail-timeout",), parse_duration, 10,
+            "The window in which proxy_max_fails counts, and how long a server then stays down.",
+            metavar="SECONDS", annotation=float),
+    Setting("proxy_slow_start", "proxy", ("--proxy-slow-start",), parse_duration_or_zero, 0,
+            "A server back from down gets its weight ramped up over this long; 0: at once.",
+            metavar="SECONDS", annotation=float),
+    Setting("proxy_panic", "proxy", ("--proxy-panic",), _PROXY_OPTIONS["panic"], "all",
+            "When fewer than half the servers of a pool are healthy: all (send to every server, healthy or "
+            "not, as Envoy's panic mode) or refuse (503).",
+            metavar="all|refuse", annotation=str),
+    Setting("proxy_health_path", "proxy", ("--proxy-health-path",), parse_health_path, None,
+            "Active health checks: the path each worker GETs from every server every proxy_health_interval; "
+            "off when unset.",
+            metavar="PATH", annotation=Optional[str]),
+    Setting("proxy_health_interval", "proxy", ("--proxy-health-interval",), parse_duration, 5,
+            "Time between two health checks of a server (with 15% jitter).",
+            metavar="SECONDS", annotation=float),
+    Setting("proxy_health_timeout", "proxy", ("--proxy-health-timeout",), parse_duration, 2,
+            "Time a health check may take.",
+            metavar="SECONDS", annotation=float),
+    Setting("proxy_health_status", "proxy", ("--proxy-health-status",), parse_health_status, "200-399",
+            "Statuses that pass a health check.",
+            metavar="CODES", annotation=str),
+    Setting("proxy_health_rise", "proxy", ("--proxy-health-rise",), _positive_int, 2,
+            "Passed checks in a row that bring a failing server back.",
+            metavar="N", annotation=int),
+    Setting("proxy_health_fall", "proxy", ("--proxy-health-fall",), _positive_int, 3,
+            "Failed checks in a row that take a server out.",
+            metavar="N", annotation=int),
+    Setting("proxy_resolve_interval", "proxy", ("--proxy-resolve-interval",), parse_duration, 30,
+            "How often a server given by DNS name is resolved again (sooner when its TTL is shorter).",
+            metavar="SECONDS", annotation=float),
+    Setting("proxy_websocket", "proxy", ("--proxy-websocket", "--no-proxy-websocket"), parse_bool, True,
+            "Forward Upgrade requests (WebSocket): after a 101 both connections become a byte tunnel.",
+            kind="flag", annotation=bool),
+    Setting("forwarded_allow_ips", "proxy", ("--forwarded-allow-ips",), parse_cidrs, "127.0.0.1/8,::1",
+            "Clients whose X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host and X-Real-IP are passed on "
+            "(appended to); from anyone else they are replaced. '*' trusts every client.",
+            metavar="CIDRS", annotation=Tuple[str, ...]),
+    Setting("resolver", "proxy", ("--resolver",), parse_resolver, None,
+            "HOST:PORT of the DNS server that resolves servers given by name; the system's when unset.",
+            metavar="HOST:PORT", annotation=Optional[str]),
+    Setting("tunnel_idle_timeout", "timeouts", ("--tunnel-idle-timeout",), parse_duration, 300,
+            "A proxied WebSocket (or any upgraded) tunnel with no byte either way for this long is closed.",
+            metavar="SECONDS", annotation=float),
     Setting("etag_inode", "static", ("--etag-inode", "--no-etag-inode"), parse_bool, True,
             "Put the file's inode in its ETag (with size and modification time); turn off when several machines "
             "serve the same files behind a balancer, so that they give a file the same tag.",
@@ -827,6 +1183,14 @@ def build_config(cli: Optional[Mapping[str, Any]] = None, environ: Optional[Mapp
         dataclasses.replace(location, **{key: values[key] for key in _LOCATION_OPTIONS
                                          if getattr(location, key) is None})
         for location in values["static"])
+    values["proxy"] = tuple(
+        dataclasses.replace(location, **{key: values[f"proxy_{key}"] for key in _PROXY_OPTIONS
+                                         if getattr(location, key) is None})
+        for location in values["proxy"])
+    for location in values["proxy"]:
+        if location.balance == "hash" and location.hash_key is None:
+            raise ConfigError(f"setting proxy ({location.prefix}): balance hash needs hash_key "
+                              f"(client_ip, uri or header:NAME)")
     return Config(**values)
 
 

@@ -15,6 +15,7 @@ The handlers only queue the signal; the loop acts on it between events.
 import collections
 import errno
 import faulthandler
+import ipaddress
 import logging
 import os
 import random
@@ -29,10 +30,14 @@ from fastcore._core.connection import Server
 from fastcore._core.filecache import FileCache
 from fastcore._core.loop import Loop
 from fastcore._core.router import Router
+from fastcore._core.proxy import ProxyLocation
 from fastcore._core.static import Location
 from fastcore._core.stats import SIZE, WorkerStats
 from fastcore.config import StaticLocation, parse_address
 from fastcore.logs import AccessLog, make_request_id
+from fastcore.proxy.balancer import Member, Pool
+from fastcore.proxy.discovery import Discovery
+from fastcore.proxy.health import HealthCheck, Prober
 from fastcore.wsgi import AppThreads, Gateway, listener_environ
 
 # Everything a worker runs is imported above, by the arbiter before it forks:
@@ -168,24 +173,88 @@ def load_application(config, app_spec, report_fd):
 
 
 def static_locations(config, has_app):
-    """The static locations to serve: the configured ones; with neither an
-    application nor a location, the current directory at /."""
-    if config.static or has_app:
+    """The static locations to serve: the configured ones; with no
+    application and no location of any kind, the current directory at /."""
+    if config.static or has_app or config.proxy:
         return config.static
     return (StaticLocation("/", os.getcwd(), index=config.index, autoindex=config.autoindex,
                            max_age=config.max_age, immutable=config.immutable, dotfiles=config.dotfiles,
                            follow_symlinks=config.follow_symlinks, precompressed=config.precompressed),)
 
 
-def build_handler(config, gateway, access_log):
+def forwarding_trust(config):
+    """A callable(client ip) -> bool: may the client's forwarding fields be
+    passed on (forwarded_allow_ips)? Answers are cached per address."""
+    if "*" in config.forwarded_allow_ips:
+        return lambda ip: True
+    networks = [ipaddress.ip_network(item, strict=False) for item in config.forwarded_allow_ips]
+    cache = {}
+
+    def trusted(ip):
+        answer = cache.get(ip)
+        if answer is None:
+            try:
+                address = ipaddress.ip_address(ip)
+                answer = any(address in network for network in networks)
+            except ValueError:
+                answer = ip == ""  # a unix socket client is local
+            if len(cache) < 4096:
+                cache[ip] = answer
+        return answer
+
+    return trusted
+
+
+def build_proxies(config, router, loop, access_log):
+    """A ProxyLocation per configured proxy location, each with its own Pool
+    (per worker, as nginx without a shared zone), its health checks and its
+    DNS discovery. Returns the locations and what must be stopped at exit."""
+    trusted = forwarding_trust(config)
+    built, services = [], []
+    for spec in config.proxy:
+        members = [Member(server.address, server.weight, server.backup, server.max_conns)
+                   for server in spec.servers if not server.is_name]
+        pool = Pool(spec.pool_name, members, balance=spec.balance, hash_key=spec.hash_key,
+                    max_fails=spec.max_fails, fail_timeout=spec.fail_timeout, slow_start=spec.slow_start,
+                    panic=spec.panic)
+        location = ProxyLocation(router, loop, spec.prefix, pool, spec, config, trusted)
+        if access_log is not None:
+            location.access_log = access_log
+            location.new_request_id = make_request_id
+        router.add(spec.prefix, location)
+        for server in spec.servers:
+            if server.is_name:
+                name, _, port = server.address.rpartition(":")
+                discovery = Discovery(pool, name, int(port), resolver=config.resolver,
+                                      resolve_interval=spec.resolve_interval, weight=server.weight,
+                                      backup=server.backup, max_conns=server.max_conns,
+                                      apply=loop.call_soon_threadsafe)
+                discovery.refresh()  # the first answer before serving
+                discovery.start()
+                services.append(discovery)
+        if spec.health_path:
+            check = HealthCheck(path=spec.health_path, interval=spec.health_interval, timeout=spec.health_timeout,
+                                status=spec.health_status, rise=spec.health_rise, fall=spec.health_fall)
+            prober = Prober(loop, pool, check)
+            prober.start()
+            services.append(prober)
+        built.append(location)
+    return built, services
+
+
+def build_handler(config, gateway, access_log, loop=None):
     """What the server hands each request to: the gateway alone, or a router
-    over the static locations with the gateway (or 404) for the rest."""
+    over the static and proxy locations with the gateway (or 404) for the
+    rest. Returns (handler, file cache or None, proxy locations, services)."""
     locations = static_locations(config, gateway is not None)
+    if not locations and not config.proxy:
+        return gateway, None, [], []
+    router = Router(gateway)
+    proxies, services = build_proxies(config, router, loop, access_log) if config.proxy else ([], [])
     if not locations:
-        return gateway, None
+        return router, None, proxies, services
     cache = FileCache(config)
     boundary = os.urandom(12).hex().encode("ascii")
-    router = Router(gateway)
     for location in locations:
         try:
             handler = Location(router, cache, location, config, boundary)
@@ -196,7 +265,7 @@ def build_handler(config, gateway, access_log):
             handler.access_log = access_log
             handler.new_request_id = make_request_id
         router.add(location.prefix, handler)
-    return router, cache
+    return router, cache, proxies, services
 
 
 def run_worker(config, sockets, *, app=None, app_spec=None, stats_buffer=None, exclusive=False,
@@ -226,7 +295,7 @@ def run_worker(config, sockets, *, app=None, app_spec=None, stats_buffer=None, e
             gateway.access_log = access_log
             gateway.new_request_id = make_request_id
     try:
-        handler, file_cache = build_handler(config, gateway, access_log)
+        handler, file_cache, proxies, services = build_handler(config, gateway, access_log, loop)
     except BindError as e:
         error_log.error("%s", e)
         report(report_fd, str(e))
@@ -325,6 +394,10 @@ def run_worker(config, sockets, *, app=None, app_spec=None, stats_buffer=None, e
     try:
         loop.run()
     finally:
+        for service in services:
+            service.stop()
+        for location in proxies:
+            location.close_idle()
         server.close_all()
         if threads is not None:
             threads.stop()

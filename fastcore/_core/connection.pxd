@@ -9,6 +9,7 @@ from fastcore._core.includes.syscalls cimport sockaddr_storage, socklen_t
 from fastcore._core.loop cimport DeadlineQueue, Handle, Loop, TimedHandle
 from fastcore._core.parser cimport RequestParser
 from fastcore._core.buffer cimport FileSegment, OutputQueue
+from fastcore._core.stream cimport Stream
 from fastcore._core.stats cimport WorkerStats
 
 cdef enum ConnState:
@@ -21,7 +22,6 @@ cdef enum ConnState:
     S_CLOSED
 
 
-cdef bytes date_line()           # "Date: <IMF-fixdate>\r\n" for now, formatted once a second
 
 
 cdef class RequestHandler:
@@ -79,15 +79,13 @@ cdef class Listener(Handle):
     cdef int refuse_waiting(self) except -1
 
 
-cdef class Connection(TimedHandle):
+cdef class Connection(Stream):
     cdef Server server
     cdef readonly Listener listener
     cdef RequestParser parser
-    cdef OutputQueue out
     cdef ConnState state
     cdef RequestHandler handler  # of the current request (a Router picks it in on_head)
     cdef object exchange         # the handler's per-request state
-    cdef bint producing          # the handler waits for the queue to drain
     cdef bint request_keep_alive
     cdef bint got_bytes          # some bytes of the current head have arrived
     cdef bint processing         # inside _process (not reentrant)
@@ -99,19 +97,20 @@ cdef class Connection(TimedHandle):
     cdef object peer_port_str
 
     cdef int _on_readable(self) except -1
-    cdef int _write(self) except -1
     cdef int _on_writable(self) except -1
     cdef int _process(self) except -1
     cdef int _process_events(self) except -1
     cdef int _handler_failed(self, str event, object error) except -1
     cdef int _update(self) except -1
+    cdef int _on_closed(self) except -1
     cdef int send(self, bytes data) except -1
     cdef int send_interim(self, bytes data) except -1
     cdef int send_file(self, FileSegment segment) except -1
-    cdef int flush(self) except -1
+    cdef bint may_keep_alive(self) noexcept
+    cdef int pause_reading(self) except -1
+    cdef int resume_reading(self) except -1
     cdef int end_response(self, bint keep_alive) except -1
     cdef int send_error(self, int status, str message, bint no_body=*) except -1
-    cdef int close(self) except -1
     cdef int _begin_linger(self) except -1
     cdef int _go_idle(self) except -1
     cdef int _peer_strings(self) except -1

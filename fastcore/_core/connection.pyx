@@ -42,50 +42,17 @@ from fastcore._core.parser cimport (
     EV_BODY, EV_END, EV_HEAD, EV_NEED_DATA, FieldArray, RequestParser,
 )
 from fastcore._core.includes.fc_http cimport FC_REQ_KEEP_ALIVE
-from fastcore._core.includes.fc_static cimport FC_HTTP_DATE_LEN, fc_http_date_format
+from fastcore._core.response cimport date_line, plain_response
 from fastcore._core.buffer cimport FileSegment, OutputQueue
+from fastcore._core.stream cimport Stream
 from fastcore._core.parser import ParseError
 
 cdef object error_log = logging.getLogger("fastcore.error")
-
-cdef dict REASONS = {
-    400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
-    413: "Content Too Large", 414: "URI Too Long", 417: "Expectation Failed",
-    431: "Request Header Fields Too Large", 500: "Internal Server Error",
-    501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable",
-    505: "HTTP Version Not Supported",
-}
 
 cdef int ACCEPT_BATCH = 64
 
 # errors that mean "short of something", answered 503 rather than 500
 cdef frozenset RESOURCE_ERRNOS = frozenset([EMFILE, ENFILE, ENOMEM, ENOBUFS, ENOSPC, EDQUOT])
-
-# what a client gets when the worker has no descriptor to serve it with
-cdef bytes OVERLOAD_503_BODY = b"503 Service Unavailable: the server is out of file descriptors, retry shortly\n"
-cdef bytes OVERLOAD_503 = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                           b"Retry-After: 1\r\nConnection: close\r\nContent-Length: " +
-                           str(len(OVERLOAD_503_BODY)).encode() + b"\r\n")
-
-cdef long date_second = -1
-cdef bytes date_header = None
-
-
-cdef bytes date_line():
-    """The Date header line (RFC 9110 5.6.7 IMF-fixdate), formatted in C
-    once a second and shared by every handler of the worker."""
-    global date_second, date_header
-    cdef timespec ts
-    cdef char line[FC_HTTP_DATE_LEN + 9]
-    clock_gettime(CLOCK_REALTIME, &ts)
-    if ts.tv_sec != date_second:
-        date_second = ts.tv_sec
-        memcpy(line, b"Date: ", 6)
-        fc_http_date_format(ts.tv_sec, line + 6)
-        memcpy(line + 6 + FC_HTTP_DATE_LEN, b"\r\n", 2)
-        date_header = PyBytes_FromStringAndSize(line, 6 + FC_HTTP_DATE_LEN + 2)
-    return date_header
-
 
 cdef class RequestHandler:
     """What a Connection calls; the WSGI gateway, the static-file locations
@@ -201,6 +168,7 @@ cdef class Server:
         conn.peer_len = addr_len
         conn.parser = RequestParser(**self.parser_limits)
         conn.out = OutputQueue()
+        conn.send_queue = self.send_queue
         conn.handler = self.handler
         conn.state = S_HEAD
         self.connections += 1
@@ -352,7 +320,8 @@ cdef class Listener(Handle):
         cdef Server server = self.server
         cdef int fd, i
         cdef ssize_t n
-        cdef bytes answer = OVERLOAD_503 + date_line() + b"\r\n" + OVERLOAD_503_BODY
+        cdef bytes answer = plain_response(503, "the server is out of file descriptors, retry shortly", False, False,
+                                           b"Retry-After: 1\r\n")
         if server.spare_fd >= 0:
             close_fd(server.spare_fd)
             server.spare_fd = -1
@@ -371,7 +340,7 @@ cdef class Listener(Handle):
         return 0
 
 
-cdef class Connection(TimedHandle):
+cdef class Connection(Stream):
 
     # -- events ---------------------------------------------------------------
 
@@ -429,21 +398,6 @@ cdef class Connection(TimedHandle):
         self.got_bytes = True
         self._process()
         return 0
-
-    cdef int _write(self) except -1:
-        """Writes what the socket takes now: 0 when the queue is empty, 1
-        when output remains, -1 when the peer is gone (closed here). Every
-        write goes through here: send_timeout is the time allowed between two
-        writes, not for the whole response, so progress restarts it."""
-        cdef int rc
-        try:
-            rc = self.out.flush(self.fd)
-        except ConnectionError:
-            self.close()
-            return -1
-        if self.out.written and self.out.pending and self.queue is self.server.send_queue:
-            self.server.send_queue.arm(self, self.loop.now)
-        return rc
 
     cdef int _on_writable(self) except -1:
         cdef int rc = self._write()
@@ -609,7 +563,7 @@ cdef class Connection(TimedHandle):
             elif self.state == S_IDLE:
                 server.keepalive_queue.arm(self, self.loop.now)
         if (self.state == S_HEAD or self.state == S_BODY or self.state == S_IDLE or
-                self.state == S_LINGER) and self.out.pending < server.high_water:
+                self.state == S_LINGER) and self.out.pending < server.high_water and not self.reading_paused:
             events |= EPOLLIN | EPOLLRDHUP
         self.set_interest(events)
         return 0
@@ -619,7 +573,7 @@ cdef class Connection(TimedHandle):
     cdef int send(self, bytes data) except -1:
         """Queues data. It goes out at flush(): end_response flushes, so a
         response's head and body leave in one writev."""
-        if self.state != S_CLOSED:
+        if self.fd >= 0:
             self.response_started = True
             self.out.push(data)
         return 0
@@ -627,25 +581,37 @@ cdef class Connection(TimedHandle):
     cdef int send_interim(self, bytes data) except -1:
         """Queues a 1xx response and writes it now; a final response may
         still follow (and an error may still replace it)."""
-        if self.state != S_CLOSED:
+        if self.fd >= 0:
             self.out.push(data)
             self.flush()
         return 0
 
     cdef int send_file(self, FileSegment segment) except -1:
-        if self.state != S_CLOSED:
+        if self.fd >= 0:
             self.response_started = True
             self.out.push_file(segment)
         return 0
 
-    cdef int flush(self) except -1:
-        """Writes what the socket takes now; the rest waits for EPOLLOUT."""
-        if self.state == S_CLOSED or not self.out.pending:
-            return 0
-        if self._write() < 0:
-            return 0
-        self._update()
+    cdef int pause_reading(self) except -1:
+        """No more reading (a proxied body's upstream is slower than this
+        client); the body timeout waits meanwhile: the handler's own
+        timeout covers the stall."""
+        if self.state == S_BODY and self.queue is self.server.body_queue:
+            self.disarm()
+        Stream.pause_reading(self)
         return 0
+
+    cdef int resume_reading(self) except -1:
+        if self.reading_paused and self.state == S_BODY and self.queue is None:
+            self.server.body_queue.arm(self, self.loop.now)
+        Stream.resume_reading(self)
+        return 0
+
+    cdef bint may_keep_alive(self) noexcept:
+        """The keep-alive decision for the current request's response: the
+        client asked for it (HTTP/1.1 default, or HTTP/1.0 keep-alive) and
+        the worker is not stopping."""
+        return self.request_keep_alive and not self.server.draining
 
     cdef int end_response(self, bint keep_alive) except -1:
         """The handler has queued the whole response of the current request."""
@@ -670,12 +636,7 @@ cdef class Connection(TimedHandle):
         """Answers status with a short plain-text body (none for a HEAD
         request: no_body) and closes (after the responses already queued, so
         pipelined order holds)."""
-        reason = REASONS.get(status, "Error")
-        body = f"{status} {reason}: {message}\n".encode("latin-1", "replace")
-        head = (f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n").encode("latin-1") + date_line() + b"\r\n"
-        if no_body:
-            body = b""
+        cdef bytes answer = plain_response(status, message, False, no_body)
         if self.state == S_APP or (self.state == S_BODY and self.exchange is not None):
             try:
                 self.handler.on_close(self)
@@ -684,9 +645,9 @@ cdef class Connection(TimedHandle):
         self.exchange = None
         self.producing = False
         self.state = S_CLOSING
-        self.send(head + body)
+        self.send(answer)
         if self.server.stats is not None:
-            self.server.stats.record_response(status, len(head) + len(body), 0.0)
+            self.server.stats.record_response(status, len(answer), 0.0)
         self.flush()
         if self.state == S_CLOSED:
             return 0
@@ -708,22 +669,18 @@ cdef class Connection(TimedHandle):
         self._update()
         return 0
 
-    cdef int close(self) except -1:
-        if self.state == S_CLOSED:
-            return 0
+    cdef int _on_closed(self) except -1:
+        """The descriptor is closed (Stream.close): tell the handler if the
+        connection held an exchange, then release the read buffer and the
+        server's count."""
         cdef ConnState was = self.state
         self.state = S_CLOSED
-        self.disarm()
         if (was == S_APP or was == S_BODY) and self.exchange is not None:
             try:
                 self.handler.on_close(self)
             except Exception:
                 error_log.exception("error while closing a response")
         self.exchange = None
-        self.unregister()
-        close_fd(self.fd)
-        self.fd = -1
-        self.out.clear()
         self.parser.release_buffer()
         self.server.connection_closed(self)
         return 0

@@ -47,7 +47,8 @@ from fastcore._core.includes.fc_http cimport (
     fc_request_head_t, fc_request_info_t,
 )
 from fastcore._core.parser cimport RequestParser, ascii_only, is_head_request, method_str, text
-from fastcore._core.connection cimport Connection, RequestHandler, S_APP, S_CLOSED, date_line
+from fastcore._core.connection cimport Connection, RequestHandler, S_APP, S_CLOSED
+from fastcore._core.response cimport date_line
 from fastcore._core.loop cimport Loop
 from fastcore._core.buffer cimport FileSegment
 from fastcore._core.stats cimport WorkerStats
@@ -633,7 +634,7 @@ cdef class Gateway(RequestHandler):
                     ex.finish()
                     return 0
                 ex.write_body(chunk)
-            conn.producing = True  # resumed by on_writable when the queue drains
+            conn.wait_writable()  # on_writable resumes it when the queue drains
         except Exception:
             ex.fail("response")
         return 0
@@ -673,7 +674,7 @@ cdef class Gateway(RequestHandler):
             return False
         if ex.conn.out.pending < self.high_water:
             return True
-        ex.conn.producing = True  # on_writable resumes the application thread
+        ex.conn.wait_writable()  # on_writable resumes the application thread
         return False
 
     def complete(self, Exchange ex, object error, double seconds=0):

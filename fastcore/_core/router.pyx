@@ -19,7 +19,8 @@ Without a fallback, requests under no location get 404.
 from libc.stdlib cimport free, realloc
 from libc.string cimport memcmp
 
-from fastcore._core.connection cimport Connection, RequestHandler, date_line
+from fastcore._core.connection cimport Connection, RequestHandler
+from fastcore._core.response cimport plain_response
 from fastcore._core.includes.fc_static cimport fc_path_normalize
 from fastcore._core.parser cimport RequestParser, is_head_request
 
@@ -46,11 +47,9 @@ cdef class NotFound(RequestHandler):
         return 0
 
     cdef int on_end(self, Connection conn) except -1:
-        cdef bint keep = conn.request_keep_alive and not conn.server.draining
+        cdef bint keep = conn.may_keep_alive()
         cdef bint is_head = conn.exchange is True
-        response = (b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 14\r\n" +
-                    date_line() + (b"\r\n" if keep else b"Connection: close\r\n\r\n") +
-                    (b"" if is_head else b"404 Not Found\n"))
+        response = plain_response(404, "", keep, is_head)
         conn.send(response)
         if conn.server.stats is not None:
             conn.server.stats.record_response(404, len(response), 0.0)

@@ -43,7 +43,8 @@ from libc.string cimport memcmp, memrchr
 from libc.time cimport time
 
 from fastcore._core.buffer cimport FileSegment
-from fastcore._core.connection cimport Connection, RequestHandler, date_line
+from fastcore._core.connection cimport Connection, RequestHandler
+from fastcore._core.response cimport date_line, reason
 from fastcore._core.filecache cimport CachedFile, FileCache, Root
 from fastcore._core.includes.fc_http cimport (
     FC_REQ_CHUNKED, FC_REQ_HAS_LENGTH, fc_header_t, fc_request_head_t,
@@ -220,11 +221,6 @@ cdef object CLOSE = "close"
 cdef bytes END_KEEP = b"\r\n"
 cdef bytes END_KEEP_10 = b"Connection: keep-alive\r\n\r\n"
 cdef bytes END_CLOSE = b"Connection: close\r\n\r\n"
-cdef dict REASONS = {
-    200: b"OK", 206: b"Partial Content", 301: b"Moved Permanently", 304: b"Not Modified",
-    400: b"Bad Request", 403: b"Forbidden", 404: b"Not Found", 405: b"Method Not Allowed",
-    412: b"Precondition Failed", 416: b"Range Not Satisfiable", 503: b"Service Unavailable",
-}
 cdef enum:
     # entries of the ranges array serve_file keeps on its stack; a Range field
     # listing more parts than this (or than max_ranges) is served whole
@@ -300,7 +296,7 @@ cdef class Location(RequestHandler):
         cdef bytes end, rel
         cdef CachedFile entry
         self.queued_before = conn.out.pending
-        keep = conn.request_keep_alive and not conn.server.draining and not has_body
+        keep = conn.may_keep_alive() and not has_body
         self.kept = keep
         if not keep:
             end = END_CLOSE
@@ -590,9 +586,9 @@ cdef class Location(RequestHandler):
     cdef int simple(self, Connection conn, int status, bint is_head, bytes end, double began,
                     bytes extra=b"") except -1:
         """A short plain-text answer (403, 404, 405, 412)."""
-        body = b"%d %s\n" % (status, REASONS[status])
+        body = b"%d %s\n" % (status, reason(status))
         conn.send(b"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n%s%s" % (
-            status, REASONS[status], len(body), extra, self.server_line))
+            status, reason(status), len(body), extra, self.server_line))
         conn.send(date_line())
         conn.send(end)
         if not is_head:

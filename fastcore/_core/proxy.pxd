@@ -1,0 +1,79 @@
+# Interface of fastcore._core.proxy: the proxy location, a RequestHandler
+# that forwards each request under its prefix to a server of its pool and
+# streams the response back. One ProxyExchange per request holds the client
+# connection and the upstream connection; the balancer (fastcore.proxy,
+# Python) is called once per request, in on_head, to pick the server.
+from fastcore._core.connection cimport Connection, RequestHandler
+from fastcore._core.loop cimport Loop
+from fastcore._core.router cimport Router
+from fastcore._core.upstream cimport IdlePool, UpFailure, UpstreamConnection, UpstreamOwner, UpstreamTimeouts
+
+
+cdef class ProxyLocation(RequestHandler):
+    cdef readonly str prefix
+    cdef Loop loop
+    cdef object hash_header                 # the header a hash pool keys on, kept for retries
+    cdef bytes prefix_bytes
+    cdef Router router
+    cdef readonly object pool               # fastcore.proxy.Pool
+    cdef dict servers                       # member address -> (family, sockaddr, IdlePool)
+    cdef UpstreamTimeouts timeouts
+    cdef dict parser_limits                 # of the response parsers
+    cdef size_t read_size
+    cdef size_t high_water
+    cdef unsigned long keepalive_requests
+    cdef size_t keepalive
+    cdef int retries
+    cdef bint strip_prefix
+    cdef object host                        # "pass", "upstream", or a fixed value (str)
+    cdef object trusted                     # callable(peer ip str) -> bool: forwarded_allow_ips
+    cdef bint websocket
+    cdef readonly unsigned long long active        # exchanges in flight (the retry budget's base)
+    cdef readonly unsigned long long retrying      # retries in flight
+    cdef readonly unsigned long long retries_total
+    cdef public object access_log
+    cdef public object new_request_id
+
+    cdef tuple server_for(self, object member)
+    cdef UpstreamConnection connection_to(self, object member)
+    cdef bytes request_head(self, Connection conn, ProxyExchange ex)
+    cdef int fail(self, Connection conn, int status, str message) except -1
+
+
+cdef class ProxyExchange(UpstreamOwner):
+    cdef Connection conn
+    cdef ProxyLocation location
+    cdef UpstreamConnection up
+    cdef object member
+    cdef list tried                 # members this request went to
+    cdef list replay                # what was sent upstream (head + body) while a retry may need it, else None
+    cdef size_t replay_size
+    cdef bint idempotent
+    cdef bint chunked_up            # the request body is re-chunked to the upstream
+    cdef bint body_started          # some request body has been read from the client
+    cdef bint request_done          # the whole request has been read from the client
+    cdef bint response_started      # the response head has gone to the client
+    cdef bint chunked_down          # the response body is re-chunked to the client
+    cdef bint client_keep
+    cdef bint is_head
+    cdef bint http11
+    cdef bint retrying
+    cdef int status
+    cdef double began
+    cdef unsigned long long sent    # response bytes queued for the client
+    cdef str method
+    cdef str target
+    cdef object view                # SavedView for a retry's pick
+
+    cdef bytes member_host(self)
+    cdef int keep_for_replay(self, bytes chunk) except -1
+
+    cdef int start_try(self) except -1
+    cdef int forward_body(self, const char *at, size_t n) except -1
+    cdef int run_response(self) except -1
+    cdef int response_head(self) except -1
+    cdef int response_end(self) except -1
+    cdef int after_failure(self, UpFailure failure, str why, bint counts) except -1
+    cdef int finish(self, bint keep) except -1
+    cdef int account(self) except -1
+    cdef int drop_upstream(self) except -1

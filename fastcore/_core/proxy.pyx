@@ -1,0 +1,671 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""The proxy location: requests under a prefix go to a pool of servers.
+
+Theory of operation
+-------------------
+One ProxyExchange per request, between the client Connection and an
+UpstreamConnection:
+
+    on_head: pick a server (the balancer, once) -> serialise the request head
+             (hop-by-hop fields out, forwarding fields in) -> a kept-alive
+             connection to that server, or a new one
+    on_body: body bytes go upstream as they arrive (re-chunked if the client
+             sent chunks); when the upstream's queue passes write_buffer_high
+             the client's reading pauses until it drains
+    upstream_readable: the response parser's events: the head goes to the
+             client (hop-by-hop out, framing for the client), body bytes go
+             straight from the parser's buffer (send_span); when the client's
+             queue passes the mark the upstream's reading pauses until the
+             client has taken it (on_writable)
+    end: the upstream connection goes back to its pool only after a whole,
+         framed exchange; the client connection keeps alive as it asked.
+
+Failures before any response byte: a connect error may always go to
+another server; a reset or a timeout only when the method is idempotent or
+no byte of the body was read from the client (what was sent is replayed
+from `replay`, kept up to REPLAY_MAX); a kept-alive connection that the
+server closed as we sent (no response byte) is retried on any method and
+counts as no failure. Each try comes from `retries`, and retries in flight
+stay under a fifth of the exchanges in flight (with a floor), so an outage
+cannot multiply the load. All tries failed: 502, or 504 when the last one
+timed out. After the response head has gone to the client, a failure cuts
+the client connection: a truncated response is never dressed as complete.
+
+Failures counting towards max_fails: connect errors, timeouts, invalid
+responses (Member.note_failure); a kept-alive race does not count.
+"""
+import logging
+
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from libc.string cimport memcmp
+
+from fastcore._core.includes.fc_http cimport (
+    FC_REQ_CHUNKED, FC_REQ_EXPECT_CONTINUE, FC_REQ_HAS_LENGTH, FC_REQ_UPGRADE,
+    FC_RESP_CHUNKED, FC_RESP_HAS_LENGTH, FC_RESP_KEEP_ALIVE, FC_RESP_NO_BODY, FC_RESP_UNTIL_CLOSE,
+    fc_header_t,
+)
+from fastcore._core.connection cimport Connection, RequestHandler, S_BODY, S_CLOSED
+from fastcore._core.loop cimport Loop
+from fastcore._core.parser cimport (
+    EV_BODY, EV_END, EV_HEAD, EV_NEED_DATA, ST_UNTIL_CLOSE, ST_END, RequestParser, ResponseParser, latin1,
+)
+from fastcore._core.response cimport date_line, plain_response, reason
+from fastcore._core.router cimport Router
+from fastcore._core.stats cimport WorkerStats
+from fastcore._core.upstream cimport (
+    IdlePool, UF_CONNECT, UF_INVALID, UF_RESET, UF_TIMEOUT, U_CLOSED, UpFailure, UpstreamConnection,
+    UpstreamOwner, UpstreamTimeouts, connect_to,
+)
+from fastcore._core.parser import ParseError
+
+cdef object error_log = logging.getLogger("fastcore.error")
+
+# Bytes of a request kept for a retry (head and the start of the body); a
+# request that has sent more than this cannot be replayed.
+cdef size_t REPLAY_MAX = 64 * 1024
+# Retries in flight are allowed up to a fifth of the exchanges in flight
+# (Envoy's retry budget), and at least this many.
+cdef unsigned long long RETRY_BUDGET_FLOOR = 3
+
+# RFC 9110 7.6.1: fields that concern one connection only, never forwarded
+# (with those the Connection field names, and any Proxy-* field).
+cdef frozenset HOP_BY_HOP = frozenset([b"connection", b"keep-alive", b"te", b"trailer", b"transfer-encoding",
+                                       b"upgrade", b"host", b"content-length", b"expect"])
+cdef frozenset FORWARDING = frozenset([b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host",
+                                       b"x-real-ip"])
+cdef frozenset IDEMPOTENT = frozenset(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"])
+cdef bytes LAST_CHUNK = b"0\r\n\r\n"
+cdef bytes CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+cdef inline bytes span_bytes(const char *at, size_t n):
+    return PyBytes_FromStringAndSize(at, n)
+
+
+cdef set connection_tokens(fc_header_t *fields, size_t count):
+    """The lower-cased tokens of the Connection fields (fields they name are
+    hop-by-hop too)."""
+    cdef set tokens = None
+    cdef size_t i
+    for i in range(count):
+        if fields[i].name.len == 10 and span_bytes(fields[i].name.at, 10).lower() == b"connection":
+            if tokens is None:
+                tokens = set()
+            for token in span_bytes(fields[i].value.at, fields[i].value.len).lower().split(b","):
+                token = token.strip()
+                if token:
+                    tokens.add(token)
+    return tokens
+
+
+cdef class RequestView:
+    """What the balancer may look at while it picks: valid only during the
+    pick (it reads the parser's spans), never kept."""
+    cdef Connection conn
+
+    @property
+    def method(self):
+        cdef RequestParser p = self.conn.parser
+        return latin1(p.head.method.at, p.head.method.len)
+
+    @property
+    def path(self):
+        cdef RequestParser p = self.conn.parser
+        return latin1(p.head.target.at, p.head.target.len)
+
+    @property
+    def client_ip(self):
+        return self.conn.peer_host
+
+    def header(self, str name):
+        cdef RequestParser p = self.conn.parser
+        cdef size_t i
+        cdef bytes wanted = name.lower().encode("latin-1")
+        for i in range(p.head.num_headers):
+            if p.fields[i].name.len == <size_t>len(wanted) and \
+                    span_bytes(p.fields[i].name.at, p.fields[i].name.len).lower() == wanted:
+                return latin1(p.fields[i].value.at, p.fields[i].value.len)
+        return None
+
+
+cdef class SavedView:
+    """The parts of a request a retry's pick may look at, kept after the
+    parser's spans are gone (the hash key's header only)."""
+    cdef readonly str method
+    cdef readonly str path
+    cdef readonly str client_ip
+    cdef object hashed_header
+
+    def __cinit__(self, str method, str path, str client_ip, hashed_header):
+        self.method = method
+        self.path = path
+        self.client_ip = client_ip
+        self.hashed_header = hashed_header
+
+    def header(self, str name):
+        return self.hashed_header
+
+
+cdef class ProxyLocation(RequestHandler):
+    """Requests under `prefix` go to the servers of `pool` (a fastcore.proxy.Pool)."""
+
+    def __cinit__(self, Router router, Loop loop, str prefix, pool, options, config, trusted):
+        self.router = router
+        self.loop = loop
+        self.prefix = prefix
+        hash_key = getattr(pool, "hash_key", None) or ""
+        self.hash_header = hash_key[len("header:"):] if hash_key.startswith("header:") else None
+        self.prefix_bytes = b"" if prefix == "/" else prefix.encode("utf-8")
+        self.pool = pool
+        self.servers = {}
+        self.timeouts = UpstreamTimeouts(loop, options.connect_timeout, options.read_timeout,
+                                         options.send_timeout, options.keepalive_idle)
+        self.parser_limits = dict(max_body=1 << 62, max_request_line=config.max_request_line,
+                                  max_header_bytes=max(config.max_header_bytes, 64 * 1024),
+                                  max_headers=max(config.max_headers, 200), max_chunk_line=config.max_chunk_line)
+        self.read_size = config.read_buffer_size
+        self.high_water = config.write_buffer_high
+        self.keepalive = options.keepalive
+        self.keepalive_requests = options.keepalive_requests
+        self.retries = options.retries
+        self.strip_prefix = options.strip_prefix
+        self.host = options.host
+        self.websocket = options.websocket
+        self.trusted = trusted
+
+    cdef tuple server_for(self, object member):
+        """(family, sockaddr, IdlePool) of a member, made on first use."""
+        cdef tuple entry = self.servers.get(member.address)
+        if entry is None:
+            from fastcore.proxy.balancer import parse_address
+            family, sockaddr = parse_address(member.address)
+            entry = (family, sockaddr, IdlePool(self.keepalive))
+            self.servers[member.address] = entry
+        return entry
+
+    cdef UpstreamConnection connection_to(self, object member):
+        """A kept-alive connection to member, or a new one (connecting)."""
+        cdef tuple entry = self.server_for(member)
+        cdef IdlePool idle = <IdlePool>entry[2]
+        cdef UpstreamConnection up = idle.take()
+        if up is not None:
+            return up
+        return connect_to(self.loop, entry[0], entry[1], idle, self.timeouts, self.parser_limits, self.read_size,
+                          self.keepalive_requests)
+
+    def pool_stats(self):
+        """{address: (idle connections, opened, reused)} of this worker."""
+        cdef IdlePool idle
+        out = {}
+        for address, entry in self.servers.items():
+            idle = <IdlePool>entry[2]
+            out[address] = (len(idle), idle.opened, idle.reused)
+        return out
+
+    def close_idle(self):
+        for entry in self.servers.values():
+            (<IdlePool>entry[2]).close_all()
+
+    # -- RequestHandler ---------------------------------------------------------------
+
+    cdef int on_head(self, Connection conn) except -1:
+        cdef RequestParser p = conn.parser
+        cdef ProxyExchange ex = ProxyExchange.__new__(ProxyExchange)
+        cdef RequestView view
+        cdef unsigned flags = p.info.flags
+        ex.conn = conn
+        ex.location = self
+        ex.began = conn.loop.clock()
+        ex.method = latin1(p.head.method.at, p.head.method.len)
+        ex.target = latin1(p.head.target.at, p.head.target.len)
+        ex.idempotent = ex.method in IDEMPOTENT
+        ex.is_head = ex.method == "HEAD"
+        ex.http11 = p.head.minor_version == 1
+        ex.chunked_up = (flags & FC_REQ_CHUNKED) != 0
+        ex.tried = []
+        conn.exchange = ex
+        if flags & FC_REQ_UPGRADE and not self.websocket:
+            # no tunnel here: the upgrade is not forwarded, the request is
+            pass
+        view = RequestView.__new__(RequestView)
+        view.conn = conn
+        try:
+            ex.member = self.pool.pick(view, conn.loop.now)
+            # what a retry's pick may look at, once the spans are gone
+            ex.view = SavedView(ex.method, ex.target, conn.peer_host,
+                                None if self.hash_header is None else view.header(self.hash_header))
+        finally:
+            view.conn = None
+        head = self.request_head(conn, ex)
+        ex.replay = [head]
+        ex.replay_size = len(head)
+        if ex.member is None:
+            ex.replay = None
+            return self.fail(conn, 503, "no server of this location is available")
+        if flags & FC_REQ_EXPECT_CONTINUE and (ex.chunked_up or (flags & FC_REQ_HAS_LENGTH and p.info.content_length)):
+            conn.send_interim(CONTINUE)
+        self.active += 1
+        ex.start_try()
+        return 0
+
+    cdef bytes request_head(self, Connection conn, ProxyExchange ex):
+        """The request head as it goes upstream, built while the parser's
+        spans are valid."""
+        cdef RequestParser p = conn.parser
+        cdef fc_header_t *f
+        cdef size_t i
+        cdef set named = connection_tokens(p.fields, p.head.num_headers)
+        cdef bytes name, lower, value
+        cdef bytes host = None
+        cdef bytes forwarded_for = None
+        cdef bytes forwarded_proto = None
+        cdef bytes forwarded_host = None
+        cdef bytes real_ip = None
+        cdef bint trusted
+        cdef list parts
+        cdef bytes target
+        cdef unsigned flags = p.info.flags
+        cdef bytes client = conn.peer_host.encode("ascii") if conn.peer_host else b"unix"
+        if self.strip_prefix:
+            target = self.router.path[self.router.match_len:self.router.path_len] or b"/"
+            if not target.startswith(b"/"):
+                target = b"/" + target
+            if p.info.query.len:
+                target += b"?" + span_bytes(p.info.query.at, p.info.query.len)
+        else:
+            target = span_bytes(p.head.target.at, p.head.target.len)
+        parts = [span_bytes(p.head.method.at, p.head.method.len), b" ", target, b" HTTP/1.1\r\n"]
+        trusted = self.trusted(conn.peer_host)
+        for i in range(p.head.num_headers):
+            f = &p.fields[i]
+            name = span_bytes(f.name.at, f.name.len)
+            lower = name.lower()
+            value = span_bytes(f.value.at, f.value.len)
+            if lower == b"host":
+                host = value
+                continue
+            if lower in FORWARDING:
+                if trusted:
+                    if lower == b"x-forwarded-for":
+                        forwarded_for = value if forwarded_for is None else forwarded_for + b", " + value
+                    elif lower == b"x-forwarded-proto":
+                        forwarded_proto = value
+                    elif lower == b"x-forwarded-host":
+                        forwarded_host = value
+                    else:
+                        real_ip = value
+                continue  # from anyone else: replaced below, never passed on
+            if lower in HOP_BY_HOP or lower.startswith(b"proxy-") or (named is not None and lower in named):
+                continue
+            parts += [name, b": ", value, b"\r\n"]
+        if self.host == "pass":
+            if host is not None:
+                parts += [b"Host: ", host, b"\r\n"]
+        elif self.host != "upstream":
+            parts += [b"Host: ", (<str>self.host).encode("latin-1"), b"\r\n"]
+        elif ex.member is not None:
+            parts += [b"Host: ", ex.member_host(), b"\r\n"]
+        parts += [b"X-Forwarded-For: ", client if forwarded_for is None else forwarded_for + b", " + client, b"\r\n",
+                  b"X-Forwarded-Proto: ", forwarded_proto or b"http", b"\r\n",
+                  b"X-Real-IP: ", real_ip or client, b"\r\n"]
+        if forwarded_host is not None or host is not None:
+            parts += [b"X-Forwarded-Host: ", forwarded_host if forwarded_host is not None else host, b"\r\n"]
+        if ex.chunked_up:
+            parts.append(b"Transfer-Encoding: chunked\r\n")
+        elif flags & FC_REQ_HAS_LENGTH:
+            parts.append(b"Content-Length: %d\r\n" % p.info.content_length)
+        parts.append(b"\r\n")
+        return b"".join(parts)
+
+    cdef int on_body(self, Connection conn, const char *at, size_t n) except -1:
+        cdef ProxyExchange ex = <ProxyExchange>conn.exchange
+        if ex is not None:
+            ex.body_started = True
+            ex.forward_body(at, n)
+        return 0
+
+    cdef int on_end(self, Connection conn) except -1:
+        cdef ProxyExchange ex = <ProxyExchange>conn.exchange
+        if ex is None:
+            return 0
+        ex.request_done = True
+        if ex.up is not None:
+            if ex.chunked_up:
+                ex.up.send(LAST_CHUNK)
+                if ex.replay is not None:
+                    ex.replay.append(LAST_CHUNK)
+            ex.up.flush()
+            if ex.up is not None and not ex.up.out.pending:
+                ex.up.arm_read()
+        return 0
+
+    cdef int on_writable(self, Connection conn) except -1:
+        """The client took what was queued: read the upstream again."""
+        cdef ProxyExchange ex = <ProxyExchange>conn.exchange
+        if ex is not None and ex.up is not None:
+            ex.up.resume_reading()
+            ex.run_response()
+        return 0
+
+    cdef int on_close(self, Connection conn) except -1:
+        """The client went away: the upstream connection carries an
+        unfinished exchange and is closed, never pooled."""
+        cdef ProxyExchange ex = <ProxyExchange>conn.exchange
+        if ex is not None:
+            ex.drop_upstream()
+            self.active -= 1
+        return 0
+
+    cdef int fail(self, Connection conn, int status, str message) except -1:
+        """Answers status (502, 503, 504) before any response byte went out."""
+        cdef ProxyExchange ex = <ProxyExchange>conn.exchange
+        if ex is not None:
+            ex.status = status
+            ex.sent = 0
+        error_log.warning("proxy %s: %s %s: %d %s", self.prefix, ex.method if ex is not None else "",
+                          ex.target if ex is not None else "", status, message)
+        if conn.state == S_CLOSED:
+            return 0
+        body = plain_response(status, message, False, ex is not None and ex.is_head)
+        if ex is not None:
+            ex.sent = len(body)
+            ex.account()
+            if ex.tried:
+                self.active -= 1
+        conn.exchange = None
+        conn.send(body)
+        conn.end_response(False)
+        return 0
+
+
+cdef class ProxyExchange(UpstreamOwner):
+
+    cdef bytes member_host(self):
+        return (<str>self.member.address).encode("latin-1")
+
+    cdef int start_try(self) except -1:
+        """Sends the request to self.member: a kept-alive connection or a new one."""
+        cdef ProxyLocation loc = self.location
+        cdef UpstreamConnection up
+        cdef bytes part
+        self.tried.append(self.member)
+        try:
+            up = loc.connection_to(self.member)
+        except OSError as e:
+            self.member.failures += 1
+            self.member.note_failure(self.conn.loop.now)
+            return self.after_failure(UF_CONNECT, f"connect: {e.strerror or e}", False)
+        self.up = up
+        self.member.active += 1
+        self.member.requests += 1
+        up.start_exchange(self)
+        for part in self.replay:
+            up.send(part)
+        up.flush()
+        if self.up is up and self.request_done and not up.out.pending:
+            up.arm_read()
+        return 0
+
+    cdef int forward_body(self, const char *at, size_t n) except -1:
+        cdef UpstreamConnection up = self.up
+        cdef bytes chunk
+        if self.chunked_up:
+            chunk = b"%x\r\n" % n + PyBytes_FromStringAndSize(at, n) + b"\r\n"
+            if up is not None:
+                up.send(chunk)
+                up.flush()
+            self.keep_for_replay(chunk)
+        elif self.replay is not None:
+            chunk = PyBytes_FromStringAndSize(at, n)
+            if up is not None:
+                up.send(chunk)
+                up.flush()
+            self.keep_for_replay(chunk)
+        elif up is not None:
+            up.send_span(at, n)
+        up = self.up
+        if up is not None and up.out.pending >= self.location.high_water:
+            # the upstream takes less than the client sends: stop reading the client
+            self.conn.pause_reading()
+            up.wait_writable()
+        return 0
+
+    cdef int keep_for_replay(self, bytes chunk) except -1:
+        if self.replay is None:
+            return 0
+        if self.replay_size + len(chunk) > REPLAY_MAX:
+            self.replay = None  # too much to replay: this request cannot be retried once written
+        else:
+            self.replay.append(chunk)
+            self.replay_size += len(chunk)
+        return 0
+
+    # -- UpstreamOwner -------------------------------------------------------------------
+
+    cdef int upstream_ready(self, UpstreamConnection up) except -1:
+        return 0
+
+    cdef int upstream_drained(self, UpstreamConnection up) except -1:
+        self.conn.resume_reading()
+        if self.request_done:
+            up.arm_read()
+        return 0
+
+    cdef int upstream_readable(self, UpstreamConnection up) except -1:
+        if up is self.up:
+            self.run_response()
+        return 0
+
+    cdef int upstream_failed(self, UpstreamConnection up, UpFailure failure, str why) except -1:
+        cdef bint race
+        if up is not self.up:
+            return 0
+        self.up = None
+        self.member.active -= 1
+        # the server closed a kept-alive connection as we sent: nothing was
+        # processed, so any method goes again, and the member did nothing wrong
+        race = up.exchanges > 1 and failure == UF_RESET and not up.got_bytes
+        if not race:
+            self.member.failures += 1
+            if self.member.note_failure(self.conn.loop.now):
+                error_log.error("proxy %s: %s marked down for %s s after %s", self.location.prefix,
+                                self.member.address, self.member.fail_timeout, why)
+        return self.after_failure(failure, why, race)
+
+    cdef int after_failure(self, UpFailure failure, str why, bint race) except -1:
+        """A try failed: the next server, or the error to the client."""
+        cdef ProxyLocation loc = self.location
+        cdef Connection conn = self.conn
+        cdef object member
+        cdef unsigned long long budget
+        if self.retrying:
+            self.retrying = False
+            loc.retrying -= 1
+        if conn.state == S_CLOSED:
+            return 0
+        if self.response_started:
+            error_log.error("proxy %s: %s %s: %s (%s) after the response began: closing the client connection",
+                            loc.prefix, self.method, self.target, why, self.member.address)
+            self.account()
+            conn.close()
+            return 0
+        budget = max(RETRY_BUDGET_FLOOR, loc.active // 5)
+        if self.replay is not None and (race or (
+                len(self.tried) <= loc.retries and loc.retrying < budget and
+                (failure == UF_CONNECT or self.idempotent or not self.body_started))):
+            member = self.member if race else loc.pool.pick(self.view, conn.loop.now, self.tried)
+            if member is not None:
+                if not race:
+                    self.retrying = True
+                    loc.retrying += 1
+                    loc.retries_total += 1
+                    member.retries += 1
+                self.member = member
+                if race:
+                    self.tried.pop()
+                return self.start_try()
+        if failure == UF_TIMEOUT:
+            return loc.fail(conn, 504, f"{self.member.address}: {why}")
+        return loc.fail(conn, 502, f"{self.member.address}: {why}")
+
+    # -- the response ---------------------------------------------------------------------
+
+    cdef int run_response(self) except -1:
+        """Runs the upstream parser's events while the client takes the bytes."""
+        cdef UpstreamConnection up = self.up
+        cdef ResponseParser p
+        cdef int ev
+        cdef Connection conn = self.conn
+        cdef size_t high_water = self.location.high_water
+        if up is None:
+            return 0
+        p = up.parser
+        while self.up is up:
+            if conn.out.pending >= high_water:
+                # the client is slower than the server: stop reading it until
+                # the client's queue drains (on_writable)
+                up.pause_reading()
+                conn.wait_writable()
+                return 0
+            try:
+                ev = p.next_event()
+            except ParseError as e:
+                self.up = None
+                self.member.active -= 1
+                self.member.failures += 1
+                self.member.note_failure(conn.loop.now)
+                up.close()
+                return self.after_failure(UF_INVALID, f"invalid response: {e}", False)
+            if ev == EV_NEED_DATA:
+                if up.eof:
+                    if p.state == ST_UNTIL_CLOSE:
+                        p.state = ST_END
+                        continue
+                    self.up = None
+                    self.member.active -= 1
+                    up.close()
+                    race = up.exchanges > 1 and not up.got_bytes
+                    if not race:
+                        self.member.failures += 1
+                    return self.after_failure(UF_RESET, "the server closed the connection"
+                                              + (" before answering" if not up.got_bytes else " inside a response"),
+                                              race)
+                return 0
+            if ev == EV_HEAD:
+                self.response_head()
+            elif ev == EV_BODY:
+                if self.chunked_down:
+                    conn.send(b"%x\r\n" % p.body_len)
+                    conn.send_span(p.body_at, p.body_len)
+                    conn.send(b"\r\n")
+                else:
+                    conn.send_span(p.body_at, p.body_len)
+                self.sent += p.body_len
+            elif ev == EV_END:
+                if self.status < 200:
+                    continue  # an interim response: the final one follows
+                return self.response_end()
+        return 0
+
+    cdef int response_head(self) except -1:
+        cdef ResponseParser p = self.up.parser
+        cdef Connection conn = self.conn
+        cdef unsigned flags = p.info.flags
+        cdef size_t i
+        cdef fc_header_t *f
+        cdef set named
+        cdef bytes name, lower, head
+        cdef list parts
+        self.status = p.head.status
+        if self.status < 200:
+            if self.status == 100 or not self.http11:
+                return 0  # 100 was answered by us already; HTTP/1.0 clients get no interim responses
+            parts = [b"HTTP/1.1 %d %s\r\n" % (self.status, reason(self.status))]
+        else:
+            self.replay = None  # a response has begun: never retried now
+            parts = [b"HTTP/1.1 %d %s\r\n" % (self.status, reason(self.status))]
+        named = connection_tokens(p.fields, p.head.num_headers)
+        for i in range(p.head.num_headers):
+            f = &p.fields[i]
+            name = span_bytes(f.name.at, f.name.len)
+            lower = name.lower()
+            if lower in HOP_BY_HOP and lower != b"host" and lower != b"expect" and lower != b"content-length" \
+                    or lower.startswith(b"proxy-") or (named is not None and lower in named):
+                continue
+            if lower == b"content-length" and not (flags & FC_RESP_HAS_LENGTH or flags & FC_RESP_NO_BODY):
+                continue
+            parts += [name, b": ", span_bytes(f.value.at, f.value.len), b"\r\n"]
+        if self.status < 200:
+            parts.append(b"\r\n")
+            conn.send_interim(b"".join(parts))
+            return 0
+        self.client_keep = conn.may_keep_alive()
+        if flags & (FC_RESP_CHUNKED | FC_RESP_UNTIL_CLOSE) and not flags & FC_RESP_NO_BODY:
+            if self.http11:
+                self.chunked_down = True
+                parts.append(b"Transfer-Encoding: chunked\r\n")
+            else:
+                self.client_keep = False  # HTTP/1.0: the body ends when the connection does
+        if not self.request_done:
+            self.client_keep = False  # answered before the request's end: its body will not be read
+        if not self.client_keep:
+            parts.append(b"Connection: close\r\n")
+        elif not self.http11:
+            parts.append(b"Connection: keep-alive\r\n")
+        parts.append(b"\r\n")
+        head = b"".join(parts)
+        self.response_started = True
+        self.sent = len(head)
+        conn.send(head)
+        return 0
+
+    cdef int response_end(self) except -1:
+        cdef UpstreamConnection up = self.up
+        cdef ResponseParser p = up.parser
+        cdef bint reusable
+        if self.chunked_down:
+            self.conn.send(LAST_CHUNK)
+            self.sent += len(LAST_CHUNK)
+        reusable = self.request_done and (p.info.flags & FC_RESP_KEEP_ALIVE) != 0 and \
+            not (p.info.flags & FC_RESP_UNTIL_CLOSE)
+        self.up = None
+        self.member.active -= 1
+        if reusable:
+            up.release()
+        else:
+            up.close()
+        if self.member.recent_failures:
+            self.member.note_success(self.conn.loop.now)
+        return self.finish(self.client_keep)
+
+    cdef int finish(self, bint keep) except -1:
+        cdef Connection conn = self.conn
+        self.account()
+        self.location.active -= 1
+        conn.exchange = None
+        conn.end_response(keep)
+        return 0
+
+    cdef int account(self) except -1:
+        cdef WorkerStats stats = self.conn.server.stats
+        cdef double seconds = self.conn.loop.clock() - self.began
+        if stats is not None:
+            stats.record_response(self.status, self.sent, seconds)
+            stats.s.route_proxy += 1
+        log = self.location.access_log
+        if log is not None:
+            log.log(self.conn.peer_host, self.method, self.target, "HTTP/1.1" if self.http11 else "HTTP/1.0",
+                    self.status, self.sent, int(seconds * 1e6), "", "", self.location.new_request_id())
+        return 0
+
+    cdef int drop_upstream(self) except -1:
+        cdef UpstreamConnection up = self.up
+        if up is not None:
+            self.up = None
+            self.member.active -= 1
+            up.owner = None
+            up.close()
+        if self.retrying:
+            self.retrying = False
+            self.location.retrying -= 1
+        return 0

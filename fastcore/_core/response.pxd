@@ -1,0 +1,8 @@
+# Interface of fastcore._core.response: what every handler's responses share.
+# One table of status reasons, the Date line (formatted once a second), and
+# the short plain-text answer a server gives on its own (errors, 404, 503).
+# Everything returns new or cached bytes; nothing here writes or blocks.
+
+cdef bytes date_line()           # "Date: <IMF-fixdate>\r\n" for now, formatted once a second
+cdef bytes reason(int status)    # b"Not Found"; b"Unknown" for a status not in the table
+cdef bytes plain_response(int status, str message, bint keep_alive, bint no_body, bytes extra=*)

@@ -1,0 +1,30 @@
+# Interface of fastcore._core.stream: a connected socket on the loop with an
+# output queue, the base of both kinds of connection (the client side,
+# connection.Connection, and the upstream side, upstream.UpstreamConnection).
+#
+# Ownership: a Stream owns its descriptor from the moment fd is set until
+# close(), which runs once and is the only place the descriptor is closed.
+# Subclasses implement _update() (what epoll watches, from their state) and
+# _on_closed() (release what they hold, tell whoever depends on them); both
+# may raise. Nothing here reads: reading is the subclass's state machine.
+from fastcore._core.loop cimport DeadlineQueue, TimedHandle
+from fastcore._core.buffer cimport FileSegment, OutputQueue
+
+
+cdef class Stream(TimedHandle):
+    cdef OutputQueue out
+    cdef DeadlineQueue send_queue   # the send timeout of this kind of stream (set by the owner)
+    cdef bint reading_paused        # pause_reading(): no EPOLLIN until resume_reading()
+    cdef bint producing             # wait_writable(): the owner is told when the queue has drained
+
+    cdef int _write(self) except -1
+    cdef int send(self, bytes data) except -1
+    cdef int send_file(self, FileSegment segment) except -1
+    cdef int send_span(self, const char *at, size_t n) except -1
+    cdef int flush(self) except -1
+    cdef int pause_reading(self) except -1
+    cdef int resume_reading(self) except -1
+    cdef int wait_writable(self) except -1
+    cdef int close(self) except -1
+    cdef int _update(self) except -1
+    cdef int _on_closed(self) except -1

@@ -1,0 +1,127 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""A connected socket on the loop with an output queue: the write path, the
+send timeout, backpressure flags and close-once, shared by the client side
+(Connection) and the upstream side of a proxied request.
+
+Theory of operation
+-------------------
+- send() and send_file() queue; flush() writes what the socket takes now,
+  and the subclass calls _write() again on EPOLLOUT. send_span() is for
+  bytes in a buffer the caller reuses (a body read from the other side of a
+  proxied exchange): written straight from there when nothing is queued
+  before them, copied into the queue only for what the socket did not take,
+  so a reader as fast as the writer costs no Python object per chunk.
+- send_timeout is the time allowed between two writes that make progress,
+  not for a whole response: every write that moves bytes restarts it.
+- Backpressure, one rule in both directions: when the far side's queue
+  passes the high-water mark, the owner pauses this side's reading
+  (pause_reading); when the far side drains it resumes (resume_reading).
+  wait_writable() asks to be told (the subclass's way) once the queue is empty.
+- close() runs once: it leaves the deadline queue and epoll, closes the
+  descriptor, drops queued output, then calls _on_closed(), the one place
+  a subclass releases what it holds and tells its owner. After it fd is -1
+  and every send is ignored.
+"""
+import os
+
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from posix.unistd cimport close as close_fd
+
+from fastcore._core.includes.syscalls cimport *
+from fastcore._core.buffer cimport FileSegment, OutputQueue
+
+
+cdef class Stream(TimedHandle):
+
+    cdef int _write(self) except -1:
+        """Writes what the socket takes now: 0 when the queue is empty, 1
+        when output remains, -1 when the peer is gone (closed here)."""
+        cdef int rc
+        try:
+            rc = self.out.flush(self.fd)
+        except ConnectionError:
+            self.close()
+            return -1
+        if self.out.written and self.out.pending and self.send_queue is not None and self.queue is self.send_queue:
+            self.send_queue.arm(self, self.loop.now)
+        return rc
+
+    cdef int send(self, bytes data) except -1:
+        """Queues data; it goes out at the next flush()."""
+        if self.fd >= 0:
+            self.out.push(data)
+        return 0
+
+    cdef int send_file(self, FileSegment segment) except -1:
+        if self.fd >= 0:
+            self.out.push_file(segment)
+        return 0
+
+    cdef int send_span(self, const char *at, size_t n) except -1:
+        """Sends n bytes the caller's buffer holds only until it returns:
+        written at once when nothing is queued before them, and only the
+        part the socket did not take is copied into the queue. -1 if the
+        peer is gone (the stream is closed then)."""
+        cdef ssize_t sent
+        if self.fd < 0:
+            return -1
+        if not self.out.pending:
+            sent = send(self.fd, at, n, MSG_NOSIGNAL)
+            if sent < 0:
+                if errno != EAGAIN and errno != EINTR:
+                    self.close()
+                    return -1
+                sent = 0
+            elif sent > 0 and self.send_queue is not None and self.queue is self.send_queue:
+                self.send_queue.arm(self, self.loop.now)
+            at += sent
+            n -= <size_t>sent
+        if n:
+            self.out.push(PyBytes_FromStringAndSize(at, n))
+            self._update()
+        return 0
+
+    cdef int flush(self) except -1:
+        """Writes what the socket takes now; the rest waits for EPOLLOUT."""
+        if self.fd < 0 or not self.out.pending:
+            return 0
+        if self._write() < 0:
+            return 0
+        self._update()
+        return 0
+
+    cdef int pause_reading(self) except -1:
+        if not self.reading_paused:
+            self.reading_paused = True
+            if self.fd >= 0:
+                self._update()
+        return 0
+
+    cdef int resume_reading(self) except -1:
+        if self.reading_paused:
+            self.reading_paused = False
+            if self.fd >= 0:
+                self._update()
+        return 0
+
+    cdef int wait_writable(self) except -1:
+        self.producing = True
+        return 0
+
+    cdef int close(self) except -1:
+        if self.fd < 0:
+            return 0
+        self.disarm()
+        self.unregister()
+        close_fd(self.fd)
+        self.fd = -1
+        self.out.clear()
+        self.producing = False
+        self._on_closed()
+        return 0
+
+    cdef int _update(self) except -1:
+        return 0
+
+    cdef int _on_closed(self) except -1:
+        return 0

@@ -1,0 +1,307 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Outbound connections to the servers of a proxy pool.
+
+Theory of operation
+-------------------
+    connect_to() --connected--> U_ACTIVE --release()--> U_IDLE --take()--> U_ACTIVE ...
+         |                         |                      |
+         '--error/timeout----------'--any failure---------'--server closes, idle timeout--> U_CLOSED
+
+- connect_to() starts a non-blocking connect; output queued meanwhile goes
+  out once the socket is writable and SO_ERROR says it connected.
+- U_ACTIVE: bytes read go into the ResponseParser's buffer and the owner is
+  told (upstream_readable); the owner runs the parser's events. The read
+  timeout is the time allowed between two reads once armed (arm_read(), by
+  the owner when its request has gone out); the send timeout the time
+  between two writes that make progress (Stream).
+- A connection goes back to its server's IdlePool only when the owner says
+  the exchange ended cleanly (release(): whole request sent, whole framed
+  response read, nothing extra buffered, the server did not say close, and
+  keepalive_requests not reached). Anything else closes it: a connection
+  that saw an error or an unframed message is never reused.
+- U_IDLE: the pool keeps the most recently used last and hands it out first
+  (LIFO: the warmest connection, and the cold ones age out through
+  keepalive_idle). An idle connection is watched for reading: the server
+  closing it (or sending anything unasked) closes it here, so the next
+  request does not pick a dead one; the race that remains (the server
+  closes as we send) is the owner's to retry.
+- Every failure reaches the owner once through upstream_failed(), then the
+  connection closes; close() never calls the owner.
+"""
+import os
+import socket
+
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from libc.stdint cimport uint32_t
+from posix.unistd cimport read
+
+from fastcore._core.includes.syscalls cimport *
+from fastcore._core.loop cimport DeadlineQueue, Loop
+from fastcore._core.buffer cimport OutputQueue
+from fastcore._core.parser cimport ResponseParser
+from fastcore._core.parser import ParseError
+
+
+cdef class UpstreamOwner:
+    """What an UpstreamConnection reports to while it carries an exchange."""
+
+    cdef int upstream_ready(self, UpstreamConnection up) except -1:
+        return 0
+
+    cdef int upstream_readable(self, UpstreamConnection up) except -1:
+        return 0
+
+    cdef int upstream_drained(self, UpstreamConnection up) except -1:
+        return 0
+
+    cdef int upstream_failed(self, UpstreamConnection up, UpFailure failure, str why) except -1:
+        return 0
+
+
+cdef class UpstreamTimeouts:
+    def __cinit__(self, Loop loop, double connect, double read, double send, double idle):
+        self.connect = loop.deadline_queue(connect)
+        self.read = loop.deadline_queue(read)
+        self.send = loop.deadline_queue(send)
+        self.idle = loop.deadline_queue(idle)
+
+
+cdef class IdlePool:
+    """The kept-alive connections of one server in one worker."""
+
+    def __cinit__(self, size_t limit):
+        self.idle = []
+        self.limit = limit
+
+    cdef UpstreamConnection take(self):
+        """The most recently used idle connection, or None."""
+        cdef UpstreamConnection up
+        while self.idle:
+            up = <UpstreamConnection>self.idle.pop()
+            if up.state == U_IDLE:
+                up.disarm()
+                self.reused += 1
+                return up
+        return None
+
+    cdef int put(self, UpstreamConnection up) except -1:
+        cdef UpstreamConnection oldest
+        if self.limit == 0:
+            up.close()
+            return 0
+        while len(self.idle) >= self.limit:
+            oldest = <UpstreamConnection>self.idle.pop(0)
+            oldest.close()
+        self.idle.append(up)
+        return 0
+
+    cdef int forget(self, UpstreamConnection up) except -1:
+        try:
+            self.idle.remove(up)
+        except ValueError:
+            pass
+        return 0
+
+    def __len__(self):
+        return len(self.idle)
+
+    def close_all(self):
+        cdef UpstreamConnection up
+        for up in list(self.idle):
+            up.close()
+        self.idle = []
+
+
+cdef UpstreamConnection connect_to(Loop loop, object family, object sockaddr, IdlePool pool,
+                                   UpstreamTimeouts timeouts, dict parser_limits, size_t read_size,
+                                   unsigned long max_exchanges):
+    """A new connection to sockaddr, connecting (U_CONNECTING). Raises
+    OSError when no socket can be made or the connect fails at once."""
+    cdef UpstreamConnection up = UpstreamConnection.__new__(UpstreamConnection)
+    cdef int one = 1
+    sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
+    try:
+        err = sock.connect_ex(sockaddr)
+        if err not in (0, EINPROGRESS, EAGAIN):
+            raise OSError(err, os.strerror(err))
+        if family != socket.AF_UNIX:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except BaseException:
+        sock.close()
+        raise
+    up.fd = sock.detach()
+    up.loop = loop
+    up.out = OutputQueue()
+    up.pool = pool
+    up.timeouts = timeouts
+    up.send_queue = timeouts.send
+    up.parser = ResponseParser(**parser_limits)
+    up.read_size = read_size
+    up.max_exchanges = max_exchanges
+    up.state = U_CONNECTING
+    pool.opened += 1
+    timeouts.connect.arm(up, loop.now)
+    up.set_interest(EPOLLOUT)
+    return up
+
+
+cdef class UpstreamConnection(Stream):
+
+    cdef int start_exchange(self, UpstreamOwner owner) except -1:
+        """Hands the connection (new or taken from the pool) to an owner."""
+        self.owner = owner
+        self.exchanges += 1
+        self.got_bytes = False
+        if self.state == U_IDLE:
+            self.state = U_ACTIVE
+            self._update()
+        return 0
+
+    cdef int release(self) except -1:
+        """The owner is done and the exchange ended cleanly: back to the pool
+        if the connection may carry another one, else closed."""
+        self.owner = None
+        self.disarm()
+        if (self.state != U_ACTIVE or self.eof or self.out.pending or self.parser.buffered()
+                or self.reading_paused or self.exchanges >= self.max_exchanges):
+            self.close()
+            return 0
+        self.state = U_IDLE
+        self.parser.release_buffer()
+        self.timeouts.idle.arm(self, self.loop.now)
+        self._update()
+        self.pool.put(self)
+        return 0
+
+    cdef int arm_read(self) except -1:
+        if self.state == U_ACTIVE and self.queue is not self.timeouts.read:
+            self.timeouts.read.arm(self, self.loop.now)
+        return 0
+
+    # -- events -----------------------------------------------------------------
+
+    cdef int _on_events(self, uint32_t events) except -1:
+        if self.state == U_IDLE:
+            # the server closed an idle connection, or sent what nobody asked for
+            self.close()
+            return 0
+        if self.state == U_CONNECTING:
+            if events & (EPOLLOUT | EPOLLERR | EPOLLHUP):
+                self._on_connected()
+            return 0
+        if events & EPOLLOUT:
+            self._on_writable()
+        if self.fd >= 0 and events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR) and not self.reading_paused:
+            self._on_readable()
+        return 0
+
+    cdef int _on_connected(self) except -1:
+        cdef int err = 0
+        cdef socklen_t size = sizeof(err)
+        if getsockopt(self.fd, SOL_SOCKET, SO_ERROR, &err, &size) < 0:
+            err = errno
+        if err:
+            self._fail(UF_CONNECT, f"connect: {os.strerror(err)}")
+            return 0
+        self.disarm()
+        self.state = U_ACTIVE
+        if self.owner is not None:
+            self.owner.upstream_ready(self)
+        if self.fd >= 0:
+            self._on_writable()
+        return 0
+
+    cdef int _on_writable(self) except -1:
+        cdef int rc = self._write()
+        if rc < 0:
+            return 0
+        if rc == 0 and self.producing:
+            self.producing = False
+            if self.owner is not None:
+                self.owner.upstream_drained(self)
+        if self.fd >= 0:
+            self._update()
+        return 0
+
+    cdef int _on_readable(self) except -1:
+        cdef char *buf
+        cdef size_t room
+        cdef ssize_t n
+        buf = self.parser.reserve_read(self.read_size, &room)
+        n = read(self.fd, buf, room)
+        if n < 0:
+            if errno == EAGAIN or errno == EINTR:
+                return 0
+            self._fail(UF_RESET, f"read: {os.strerror(errno)}")
+            return 0
+        if n == 0:
+            self.eof = True
+            self.set_interest(EPOLLOUT if self.out.pending else 0)
+        else:
+            self.parser.commit(n)
+            self.got_bytes = True
+            if self.queue is self.timeouts.read:
+                self.timeouts.read.arm(self, self.loop.now)
+        if self.owner is not None:
+            self.owner.upstream_readable(self)
+        return 0
+
+    cdef int _on_timeout(self) except -1:
+        if self.state == U_IDLE:
+            self.close()  # keepalive_idle over
+        elif self.state == U_CONNECTING:
+            self._fail(UF_CONNECT, "connect_timeout")
+        elif self.queue is self.timeouts.read or self.queue is None:
+            self._fail(UF_TIMEOUT, "read_timeout")
+        else:
+            self._fail(UF_TIMEOUT, "send_timeout")
+        return 0
+
+    cdef int _fail(self, UpFailure failure, str why) except -1:
+        cdef UpstreamOwner owner = self.owner
+        self.owner = None
+        self.close()
+        if owner is not None:
+            owner.upstream_failed(self, failure, why)
+        return 0
+
+    cdef int _update(self) except -1:
+        cdef uint32_t events = 0
+        if self.fd < 0:
+            return 0
+        if self.state == U_CONNECTING:
+            events = EPOLLOUT
+        elif self.state == U_IDLE:
+            events = EPOLLIN | EPOLLRDHUP
+        else:
+            if self.out.pending:
+                events |= EPOLLOUT
+                if self.queue is not self.timeouts.send and self.queue is not self.timeouts.read:
+                    self.timeouts.send.arm(self, self.loop.now)
+            elif self.queue is self.timeouts.send:
+                self.disarm()
+            if not self.reading_paused and not self.eof:
+                events |= EPOLLIN | EPOLLRDHUP
+        self.set_interest(events)
+        return 0
+
+    cdef int _on_closed(self) except -1:
+        cdef UpState was = self.state
+        self.state = U_CLOSED
+        if was == U_IDLE and self.pool is not None:
+            self.pool.forget(self)
+        self.parser.release_buffer()
+        return 0
+
+    cdef int send_span(self, const char *at, size_t n) except -1:
+        """While connecting nothing can be written: queue (copied)."""
+        if self.state == U_CONNECTING:
+            if self.fd >= 0 and n:
+                self.out.push(PyBytes_FromStringAndSize(at, n))
+            return 0
+        return Stream.send_span(self, at, n)
+
+    cdef int flush(self) except -1:
+        if self.state == U_CONNECTING:
+            return 0
+        return Stream.flush(self)
