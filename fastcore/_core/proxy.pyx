@@ -335,7 +335,7 @@ cdef class ProxyLocation(RequestHandler):
                 if ex.replay is not None:
                     ex.replay.append(LAST_CHUNK)
             ex.up.flush()
-            if ex.up is not None and not ex.up.out.pending:
+            if ex.up is not None:
                 ex.up.arm_read()
         return 0
 
@@ -402,7 +402,7 @@ cdef class ProxyExchange(UpstreamOwner):
         for part in self.replay:
             up.send(part)
         up.flush()
-        if self.up is up and self.request_done and not up.out.pending:
+        if self.up is up and self.request_done:
             up.arm_read()
         return 0
 
@@ -447,8 +447,6 @@ cdef class ProxyExchange(UpstreamOwner):
 
     cdef int upstream_drained(self, UpstreamConnection up) except -1:
         self.conn.resume_reading()
-        if self.request_done:
-            up.arm_read()
         return 0
 
     cdef int upstream_readable(self, UpstreamConnection up) except -1:

@@ -61,6 +61,7 @@ cdef class UpstreamConnection(Stream):
     cdef unsigned long max_exchanges  # keepalive_requests
     cdef bint got_bytes            # a byte of the current exchange's response arrived
     cdef bint eof                  # the server closed its side
+    cdef bint request_sent         # the owner queued the whole request: the read timeout applies once it is out
     cdef size_t read_size
 
     cdef int start_exchange(self, UpstreamOwner owner) except -1

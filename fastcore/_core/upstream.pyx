@@ -152,6 +152,7 @@ cdef class UpstreamConnection(Stream):
         self.owner = owner
         self.exchanges += 1
         self.got_bytes = False
+        self.request_sent = False
         if self.state == U_IDLE:
             self.state = U_ACTIVE
             self._update()
@@ -167,6 +168,7 @@ cdef class UpstreamConnection(Stream):
             self.close()
             return 0
         self.state = U_IDLE
+        self.request_sent = False
         self.parser.release_buffer()
         self.timeouts.idle.arm(self, self.loop.now)
         self._update()
@@ -174,8 +176,11 @@ cdef class UpstreamConnection(Stream):
         return 0
 
     cdef int arm_read(self) except -1:
-        if self.state == U_ACTIVE and self.queue is not self.timeouts.read:
-            self.timeouts.read.arm(self, self.loop.now)
+        """The owner has queued the whole request: once it is out, the read
+        timeout runs (between two reads) until the response ends."""
+        self.request_sent = True
+        if self.state == U_ACTIVE:
+            self._update()
         return 0
 
     # -- events -----------------------------------------------------------------
@@ -241,7 +246,7 @@ cdef class UpstreamConnection(Stream):
             self.parser.commit(n)
             self.got_bytes = True
             if self.queue is self.timeouts.read:
-                self.timeouts.read.arm(self, self.loop.now)
+                self.timeouts.read.arm(self, self.loop.now)  # read_timeout is between two reads
         if self.owner is not None:
             self.owner.upstream_readable(self)
         return 0
@@ -276,8 +281,12 @@ cdef class UpstreamConnection(Stream):
         else:
             if self.out.pending:
                 events |= EPOLLOUT
-                if self.queue is not self.timeouts.send and self.queue is not self.timeouts.read:
+                if self.queue is not self.timeouts.send:
                     self.timeouts.send.arm(self, self.loop.now)
+            elif self.request_sent:
+                # the whole request is out: the response is awaited
+                if self.queue is not self.timeouts.read:
+                    self.timeouts.read.arm(self, self.loop.now)
             elif self.queue is self.timeouts.send:
                 self.disarm()
             if not self.reading_paused and not self.eof:
