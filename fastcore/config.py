@@ -793,16 +793,17 @@ SETTINGS: Tuple[Setting, ...] = (
             metavar="PATH", annotation=str),
     Setting("threads", "server", ("--threads",), parse_threads, "auto",
             "Application threads per worker. 'auto': the application runs on the event loop while its calls "
-            "are quick, and on up to auto_threads threads for auto_threads_hold seconds after a call took "
-            "auto_threads_after or longer (it waits on something: a database, a service). 1: always on the "
+            "are quick, and on up to auto_threads threads for auto_threads_hold seconds once two calls within "
+            "that time took auto_threads_after or longer (it waits on something: a database, a service). 1: always on the "
             "event loop (an application that is not thread-safe). N > 1: always on N threads.",
             metavar="N|auto", annotation=Union[int, str]),
     Setting("auto_threads", "server", ("--auto-threads",), integer(2), 32,
             "With --threads auto: the most application threads a worker starts (started as needed).",
             metavar="N", annotation=int),
     Setting("auto_threads_after", "server", ("--auto-threads-after",), parse_duration, 0.005,
-            "With --threads auto: an application call on the event loop that took this long moves the worker's "
-            "calls to its threads, so the next slow one does not hold the other connections.",
+            "With --threads auto: two application calls on the event loop that took this long (within "
+            "auto_threads_hold) move the worker's calls to its threads, so the next slow one does not hold the "
+            "other connections.",
             metavar="SECONDS", annotation=float),
     Setting("auto_threads_hold", "server", ("--auto-threads-hold",), parse_duration, 30,
             "With --threads auto: how long the calls stay on threads after the last slow one.",

@@ -302,8 +302,10 @@ def run_worker(config, sockets, *, app=None, app_spec=None, stats_buffer=None, e
         return BOOT_ERROR
     server = Server(loop, handler, config)
     server.set_stats(stats)
-    if threads is not None:
+    if threads is not None and multiprocess:
         # every thread busy: accept nothing, another worker serves new clients
+        # (with one worker there is no other: it keeps accepting, and static
+        # files and proxied requests are still answered by its loop)
         threads.on_full = server.set_saturated
     for sock in sockets:
         url, host, port = describe(sock)

@@ -490,6 +490,7 @@ cdef class Gateway(RequestHandler):
     cdef double slow_call            # auto_threads_after
     cdef double threads_hold         # auto_threads_hold
     cdef double threaded_until       # auto: loop time until which calls go to the threads
+    cdef double last_slow_call       # auto: loop time of the last slow call (-inf: none yet)
     cdef public object access_log     # fastcore.logs.AccessLog, or None (off)
     cdef public object new_request_id # callable for requests without X-Request-ID
 
@@ -504,6 +505,7 @@ cdef class Gateway(RequestHandler):
         self.auto_threads = config.threads == "auto"
         self.slow_call = config.auto_threads_after
         self.threads_hold = config.auto_threads_hold
+        self.last_slow_call = -1e18
         # chosen now: found first when a worker is out of descriptors, the
         # search fails as "no usable temporary directory" instead of EMFILE
         tempfile.gettempdir()
@@ -572,15 +574,24 @@ cdef class Gateway(RequestHandler):
         return 0
 
     cdef int note_call(self, Loop loop, double seconds) except -1:
-        """auto: a call of `seconds` has ended; a slow one keeps (or moves)
-        the calls on the threads for threads_hold."""
+        """auto: a call of `seconds` has ended. A slow one keeps the calls on
+        the threads for threads_hold; inline, it takes the second slow call
+        within threads_hold to move them there: one alone is most often a
+        cold start (first imports, a first database connection), not an
+        application that waits."""
+        cdef double now
         if seconds < self.slow_call:
             return 0
-        if loop.now >= self.threaded_until:
-            error_log.info("an application call took %.0f ms (auto_threads_after %s s): the application runs on "
-                           "up to %d threads for the next %s s (auto_threads_hold)", seconds * 1e3,
-                           self.slow_call, self.threads.count, self.threads_hold)
-        self.threaded_until = loop.clock() + self.threads_hold
+        now = loop.clock()
+        if now >= self.threaded_until:
+            if now - self.last_slow_call > self.threads_hold:
+                self.last_slow_call = now
+                return 0
+            error_log.info("an application call took %.0f ms (auto_threads_after %s s), the second in %s s: "
+                           "the application runs on up to %d threads for the next %s s (auto_threads_hold)",
+                           seconds * 1e3, self.slow_call, self.threads_hold, self.threads.count, self.threads_hold)
+        self.last_slow_call = now
+        self.threaded_until = now + self.threads_hold
         return 0
 
     cdef int on_writable(self, Connection conn) except -1:
