@@ -9,6 +9,7 @@ only shapes the answer; where the snapshot comes from is the caller's
 business.
 """
 import json
+import urllib.parse
 
 from fastcore.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from fastcore.metrics import render_prometheus, render_status
@@ -45,13 +46,54 @@ def _health(snapshot):
 ENDPOINTS = {"/metrics": _metrics, "/status": _status, "/health": _health}
 
 
-def make_admin_app(snapshot):
-    """A WSGI application serving ENDPOINTS from `snapshot()`."""
+def _upstreams_call(pools, environ, method, path):
+    """GET /upstreams, POST /upstreams/NAME/servers, DELETE
+    /upstreams/NAME/servers/ADDR: (status, content type, body, extra headers)."""
+    # segments from the raw target, each decoded: a pool named by its prefix
+    # ("/api") is written %2Fapi
+    raw = environ.get("RAW_URI", path).split("?", 1)[0]
+    parts = [urllib.parse.unquote(part) for part in raw.strip("/").split("/")]
+    if parts == ["upstreams"]:
+        if method not in ALLOWED_METHODS:
+            return "405 Method Not Allowed", _TEXT, b"method not allowed\n", [("Allow", "GET, HEAD")]
+        body = (json.dumps(pools.upstreams_document()) + "\n").encode()
+        return "200 OK", "application/json", body, [("Cache-Control", "no-store")]
+    if len(parts) == 3 and parts[2] == "servers":
+        if method != "POST":
+            return "405 Method Not Allowed", _TEXT, b"method not allowed\n", [("Allow", "POST")]
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            server = json.loads(environ["wsgi.input"].read(length) or b"null")
+        except ValueError:
+            server = None
+        if not isinstance(server, dict):
+            return "400 Bad Request", _TEXT, b"expected a JSON object with an address\n", []
+        code, message = pools.change_upstreams(parts[1], "add", server=server)
+    elif len(parts) == 4 and parts[2] == "servers":
+        if method != "DELETE":
+            return "405 Method Not Allowed", _TEXT, b"method not allowed\n", [("Allow", "DELETE")]
+        code, message = pools.change_upstreams(parts[1], "remove", address=parts[3])
+    else:
+        return "404 Not Found", _TEXT, b"not found\n", []
+    reasons = {201: "Created", 202: "Accepted", 400: "Bad Request", 404: "Not Found", 409: "Conflict"}
+    return f"{code} {reasons[code]}", _TEXT, (message + "\n").encode(), []
+
+
+def make_admin_app(snapshot, pools=None):
+    """A WSGI application serving ENDPOINTS from `snapshot()`, and with
+    `pools` (the arbiter: upstreams_document(), change_upstreams()) the
+    /upstreams API of the proxy locations."""
 
     def admin_app(environ, start_response):
-        endpoint = ENDPOINTS.get(environ.get("PATH_INFO") or "/")
+        path = environ.get("PATH_INFO") or "/"
+        endpoint = ENDPOINTS.get(path)
         method = environ["REQUEST_METHOD"]
         headers = []
+        if pools is not None and (path == "/upstreams" or path.startswith("/upstreams/")):
+            status, content_type, body, headers = _upstreams_call(pools, environ, method, path)
+            headers += [("Content-Type", content_type), ("Content-Length", str(len(body)))]
+            start_response(status, headers)
+            return [] if method == "HEAD" else [body]
         if endpoint is None:
             status, content_type, body = "404 Not Found", _TEXT, b"not found\n"
         elif method not in ALLOWED_METHODS:

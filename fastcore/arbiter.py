@@ -35,6 +35,7 @@ import time
 import traceback
 
 from fastcore import stats_layout
+from fastcore.proxy import control
 from fastcore.config import ConfigError, build_config, parse_address
 from fastcore.worker import (APP_LOAD_ERROR, BOOT_ERROR, BindError, bind_socket, describe, run_worker, static_locations,
                              setup_logging)
@@ -54,9 +55,9 @@ class WorkerProcess:
     """What the arbiter knows of one worker."""
 
     __slots__ = ("pid", "slot", "generation", "stats", "report_fd", "spawned", "stopping", "abort_sent",
-                 "timed_out", "kill_at")
+                 "timed_out", "kill_at", "board", "channel")
 
-    def __init__(self, pid, slot, generation, stats, report_fd):
+    def __init__(self, pid, slot, generation, stats, report_fd, board=None, channel=None):
         self.pid = pid
         self.slot = slot
         self.generation = generation
@@ -67,6 +68,8 @@ class WorkerProcess:
         self.abort_sent = False
         self.timed_out = False      # killed for its heartbeat while serving: it will be replaced
         self.kill_at = None
+        self.board = board          # its pools, published (proxy locations only)
+        self.channel = channel      # changes to its pools, from the admin API
 
     def read_stats(self):
         return stats_layout.read(self.stats)
@@ -201,7 +204,7 @@ class Arbiter:
                 raise StartupError(f"setting admin (--admin): {self.config.admin} is not a loopback address; "
                                    f"add --admin-allow-remote to expose it")
         self.admin_sock = bind_socket(self.config.admin, 64)
-        app = make_admin_app(self.snapshot)
+        app = make_admin_app(self.snapshot, self if self.config.proxy else None)
         self.admin_server = Server(self.loop, Gateway(app, self.config, None), self.config)
         url, host, port = describe(self.admin_sock)
         self.admin_server.listen(self.admin_sock, listener_environ(self.config, host, port))
@@ -212,7 +215,72 @@ class Arbiter:
         workers = [dict(w.read_stats(), slot=w.slot, restarts=self.slot_restarts.get(w.slot, 0))
                    for w in self.workers.values() if not w.stopping or w.booted]
         counters = {"worker_restarts": self.restarts, "worker_timeouts": self.timeouts, "retired": self.retired}
+        if self.config.proxy:
+            counters["upstreams"] = self.upstreams_document()["upstreams"]
         return os.getpid(), self.started, workers, counters, self.stop_deadline is not None
+
+    # -- pools (proxy locations), for the admin API ---------------------------------
+
+    def upstreams_document(self):
+        """Every pool and server, summed over the live workers' boards; a
+        server the arbiter was told about that no worker has published yet
+        shows with zero counters."""
+        boards = [w.board.read() for w in self.workers.values() if w.board is not None and not w.stopping]
+        document = control.merge(boards)
+        known = {pool["name"]: pool for pool in document["upstreams"]}
+        for location in self.config.proxy:
+            pool = known.get(location.pool_name)
+            if pool is None:
+                pool = {"name": location.pool_name, "balance": location.balance, "servers": []}
+                document["upstreams"].append(pool)
+            listed = {server["address"] for server in pool["servers"]}
+            for server in location.servers:
+                if server.address not in listed and not server.is_name:
+                    pool["servers"].append({"address": server.address, "weight": server.weight,
+                                            "backup": server.backup, "state": "up", "health": "unknown",
+                                            "active": 0, "requests": 0, "failures": 0, "retries": 0,
+                                            "duration_seconds_sum": 0.0, "workers_down": 0})
+        return document
+
+    def change_upstreams(self, pool_name, op, server=None, address=None):
+        """The admin API's POST and DELETE: (status, message). The change
+        goes to every worker now and into the arbiter's configuration, for
+        the workers it starts later."""
+        from fastcore.config import UpstreamServer, _Invalid, parse_upstream_address
+
+        location = next((loc for loc in self.config.proxy if loc.pool_name == pool_name), None)
+        if location is None:
+            return 404, f"no pool named {pool_name!r}"
+        if op == "add":
+            try:
+                added = UpstreamServer(parse_upstream_address(server.get("address")),
+                                       weight=int(server.get("weight", 1)), backup=bool(server.get("backup", False)),
+                                       max_conns=int(server.get("max_conns", 0)))
+            except (_Invalid, TypeError, ValueError, AttributeError):
+                return 400, "expected {\"address\": \"HOST:PORT\", \"weight\": N, \"backup\": BOOL, \"max_conns\": N}"
+            if added.is_name:
+                return 400, "give an address (HOST:PORT, [IPV6]:PORT or unix:PATH): DNS names go in the configuration"
+            if added.weight < 1 or added.max_conns < 0:
+                return 400, "weight must be >= 1 and max_conns >= 0"
+            if any(s.address == added.address for s in location.servers):
+                return 409, f"{added.address} is already in {pool_name}"
+            servers = location.servers + (added,)
+            message = {"op": "add", "pool": pool_name, "server": dataclasses.asdict(added)}
+        else:
+            if not any(s.address == address for s in location.servers):
+                return 404, f"{address} is not in {pool_name}"
+            servers = tuple(s for s in location.servers if s.address != address)
+            message = {"op": "remove", "pool": pool_name, "address": address}
+        replaced = dataclasses.replace(location, servers=servers)
+        self.config = dataclasses.replace(
+            self.config, proxy=tuple(replaced if loc is location else loc for loc in self.config.proxy))
+        for worker in self.workers.values():
+            if worker.channel is not None and not worker.stopping:
+                worker.channel.send(message)
+        error_log.info("admin: %s %s %s", "added" if op == "add" else "draining",
+                       (server or {}).get("address") if op == "add" else address, f"({pool_name})")
+        return (201, f"{message['server']['address']} added to {pool_name}") if op == "add" else \
+            (202, f"{address} is draining from {pool_name}")
 
     def run(self):
         """Runs until stopped; returns the exit status."""
@@ -289,13 +357,14 @@ class Arbiter:
         # the slot's sockets are made here, in the arbiter, so they outlive the worker
         self.sockets_for_slot(slot)
         stats = mmap.mmap(-1, mmap.PAGESIZE)
+        board, channel = (control.Board(), control.Channel()) if self.config.proxy else (None, None)
         report_r, report_w = os.pipe()
         pid = os.fork()
         if pid == 0:
             status = BOOT_ERROR
             try:
                 os.close(report_r)
-                status = self.become_worker(slot, stats, report_w)
+                status = self.become_worker(slot, stats, report_w, board, channel)
             except SystemExit as e:
                 status = e.code if isinstance(e.code, int) else BOOT_ERROR
             except BaseException as e:
@@ -310,12 +379,14 @@ class Arbiter:
                 os._exit(status)
         os.close(report_w)
         os.set_blocking(report_r, False)
+        if channel is not None:
+            channel.close_worker_side()
         generation = self.generation if generation is None else generation
-        self.workers[pid] = WorkerProcess(pid, slot, generation, stats, report_r)
+        self.workers[pid] = WorkerProcess(pid, slot, generation, stats, report_r, board, channel)
         error_log.debug("spawned worker %d (slot %d)", pid, slot)
         return pid
 
-    def become_worker(self, slot, stats, report_fd):
+    def become_worker(self, slot, stats, report_fd, board=None, channel=None):
         """In the forked child: shed the arbiter's state, then run the worker."""
         signal.set_wakeup_fd(-1)
         for name in HANDLED:
@@ -334,10 +405,14 @@ class Arbiter:
             other.close()
         for w in self.workers.values():
             os.close(w.report_fd)
+            if w.channel is not None:
+                w.channel.close_arbiter_side()
+        if channel is not None:
+            channel.close_arbiter_side()
         drop_privileges(self.config.user, self.config.group)
         return run_worker(self.config, mine, app=self.app, app_spec=self.app_spec, stats_buffer=stats,
                           exclusive=not self.reuse_port, report_fd=report_fd,
-                          multiprocess=self.target > 1)
+                          multiprocess=self.target > 1, board=board, channel=channel)
 
     def current(self):
         return [w for w in self.workers.values() if not w.stopping]
@@ -381,6 +456,9 @@ class Arbiter:
                 continue
             from fastcore.metrics import retire_worker_stats
             retire_worker_stats(self.retired, worker.read_stats())
+            if worker.channel is not None:
+                worker.channel.close_arbiter_side()
+                worker.board.close()
             reason = self.read_report(worker)
             if os.WIFSIGNALED(status):
                 how = f"was killed by {signal.Signals(os.WTERMSIG(status)).name}"

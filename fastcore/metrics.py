@@ -116,6 +116,26 @@ def render_prometheus(workers, arbiter):
     _family(lines, "fastcore_worker_timeouts_total", "counter",
             "Workers the arbiter killed for missing their heartbeat.",
             [("", [], int(arbiter["worker_timeouts"]))])
+    upstreams = arbiter.get("upstreams")
+    if upstreams:
+        servers = [(pool["name"], server) for pool in upstreams for server in pool["servers"]]
+        for name, kind, key, help_text in (
+                ("fastcore_upstream_requests_total", "counter", "requests", "Requests sent to an upstream server."),
+                ("fastcore_upstream_failures_total", "counter", "failures",
+                 "Tries that failed at an upstream server (connect error, timeout, invalid response)."),
+                ("fastcore_upstream_retries_total", "counter", "retries",
+                 "Retries an upstream server took for a try that failed at another."),
+                ("fastcore_upstream_active", "gauge", "active", "Requests at an upstream server now."),
+                ("fastcore_upstream_request_duration_seconds_sum", "counter", "duration_seconds_sum",
+                 "Total time of the requests an upstream server answered, in seconds (with "
+                 "fastcore_upstream_requests_total, the mean)."),
+        ):
+            _family(lines, name, kind, help_text,
+                    [("", [("pool", pool), ("server", server["address"])], server[key]) for pool, server in servers])
+        _family(lines, "fastcore_upstream_up", "gauge",
+                "1 while an upstream server takes traffic from at least one worker.",
+                [("", [("pool", pool), ("server", server["address"])], int(server["state"] == "up"))
+                 for pool, server in servers])
     return "\n".join(lines) + "\n"
 
 

@@ -268,8 +268,41 @@ def build_handler(config, gateway, access_log, loop=None):
     return router, cache, proxies, services
 
 
+def watch_pools(loop, proxies, board, channel):
+    """Publishes this worker's pools on its board once a second (reaping the
+    drained members that are done) and applies the arbiter's changes."""
+    from fastcore.proxy import control
+
+    pools = {location.pool.name: location for location in proxies}
+
+    def publish():
+        now = loop.time()
+        for location in proxies:
+            for member in location.pool.reap():
+                location.forget_server(member.address)
+        if board is not None:
+            board.publish({"pid": os.getpid(), "pools": [location.pool.snapshot(now) for location in proxies]})
+
+    def tick():
+        publish()
+        loop.call_later(1.0, tick)
+
+    def on_message():
+        for message in channel.receive():
+            try:
+                error_log.info("%s", control.apply({name: loc.pool for name, loc in pools.items()}, message,
+                                                   loop.time()))
+            except (KeyError, ValueError, TypeError) as e:
+                error_log.error("upstreams: %r refused: %s", message, e)
+        publish()
+
+    if channel is not None:
+        loop.add_reader(channel.read_fd, on_message)
+    loop.call_soon(tick)
+
+
 def run_worker(config, sockets, *, app=None, app_spec=None, stats_buffer=None, exclusive=False,
-               report_fd=None, multiprocess=False):
+               report_fd=None, multiprocess=False, board=None, channel=None):
     """Serves until stopped; returns the exit status. `sockets` are listening
     sockets; `exclusive` when other workers wait on the same ones."""
     handler = setup_logging(config)
@@ -302,6 +335,8 @@ def run_worker(config, sockets, *, app=None, app_spec=None, stats_buffer=None, e
         return BOOT_ERROR
     server = Server(loop, handler, config)
     server.set_stats(stats)
+    if proxies:
+        watch_pools(loop, proxies, board, channel)
     if threads is not None and multiprocess:
         # every thread busy: accept nothing, another worker serves new clients
         # (with one worker there is no other: it keeps accepting, and static

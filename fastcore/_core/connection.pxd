@@ -19,6 +19,7 @@ cdef enum ConnState:
     S_IDLE       # keep-alive, nothing buffered, no read buffer held
     S_CLOSING    # flushing a last response, then close
     S_LINGER     # response sent, write side shut, discarding input briefly
+    S_TUNNEL     # after a 101 (proxied Upgrade): bytes both ways, to and from the handler
     S_CLOSED
 
 
@@ -30,6 +31,7 @@ cdef class RequestHandler:
     cdef int on_end(self, Connection conn) except -1
     cdef int on_writable(self, Connection conn) except -1
     cdef int on_close(self, Connection conn) except -1
+    cdef int on_tunnel_data(self, Connection conn, const char *at, size_t n) except -1
 
 
 cdef class Server:
@@ -41,6 +43,7 @@ cdef class Server:
     cdef DeadlineQueue keepalive_queue
     cdef DeadlineQueue send_queue
     cdef DeadlineQueue linger_queue
+    cdef DeadlineQueue tunnel_queue
     cdef readonly size_t connections
     cdef size_t max_connections
     cdef size_t read_size
@@ -107,6 +110,8 @@ cdef class Connection(Stream):
     cdef int send_interim(self, bytes data) except -1
     cdef int send_file(self, FileSegment segment) except -1
     cdef bint may_keep_alive(self) noexcept
+    cdef int start_tunnel(self) except -1
+    cdef int tunnel_active(self) except -1
     cdef int pause_reading(self) except -1
     cdef int resume_reading(self) except -1
     cdef int end_response(self, bint keep_alive) except -1

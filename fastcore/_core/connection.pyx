@@ -54,6 +54,11 @@ cdef int ACCEPT_BATCH = 64
 # errors that mean "short of something", answered 503 rather than 500
 cdef frozenset RESOURCE_ERRNOS = frozenset([EMFILE, ENFILE, ENOMEM, ENOBUFS, ENOSPC, EDQUOT])
 
+# what a tunnel reads from its client at a time (one buffer: the loop is one thread)
+DEF TUNNEL_READ = 65536
+cdef char tunnel_buffer[TUNNEL_READ]
+
+
 cdef class RequestHandler:
     """What a Connection calls; the WSGI gateway, the static-file locations
     and the router (and later the proxy) implement it. The server's handler
@@ -77,6 +82,11 @@ cdef class RequestHandler:
     cdef int on_close(self, Connection conn) except -1:
         return 0
 
+    cdef int on_tunnel_data(self, Connection conn, const char *at, size_t n) except -1:
+        """Bytes from the client of a tunnel (after start_tunnel); the span
+        is valid during the call only."""
+        return 0
+
 
 cdef class Server:
     """Connections of one worker: limits, timeouts, listeners, counters."""
@@ -90,6 +100,7 @@ cdef class Server:
         self.keepalive_queue = loop.deadline_queue(config.keepalive_timeout)
         self.send_queue = loop.deadline_queue(config.send_timeout)
         self.linger_queue = loop.deadline_queue(config.linger_timeout)
+        self.tunnel_queue = loop.deadline_queue(config.tunnel_idle_timeout)
         self.max_connections = config.max_connections
         self.read_size = config.read_buffer_size
         self.high_water = config.write_buffer_high
@@ -372,6 +383,14 @@ cdef class Connection(Stream):
             if n == 0 or (n < 0 and errno != EAGAIN and errno != EINTR):
                 self.close()
             return 0
+        if self.state == S_TUNNEL:
+            n = read(self.fd, tunnel_buffer, TUNNEL_READ)
+            if n == 0 or (n < 0 and errno != EAGAIN and errno != EINTR):
+                self.close()
+            elif n > 0:
+                self.server.tunnel_queue.arm(self, self.loop.now)
+                self.handler.on_tunnel_data(self, tunnel_buffer, n)
+            return 0
         # the parser sizes the read: small while a head arrives (slowloris)
         buf = self.parser.reserve_read(self.server.read_size, &room)
         n = read(self.fd, buf, room)
@@ -562,8 +581,10 @@ cdef class Connection(Stream):
                 server.header_queue.arm(self, self.loop.now)
             elif self.state == S_IDLE:
                 server.keepalive_queue.arm(self, self.loop.now)
-        if (self.state == S_HEAD or self.state == S_BODY or self.state == S_IDLE or
-                self.state == S_LINGER) and self.out.pending < server.high_water and not self.reading_paused:
+            elif self.state == S_TUNNEL:
+                server.tunnel_queue.arm(self, self.loop.now)
+        if (self.state == S_HEAD or self.state == S_BODY or self.state == S_IDLE or self.state == S_LINGER or
+                self.state == S_TUNNEL) and self.out.pending < server.high_water and not self.reading_paused:
             events |= EPOLLIN | EPOLLRDHUP
         self.set_interest(events)
         return 0
@@ -605,6 +626,28 @@ cdef class Connection(Stream):
         if self.reading_paused and self.state == S_BODY and self.queue is None:
             self.server.body_queue.arm(self, self.loop.now)
         Stream.resume_reading(self)
+        return 0
+
+    cdef int start_tunnel(self) except -1:
+        """After a 101 the handler has sent: the connection carries bytes
+        both ways until either side closes or tunnel_idle_timeout passes with
+        none. Bytes the client sent after its request head go to the handler
+        now."""
+        cdef size_t left
+        self.state = S_TUNNEL
+        self.server.tunnel_queue.arm(self, self.loop.now)
+        left = self.parser.buffered()
+        if left:
+            self.handler.on_tunnel_data(self, self.parser.buf + self.parser.start, left)
+            self.parser.start = self.parser.end
+        self.parser.release_buffer()
+        self._update()
+        return 0
+
+    cdef int tunnel_active(self) except -1:
+        """The other side of the tunnel moved bytes: the idle timeout restarts."""
+        if self.state == S_TUNNEL and self.queue is self.server.tunnel_queue:
+            self.server.tunnel_queue.arm(self, self.loop.now)
         return 0
 
     cdef bint may_keep_alive(self) noexcept:
@@ -675,7 +718,7 @@ cdef class Connection(Stream):
         server's count."""
         cdef ConnState was = self.state
         self.state = S_CLOSED
-        if (was == S_APP or was == S_BODY) and self.exchange is not None:
+        if (was == S_APP or was == S_BODY or was == S_TUNNEL) and self.exchange is not None:
             try:
                 self.handler.on_close(self)
             except Exception:

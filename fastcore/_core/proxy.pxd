@@ -64,6 +64,12 @@ cdef class ProxyExchange(UpstreamOwner):
     cdef str method
     cdef str target
     cdef object view                # SavedView for a retry's pick
+    cdef bytes upgrade              # the Upgrade field of a request asking for a tunnel, else None
+    cdef bint tunnel                # after the 101: bytes both ways
+
+    cdef int switching_protocols(self) except -1
+    cdef int begin_tunnel(self) except -1
+    cdef int tunnel_from_upstream(self) except -1
 
     cdef bytes member_host(self)
     cdef int keep_for_replay(self, bytes chunk) except -1

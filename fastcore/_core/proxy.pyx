@@ -44,7 +44,7 @@ from fastcore._core.includes.fc_http cimport (
     FC_RESP_CHUNKED, FC_RESP_HAS_LENGTH, FC_RESP_KEEP_ALIVE, FC_RESP_NO_BODY, FC_RESP_UNTIL_CLOSE,
     fc_header_t,
 )
-from fastcore._core.connection cimport Connection, RequestHandler, S_BODY, S_CLOSED
+from fastcore._core.connection cimport Connection, RequestHandler, S_BODY, S_CLOSED, S_TUNNEL
 from fastcore._core.loop cimport Loop
 from fastcore._core.parser cimport (
     EV_BODY, EV_END, EV_HEAD, EV_NEED_DATA, ST_UNTIL_CLOSE, ST_END, RequestParser, ResponseParser, latin1,
@@ -202,6 +202,12 @@ cdef class ProxyLocation(RequestHandler):
             out[address] = (len(idle), idle.opened, idle.reused)
         return out
 
+    def forget_server(self, str address):
+        """A member left the pool (drained, reaped): close its kept connections."""
+        entry = self.servers.pop(address, None)
+        if entry is not None:
+            (<IdlePool>entry[2]).close_all()
+
     def close_idle(self):
         for entry in self.servers.values():
             (<IdlePool>entry[2]).close_all()
@@ -224,9 +230,6 @@ cdef class ProxyLocation(RequestHandler):
         ex.chunked_up = (flags & FC_REQ_CHUNKED) != 0
         ex.tried = []
         conn.exchange = ex
-        if flags & FC_REQ_UPGRADE and not self.websocket:
-            # no tunnel here: the upgrade is not forwarded, the request is
-            pass
         view = RequestView.__new__(RequestView)
         view.conn = conn
         try:
@@ -284,6 +287,9 @@ cdef class ProxyLocation(RequestHandler):
             if lower == b"host":
                 host = value
                 continue
+            if lower == b"upgrade" and flags & FC_REQ_UPGRADE and self.websocket:
+                ex.upgrade = value  # a tunnel is asked for: Upgrade goes on, with Connection: upgrade
+                continue
             if lower in FORWARDING:
                 if trusted:
                     if lower == b"x-forwarded-for":
@@ -310,6 +316,8 @@ cdef class ProxyLocation(RequestHandler):
                   b"X-Real-IP: ", real_ip or client, b"\r\n"]
         if forwarded_host is not None or host is not None:
             parts += [b"X-Forwarded-Host: ", forwarded_host if forwarded_host is not None else host, b"\r\n"]
+        if ex.upgrade is not None:
+            parts += [b"Connection: upgrade\r\nUpgrade: ", ex.upgrade, b"\r\n"]
         if ex.chunked_up:
             parts.append(b"Transfer-Encoding: chunked\r\n")
         elif flags & FC_REQ_HAS_LENGTH:
@@ -337,6 +345,16 @@ cdef class ProxyLocation(RequestHandler):
             ex.up.flush()
             if ex.up is not None:
                 ex.up.arm_read()
+        return 0
+
+    cdef int on_tunnel_data(self, Connection conn, const char *at, size_t n) except -1:
+        cdef ProxyExchange ex = <ProxyExchange>conn.exchange
+        if ex is None or ex.up is None:
+            return 0
+        ex.up.send_span(at, n)
+        if ex.up is not None and ex.up.out.pending >= self.high_water:
+            conn.pause_reading()
+            ex.up.wait_writable()
         return 0
 
     cdef int on_writable(self, Connection conn) except -1:
@@ -399,6 +417,7 @@ cdef class ProxyExchange(UpstreamOwner):
         self.member.active += 1
         self.member.requests += 1
         up.start_exchange(self)
+        up.parser.request_was_head = self.is_head  # a response to HEAD has no body, whatever it declares
         for part in self.replay:
             up.send(part)
         up.flush()
@@ -518,6 +537,8 @@ cdef class ProxyExchange(UpstreamOwner):
         if up is None:
             return 0
         p = up.parser
+        if self.tunnel:
+            return self.tunnel_from_upstream()
         while self.up is up:
             if conn.out.pending >= high_water:
                 # the client is slower than the server: stop reading it until
@@ -560,6 +581,8 @@ cdef class ProxyExchange(UpstreamOwner):
                     conn.send_span(p.body_at, p.body_len)
                 self.sent += p.body_len
             elif ev == EV_END:
+                if self.status == 101 and self.upgrade is not None:
+                    return self.begin_tunnel()
                 if self.status < 200:
                     continue  # an interim response: the final one follows
                 return self.response_end()
@@ -575,6 +598,8 @@ cdef class ProxyExchange(UpstreamOwner):
         cdef bytes name, lower, head
         cdef list parts
         self.status = p.head.status
+        if self.status == 101 and self.upgrade is not None:
+            return self.switching_protocols()
         if self.status < 200:
             if self.status == 100 or not self.http11:
                 return 0  # 100 was answered by us already; HTTP/1.0 clients get no interim responses
@@ -617,6 +642,67 @@ cdef class ProxyExchange(UpstreamOwner):
         conn.send(head)
         return 0
 
+    # -- a tunnel (WebSocket, or any Upgrade the server accepted) -------------------------
+
+    cdef int switching_protocols(self) except -1:
+        """The server's 101 goes to the client with its Upgrade field."""
+        cdef ResponseParser p = self.up.parser
+        cdef size_t i
+        cdef fc_header_t *f
+        cdef bytes lower
+        cdef list parts = [b"HTTP/1.1 101 Switching Protocols\r\n"]
+        for i in range(p.head.num_headers):
+            f = &p.fields[i]
+            lower = span_bytes(f.name.at, f.name.len).lower()
+            if lower == b"connection" or lower == b"keep-alive" or lower == b"transfer-encoding" or \
+                    lower == b"content-length":
+                continue
+            parts += [span_bytes(f.name.at, f.name.len), b": ", span_bytes(f.value.at, f.value.len), b"\r\n"]
+        parts.append(b"Connection: upgrade\r\n\r\n")
+        head = b"".join(parts)
+        self.replay = None
+        self.response_started = True
+        self.sent = len(head)
+        self.conn.send(head)
+        return 0
+
+    cdef int begin_tunnel(self) except -1:
+        """After the 101: both connections carry bytes as they come."""
+        self.tunnel = True
+        self.account()
+        # no read timeout in a tunnel: tunnel_idle_timeout (the client side's) covers both ways
+        self.up.request_sent = False
+        self.up.disarm()
+        self.conn.flush()
+        if self.conn.state == S_CLOSED:
+            return 0
+        self.conn.start_tunnel()
+        return self.tunnel_from_upstream()
+
+    cdef int tunnel_from_upstream(self) except -1:
+        """Bytes the server sent go to the client, straight from the parser's
+        buffer; its end closes the client's side once the rest is out."""
+        cdef UpstreamConnection up = self.up
+        cdef ResponseParser p = up.parser
+        cdef Connection conn = self.conn
+        cdef size_t n = p.end - p.start
+        if n:
+            conn.send_span(p.buf + p.start, n)
+            p.start = p.end
+            p.release_buffer()
+            conn.tunnel_active()
+        if up.eof:
+            self.drop_upstream()
+            self.location.active -= 1
+            conn.exchange = None
+            if conn.state != S_CLOSED:
+                conn.end_response(False)
+            return 0
+        if conn.state != S_CLOSED and conn.out.pending >= self.location.high_water:
+            up.pause_reading()
+            conn.wait_writable()
+        return 0
+
     cdef int response_end(self) except -1:
         cdef UpstreamConnection up = self.up
         cdef ResponseParser p = up.parser
@@ -650,6 +736,8 @@ cdef class ProxyExchange(UpstreamOwner):
         if stats is not None:
             stats.record_response(self.status, self.sent, seconds)
             stats.s.route_proxy += 1
+        if self.member is not None:
+            self.member.duration_seconds_sum += seconds
         log = self.location.access_log
         if log is not None:
             log.log(self.conn.peer_host, self.method, self.target, "HTTP/1.1" if self.http11 else "HTTP/1.0",

@@ -74,14 +74,26 @@ cdef class IdlePool:
         self.limit = limit
 
     cdef UpstreamConnection take(self):
-        """The most recently used idle connection, or None."""
+        """The most recently used idle connection that is still clean, or None.
+
+        A peek first: bytes (or the end) waiting on an idle connection that
+        the loop has not reported yet (the server closed it, or sent more
+        than the last response said) would be read as this exchange's
+        response; such a connection is closed and the next one tried."""
         cdef UpstreamConnection up
+        cdef char probe
+        cdef ssize_t n
         while self.idle:
             up = <UpstreamConnection>self.idle.pop()
-            if up.state == U_IDLE:
-                up.disarm()
-                self.reused += 1
-                return up
+            if up.state != U_IDLE:
+                continue
+            n = recv(up.fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT)
+            if n >= 0 or (errno != EAGAIN and errno != EINTR):
+                up.close()
+                continue
+            up.disarm()
+            self.reused += 1
+            return up
         return None
 
     cdef int put(self, UpstreamConnection up) except -1:

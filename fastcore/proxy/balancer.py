@@ -156,7 +156,7 @@ class Member:
 
     __slots__ = (
         "address", "weight", "backup", "max_conns",
-        "active", "requests", "failures", "retries",
+        "active", "requests", "failures", "retries", "duration_seconds_sum",
         "state", "down_until", "health", "recovered_at",
         "recent_failures", "failure_window_start", "max_fails", "fail_timeout",
         "consecutive_passes", "consecutive_fails", "score",
@@ -175,6 +175,7 @@ class Member:
         self.requests = 0
         self.failures = 0
         self.retries = 0
+        self.duration_seconds_sum = 0.0  # of the requests it answered
         self.state = "up"
         self.down_until = 0.0
         self.health = "unknown"
@@ -553,6 +554,7 @@ class Pool:
                 "requests": member.requests,
                 "failures": member.failures,
                 "retries": member.retries,
+                "duration_seconds_sum": round(member.duration_seconds_sum, 6),
                 "health": member.health,
                 "weight": member.weight,
                 "effective_weight": round(self.effective_weight(member, now), 3) if healthy else 0,

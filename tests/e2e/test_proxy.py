@@ -343,6 +343,16 @@ def test_proxy_chunked_and_head_responses(upstreams, proxy):
     assert response.content == (bytes(range(256)) * 256 * 2)[:100000]
     head = requests.head(f"http://127.0.0.1:{server.port}/download?12345", timeout=10)
     assert head.status_code == 200 and head.headers["Content-Length"] == "12345" and head.content == b""
+    with server.connect() as client:
+        # a server that sends a body after its HEAD response: the body never
+        # reaches the client (the GET after it on the same connection gets
+        # its own answer), and that upstream connection is not reused
+        client.send(request_bytes("HEAD", "/download?100&body-on-head"))
+        assert client.read_response(method="HEAD").header("Content-Length") == "100"
+        pause(0.3)
+        client.send(request_bytes("GET", "/id"))
+        second = client.read_response()
+        assert (second.status, second.body) == (200, b"a")
     with server.connect() as client:  # HTTP/1.0 client, chunked upstream: close-delimited
         client.send(b"GET /chunked?5000 HTTP/1.0\r\nHost: x\r\n\r\n")
         data = client.read_until_closed()
@@ -383,3 +393,154 @@ def test_proxy_reuses_upstream_connections(upstreams, proxy):
     # 1,280 requests, at most 32 at once: the pool keeps them on at most as
     # many connections as were ever busy together
     assert opened <= 40, f"{opened} upstream connections for 1,280 requests"
+
+
+def websocket_frame(payload, opcode=1):
+    """A masked client frame (RFC 6455 5.2)."""
+    mask = os.urandom(4)
+    size = len(payload)
+    if size < 126:
+        head = bytes([0x80 | opcode, 0x80 | size])
+    elif size < 65536:
+        head = bytes([0x80 | opcode, 0x80 | 126]) + size.to_bytes(2, "big")
+    else:
+        head = bytes([0x80 | opcode, 0x80 | 127]) + size.to_bytes(8, "big")
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def read_frame(sock):
+    def exactly(n):
+        data = b""
+        while len(data) < n:
+            chunk = sock.recv(n - len(data))
+            assert chunk, "the tunnel closed"
+            data += chunk
+        return data
+    head = exactly(2)
+    size = head[1] & 0x7F
+    if size == 126:
+        size = int.from_bytes(exactly(2), "big")
+    elif size == 127:
+        size = int.from_bytes(exactly(8), "big")
+    return head[0] & 0x0F, exactly(size)
+
+
+def test_proxy_websocket_echo_through_the_tunnel(upstreams, proxy):
+    (a,) = upstreams("a")
+    server = proxy("--proxy", f"/={a.address}")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(1)
+        assert head.startswith(b"HTTP/1.1 101 "), head
+        assert b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in head
+        for payload in (b"hello", os.urandom(1000), os.urandom(300_000)):
+            sock.sendall(websocket_frame(payload, opcode=2))
+            assert read_frame(sock) == (2, payload)
+        sock.sendall(websocket_frame(b"", opcode=8))
+        assert read_frame(sock) == (8, b"")
+        assert sock.recv(10) == b""  # the server closed: so does the tunnel
+
+
+def test_proxy_tunnel_idle_timeout(upstreams, proxy):
+    (a,) = upstreams("a")
+    server = proxy("--proxy", f"/={a.address}", "--tunnel-idle-timeout", "0.5")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(1)
+        assert head.startswith(b"HTTP/1.1 101 ")
+        sock.sendall(websocket_frame(b"ping"))
+        assert read_frame(sock) == (1, b"ping")
+        started = time.monotonic()
+        assert sock.recv(10) == b""  # nothing either way: the proxy closes it
+        assert time.monotonic() - started < 5
+
+
+# -- the admin API ------------------------------------------------------------------------
+
+
+def admin_port(server):
+    return int(server.wait_for_stderr(r"fastcore: admin on http://127\.0\.0\.1:(\d+)").group(1))
+
+
+def test_proxy_admin_named_pool_add_remove_and_metrics(upstreams, proxy):
+    a, b, c = upstreams("a", "b", "c")
+    server = proxy("--workers", "2", "--admin", "127.0.0.1:0", config=f'''
+[[proxy]]
+prefix = "/"
+name = "app"
+servers = ["{a.address}", "{b.address}"]
+''')
+    admin = f"http://127.0.0.1:{admin_port(server)}"
+    errors, seen = [], collections.Counter()
+    stop = threading.Event()
+    phase = {"name": "before"}
+
+    def load():
+        with requests.Session() as session:
+            while not stop.is_set():
+                try:
+                    response = session.get(f"http://127.0.0.1:{server.port}/id", timeout=5)
+                    if response.status_code != 200:
+                        errors.append(response.status_code)
+                    seen[(phase["name"], response.text)] += 1
+                except requests.RequestException as e:
+                    errors.append(repr(e))
+
+    clients = [threading.Thread(target=load) for _ in range(4)]
+    for client in clients:
+        client.start()
+    try:
+        pause(0.5)
+        added = requests.post(f"{admin}/upstreams/app/servers", json={"address": c.address}, timeout=5)
+        assert added.status_code == 201, added.text
+        assert requests.post(f"{admin}/upstreams/app/servers", json={"address": c.address},
+                             timeout=5).status_code == 409
+        assert requests.post(f"{admin}/upstreams/app/servers", json={"address": "nope"}, timeout=5).status_code == 400
+        assert requests.post(f"{admin}/upstreams/nope/servers", json={"address": c.address},
+                             timeout=5).status_code == 404
+        pause(1.0)
+        removed = requests.delete(f"{admin}/upstreams/app/servers/{a.address}", timeout=5)
+        assert removed.status_code == 202, removed.text
+        pause(0.5)
+        phase["name"] = "after"
+        pause(1.0)
+    finally:
+        stop.set()
+        for client in clients:
+            client.join()
+    assert not errors, errors[:5]
+    assert seen[("before", "c")] > 0, seen
+    assert seen[("after", "a")] == 0 and seen[("after", "b")] > 0 and seen[("after", "c")] > 0, seen
+    deadline = time.monotonic() + 5
+    while True:
+        document = requests.get(f"{admin}/upstreams", timeout=5).json()
+        (pool,) = document["upstreams"]
+        servers = {s["address"]: s for s in pool["servers"]}
+        if a.address not in servers or time.monotonic() > deadline:
+            break
+        pause(0.2)
+    assert set(servers) == {b.address, c.address}, servers  # a drained, then dropped
+    assert servers[c.address]["requests"] > 0 and servers[c.address]["state"] == "up"
+    metrics = requests.get(f"{admin}/metrics", timeout=5).text
+    assert f'fastcore_upstream_requests_total{{pool="app",server="{c.address}"}}' in metrics
+    assert f'fastcore_upstream_up{{pool="app",server="{b.address}"}} 1' in metrics
+
+
+def test_proxy_admin_pool_named_by_its_prefix(upstreams, proxy):
+    a, b = upstreams("a", "b")
+    server = proxy("--proxy", f"/api={a.address}", "--admin", "127.0.0.1:0")
+    admin = f"http://127.0.0.1:{admin_port(server)}"
+    assert requests.post(f"{admin}/upstreams/%2Fapi/servers", json={"address": b.address},
+                         timeout=5).status_code == 201
+    names = collections.Counter(get(server, "/api/id").text for _ in range(20))
+    assert names["a"] > 0 and names["b"] > 0, names
+    assert requests.delete(f"{admin}/upstreams/%2Fapi/servers/{b.address}", timeout=5).status_code == 202
+    pause(0.3)
+    assert {get(server, "/api/id").text for _ in range(10)} == {"a"}
+    assert requests.get(f"{admin}/upstreams/%2Fapi", timeout=5).status_code == 404

@@ -1028,7 +1028,7 @@ def test_static_requests_in_metrics_and_access_log(serve_files, tmp_path):
     (site / "a.txt").write_bytes(b"a" * 10)
     log = tmp_path / "access.json"
     server = serve_files(site, "--admin", "127.0.0.1:0", "--access-log", str(log), "--access-log-format", "json")
-    admin_url = re.search(r"fastcore: admin on (\S+) ", server.stderr_text()).group(1)
+    admin_url = server.wait_for_stderr(r"fastcore: admin on (\S+) ").group(1)
     sent = [("/a.txt", 200, 10)] * 3 + [("/missing", 404, 14)] * 2
     with requests.Session() as session:
         for path, status, size in sent:

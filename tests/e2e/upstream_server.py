@@ -12,6 +12,7 @@ proxy tests: `python upstream_server.py NAME (PORT | unix:PATH)`. It prints
     /connections            how many connections it has accepted
     /health                 200, or 503 after /sick (and 200 again after /well)
 """
+import base64
 import hashlib
 import json
 import os
@@ -76,6 +77,13 @@ class Handler(BaseHTTPRequestHandler):
         return length - left, digest
 
     def stream(self, n, chunked):
+        if self.command == "HEAD" and self.path.endswith("&body-on-head"):
+            # a broken server: a body after a HEAD response (the proxy must not pass it on)
+            self.send_response(200)
+            self.send_header("Content-Length", str(n))
+            self.end_headers()
+            self.wfile.write(PATTERN[:n])
+            return
         self.send_response(200)
         self.send_header("Content-Type", "application/octet-stream")
         if chunked:
@@ -94,8 +102,45 @@ class Handler(BaseHTTPRequestHandler):
         if chunked:
             self.wfile.write(b"0\r\n\r\n")
 
+    def websocket_echo(self):
+        """RFC 6455: the handshake, then every frame's payload back (text or
+        binary, one frame each, unmasked), until a close frame."""
+        key = self.headers["Sec-WebSocket-Key"]
+        accept = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest())
+        self.send_response(101)
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept.decode())
+        self.end_headers()
+        self.wfile.flush()
+        while True:
+            head = self.rfile.read(2)
+            if len(head) < 2:
+                return
+            opcode, size = head[0] & 0x0F, head[1] & 0x7F
+            if size == 126:
+                size = int.from_bytes(self.rfile.read(2), "big")
+            elif size == 127:
+                size = int.from_bytes(self.rfile.read(8), "big")
+            mask = self.rfile.read(4) if head[1] & 0x80 else b"\0\0\0\0"
+            payload = bytes(b ^ mask[i % 4] for i, b in enumerate(self.rfile.read(size)))
+            if opcode == 8:
+                self.wfile.write(b"\x88\x00")
+                return
+            if size < 126:
+                frame = bytes([0x80 | opcode, size])
+            elif size < 65536:
+                frame = bytes([0x80 | opcode, 126]) + size.to_bytes(2, "big")
+            else:
+                frame = bytes([0x80 | opcode, 127]) + size.to_bytes(8, "big")
+            self.wfile.write(frame + payload)
+            self.wfile.flush()
+
     def handle_any(self):
         path, _, query = self.path.partition("?")
+        if path.endswith("/ws") and self.headers.get("Upgrade", "").lower() == "websocket":
+            self.close_connection = True
+            return self.websocket_echo()
         if path.endswith("/id"):
             size, _ = self.read_body()
             return self.reply(NAME.encode())
@@ -111,7 +156,7 @@ class Handler(BaseHTTPRequestHandler):
             size, digest = self.read_body()
             return self.reply(f"{size} {digest.hexdigest()}".encode())
         if path.endswith("/download"):
-            return self.stream(int(query), chunked=False)
+            return self.stream(int(query.split("&")[0]), chunked=False)
         if path.endswith("/chunked"):
             return self.stream(int(query), chunked=True)
         if path.endswith("/close-after-body"):

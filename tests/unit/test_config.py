@@ -194,6 +194,34 @@ BAD_VALUES = {
     "auto_threads_after": ["0", "-1s", "soon"],
     "auto_threads_hold": ["0", "-1s"],
     "accept_backoff": ["0", "-1", "x"],
+    "proxy": ["/api", "api=127.0.0.1:80", "/api=", "/api=127.0.0.1", "/api=127.0.0.1:99999", "/api=[nope]:80",
+              "/a=127.0.0.1:80 /a=127.0.0.1:81", "/x=bad_host!:80"],
+    "proxy_balance": ["roundrobin", "random", ""],
+    "proxy_hash_key": ["ip", "header:", "header:bad name"],
+    "proxy_host": ["", "a b", "x\r\ny"],
+    "proxy_connect_timeout": ["0", "-1s", "soon"],
+    "proxy_read_timeout": ["0", "x"],
+    "proxy_send_timeout": ["0", "x"],
+    "proxy_retries": ["-1", "many"],
+    "proxy_keepalive": ["-1", "x"],
+    "proxy_keepalive_requests": ["0", "x"],
+    "proxy_keepalive_idle": ["0", "x"],
+    "proxy_max_fails": ["-1", "x"],
+    "proxy_fail_timeout": ["0", "x"],
+    "proxy_slow_start": ["-1", "x"],
+    "proxy_panic": ["none", ""],
+    "proxy_health_path": ["health", "/a b"],
+    "proxy_health_interval": ["0", "x"],
+    "proxy_health_timeout": ["0", "x"],
+    "proxy_health_status": ["2xx", "200-", "ok"],
+    "proxy_health_rise": ["0", "x"],
+    "proxy_health_fall": ["0", "x"],
+    "proxy_resolve_interval": ["0", "x"],
+    "proxy_websocket": ["maybe"],
+    "proxy_strip_prefix": ["sometimes"],
+    "forwarded_allow_ips": ["10.0.0.0/33", "nope"],
+    "resolver": ["dns.example:53", "127.0.0.1", "127.0.0.1:0"],
+    "tunnel_idle_timeout": ["0", "x"],
     "workers": ["0", "many", "2.0"],
     "backlog": ["0", "x"],
     "max_connections": ["0", "ten"],
@@ -381,3 +409,36 @@ def test_config_markdown_has_one_row_per_setting_in_section_order():
 def test_config_markdown_module_entry_point(capsys):
     assert cfg._main(["--markdown"]) == 0
     assert capsys.readouterr().out == settings_markdown()
+
+
+def test_config_proxy_locations_from_flags_and_tables(tmp_path):
+    path = tmp_path / "fastcore.toml"
+    path.write_text("""
+proxy_read_timeout = "5s"
+[[proxy]]
+prefix = "/api"
+name = "api"
+servers = [{ address = "10.0.0.2:8000", weight = 3, backup = false, max_conns = 10 }, "unix:/run/a.sock"]
+balance = "hash"
+hash_key = "header:X-User"
+retries = 0
+""")
+    config = build_config({"config": str(path), "proxy": ["/x=127.0.0.1:9000,[::1]:9001,backend.svc:80"]}, environ={})
+    assert [location.prefix for location in config.proxy] == ["/x"]  # the flag wins over the file
+    config = build_config({"config": str(path)}, environ={})
+    (api,) = config.proxy
+    assert (api.pool_name, api.balance, api.hash_key, api.retries, api.read_timeout) == ("api", "hash", "header:X-User",
+                                                                                        0, 5.0)
+    assert [(s.address, s.weight, s.max_conns, s.is_name) for s in api.servers] == [
+        ("10.0.0.2:8000", 3, 10, False), ("unix:/run/a.sock", 1, 0, False)]
+    (x,) = build_config({"proxy": ["/x=backend.svc:80"]}, environ={}).proxy
+    assert x.servers[0].is_name and x.pool_name == "/x" and x.balance == "round_robin"
+
+
+def test_config_proxy_hash_needs_a_key_and_tables_refuse_unknown_keys(tmp_path):
+    with pytest.raises(ConfigError, match="balance hash needs hash_key"):
+        build_config({"proxy": ["/=127.0.0.1:80"], "proxy_balance": "hash"}, environ={})
+    path = tmp_path / "fastcore.toml"
+    path.write_text('[[proxy]]\nprefix = "/"\nservers = ["127.0.0.1:80"]\nretrys = 2\n')
+    with pytest.raises(ConfigError, match="did you mean 'retries'"):
+        build_config({"config": str(path)}, environ={})

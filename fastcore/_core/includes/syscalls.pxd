@@ -51,12 +51,15 @@ cdef extern from "<sys/socket.h>" nogil:
         SO_ERROR
         MSG_NOSIGNAL
         MSG_MORE
+        MSG_PEEK
+        MSG_DONTWAIT
         SHUT_WR
 
     int accept4(int sockfd, sockaddr *addr, socklen_t *addrlen, int flags)
     int setsockopt(int sockfd, int level, int optname, const void *optval, socklen_t optlen)
     int getsockopt(int sockfd, int level, int optname, void *optval, socklen_t *optlen)
     ssize_t send(int sockfd, const void *buf, size_t len, int flags)
+    ssize_t recv(int sockfd, void *buf, size_t len, int flags)
     int shutdown(int sockfd, int how)
 
 cdef extern from "<netinet/in.h>" nogil:
