@@ -42,6 +42,7 @@ from fastcore.worker import (APP_LOAD_ERROR, BOOT_ERROR, BindError, bind_socket,
 
 error_log = logging.getLogger("fastcore.error")
 
+CRASHED = 1             # exit status of a worker that raised after it had booted (replaced, like a death)
 KILL_GRACE = 2.0        # seconds between SIGABRT (stack dump) and SIGKILL for a stuck worker
 TICK = 0.1              # how often the arbiter checks on its workers, seconds
 HANDLED = ("HUP", "TERM", "INT", "QUIT", "TTIN", "TTOU", "USR1", "CHLD")
@@ -369,10 +370,15 @@ class Arbiter:
                 status = e.code if isinstance(e.code, int) else BOOT_ERROR
             except BaseException as e:
                 traceback.print_exc()
-                try:
-                    os.write(report_w, f"worker failed to boot: {type(e).__name__}: {e}".encode())
-                except OSError:
-                    pass
+                if stats_layout.read(stats)["heartbeat_ns"]:
+                    # it had booted and served: a crash, not a failed boot;
+                    # the arbiter replaces it (a boot error would stop the server)
+                    status = CRASHED
+                else:
+                    try:
+                        os.write(report_w, f"worker failed to boot: {type(e).__name__}: {e}".encode())
+                    except OSError:
+                        pass
             finally:
                 sys.stdout.flush()
                 sys.stderr.flush()

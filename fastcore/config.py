@@ -943,8 +943,10 @@ SETTINGS: Tuple[Setting, ...] = (
             "Extra tries on other servers after a failure before any response byte (connect errors always; "
             "resets and timeouts for idempotent methods or before any body byte was sent).",
             metavar="N", annotation=int),
-    Setting("proxy_keepalive", "proxy", ("--proxy-keepalive",), _PROXY_OPTIONS["keepalive"], 64,
-            "Idle connections kept open per server per worker (0: a new connection per request).",
+    Setting("proxy_keepalive", "proxy", ("--proxy-keepalive",), _PROXY_OPTIONS["keepalive"], 256,
+            "Idle connections kept open per server per worker (0: a new connection per request). Below the "
+            "requests a worker has in flight at once, connections churn (each one over it is closed, and "
+            "opened again for the next request).",
             metavar="N", annotation=int),
     Setting("proxy_keepalive_requests", "proxy", ("--proxy-keepalive-requests",), _positive_int, 10000,
             "Requests one upstream connection carries before it is closed.",

@@ -17,10 +17,10 @@ cdef class Stream(TimedHandle):
     cdef bint reading_paused        # pause_reading(): no EPOLLIN until resume_reading()
     cdef bint producing             # wait_writable(): the owner is told when the queue has drained
 
-    cdef int _write(self) except -1
+    cdef int _write(self) except -2           # 0 queue empty, 1 output remains, -1 peer gone (closed)
     cdef int send(self, bytes data) except -1
     cdef int send_file(self, FileSegment segment) except -1
-    cdef int send_span(self, const char *at, size_t n) except -1
+    cdef int send_span(self, const char *at, size_t n) except -2   # -1: peer gone (closed)
     cdef int flush(self) except -1
     cdef int pause_reading(self) except -1
     cdef int resume_reading(self) except -1

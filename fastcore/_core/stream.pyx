@@ -33,7 +33,7 @@ from fastcore._core.buffer cimport FileSegment, OutputQueue
 
 cdef class Stream(TimedHandle):
 
-    cdef int _write(self) except -1:
+    cdef int _write(self) except -2:
         """Writes what the socket takes now: 0 when the queue is empty, 1
         when output remains, -1 when the peer is gone (closed here)."""
         cdef int rc
@@ -57,7 +57,7 @@ cdef class Stream(TimedHandle):
             self.out.push_file(segment)
         return 0
 
-    cdef int send_span(self, const char *at, size_t n) except -1:
+    cdef int send_span(self, const char *at, size_t n) except -2:
         """Sends n bytes the caller's buffer holds only until it returns:
         written at once when nothing is queued before them, and only the
         part the socket did not take is copied into the queue. -1 if the

@@ -70,7 +70,7 @@ cdef class UpstreamConnection(Stream):
     cdef int _on_connected(self) except -1
     cdef int _on_readable(self) except -1
     cdef int _on_writable(self) except -1
-    cdef int send_span(self, const char *at, size_t n) except -1
+    cdef int send_span(self, const char *at, size_t n) except -2   # -1: peer gone (closed)
     cdef int flush(self) except -1
     cdef int _fail(self, UpFailure failure, str why) except -1
     cdef int _update(self) except -1

@@ -314,7 +314,7 @@ cdef class UpstreamConnection(Stream):
         self.parser.release_buffer()
         return 0
 
-    cdef int send_span(self, const char *at, size_t n) except -1:
+    cdef int send_span(self, const char *at, size_t n) except -2:
         """While connecting nothing can be written: queue (copied)."""
         if self.state == U_CONNECTING:
             if self.fd >= 0 and n:

@@ -8,6 +8,7 @@ import os
 import resource
 import select
 import socket
+import struct
 import threading
 import time
 
@@ -186,3 +187,23 @@ def test_worker_inline_responses_leave_when_each_is_done(serve):
     # response i is out before application call i+1 has finished
     for i in range(3):
         assert arrivals[i] < ends[i + 1], (arrivals, ends)
+
+
+def test_worker_survives_a_client_reset_in_the_middle_of_a_response(serve):
+    """A client that resets its connection while the worker is writing a
+    large response (the write fails with ECONNRESET or EPIPE): the worker
+    closes that connection and keeps serving. Wave 1 raised an error with no
+    exception set from the write path here, which ended the worker."""
+    server = serve(APP.replace('body = str(os.getpid()).encode()',
+                               'body = str(os.getpid()).encode() if path != "/big" else b"x" * (32 << 20)'))
+    pid = worker_of(server)
+    for _ in range(5):
+        sock = socket.create_connection(("127.0.0.1", server.port))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(request_bytes("GET", "/big"))
+        assert sock.recv(4096)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close -> RST
+        sock.close()
+    assert worker_of(server) == pid, "the worker was replaced"
+    assert server.proc.poll() is None
+    assert "returned NULL without setting an exception" not in server.stderr_text()
