@@ -10,18 +10,24 @@ workload at two sizes and taking the difference).
     flask_hello  a Flask hello round trip through `fastcore serve`
     static_1k    a 1 KiB file from the static-file cache (`fastcore serve` with no app)
     static_304   a conditional GET of that file answered 304 (If-None-Match)
+    proxy_small  a hello-world response through `fastcore serve --proxy` (the proxy
+                 alone under callgrind; its backend, a fastcore hello server,
+                 runs natively)
 
 The static layers revalidate once an hour, so that no clock-driven stat()
-lands in the counts. Layer to come: proxied request.
+lands in the counts.
 """
+import contextlib
 import os
 import pathlib
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 
-from bench.cost.measure import LOAD, per_request, python_executable
+from bench.cost.measure import LOAD, per_request, python_executable, wait_port
+from bench.load.harness import free_port
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 REALISTIC = ROOT / "bench" / "data" / "realistic.http"
@@ -155,6 +161,36 @@ def static_304():
         shutil.rmtree(site)
 
 
+@contextlib.contextmanager
+def hello_backend():
+    """A fastcore hello server run natively (not under callgrind), the proxy
+    layer's backend; yields its port and is stopped by its PID."""
+    port = free_port()
+    proc = subprocess.Popen(serve_command("hello")(port), env=server_env(), cwd=str(LOAD),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_port(port, proc)
+        yield port
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def proxy_small():
+    # one backend for both runs: each run's proxy opens its one upstream
+    # connection on the first request, so the connect cancels out
+    with hello_backend() as backend:
+        def command(port):
+            return [python_executable(), "-m", "fastcore", "serve", "--proxy", f"/=127.0.0.1:{backend}",
+                    "--bind", f"127.0.0.1:{port}"]
+        return per_request(command, REQUEST, b"Hello, World!", env=server_env(), cwd=str(LOAD),
+                           children_only=True)
+
+
 LAYERS = {
     "parser_c": parser_c,
     "parser_py": parser_py,
@@ -162,6 +198,7 @@ LAYERS = {
     "flask_hello": flask_hello,
     "static_1k": static_1k,
     "static_304": static_304,
+    "proxy_small": proxy_small,
 }
 
 

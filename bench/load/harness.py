@@ -9,10 +9,13 @@ server's CPU time per request (user + system time of the server's processes,
 from /proc/PID/stat before and after the run), with the ratio to fastcore.
 Near the top the client saturates its own core, so CPU time per request is
 what separates servers there. The idle scenario reports the RSS a worker
-adds for 10,000 idle keep-alive connections.
+adds for 10,000 idle keep-alive connections. The proxy scenario puts the
+same backend (nginx, on wrk's core) behind fastcore, nginx and HAProxy, the
+proxy alone on core 0, and adds the latency over the backend alone and the
+backend connections each proxy opens under 256 clients.
 
-Missing tools are installed by the harness (wrk and nginx from Debian, the
-Python peers from PyPI); a peer that cannot be installed is reported as
+Missing tools are installed by the harness (wrk, nginx and HAProxy from
+Debian, the Python peers from PyPI); a peer that cannot be installed is reported as
 absent, never silently left out.
 """
 import argparse
@@ -28,6 +31,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -85,21 +89,96 @@ NGINX_HELLO = """
 
 # nginx as a static-file server the way the docs tune it: sendfile, the open
 # file cache, no access log
-NGINX_STATIC = """
+NGINX_FILES = """
     sendfile on;
     tcp_nopush on;
     open_file_cache max=1000 inactive=60s;
     open_file_cache_valid 60s;
     default_type application/octet-stream;
+"""
+
+NGINX_STATIC = NGINX_FILES + """
     server {{
         listen 127.0.0.1:{port} backlog=2048;
         root {site};
     }}
 """
 
+# The backend of the proxy scenario: the hello text, the benchmark's files,
+# its accepted-connection count (stub_status) and an upload sink. `return`
+# alone would answer before the body is in (nginx discards a body in the
+# background, after the response); mirror reads the whole body into memory
+# first, and the static handler's 405 for a POST is then answered 200.
+# check_backend_reads_body() holds that true on every run.
+NGINX_BACKEND = NGINX_FILES + """
+    client_max_body_size 2m;
+    client_body_buffer_size 2m;
+    server {{
+        listen 127.0.0.1:{port} backlog=2048;
+        root {site};
+        location = / {{ return 200 "Hello, World!"; }}
+        location = /stub_status {{ stub_status; }}
+        location = /upload {{ mirror /discard; error_page 404 405 =200 @read; }}
+        location = /discard {{ internal; return 204; }}
+        location @read {{ return 200 "read"; }}
+    }}
+"""
+
+# nginx as a reverse proxy the way its docs set up upstream keep-alive
+NGINX_PROXY = """
+    upstream backend {{
+        server {backend};
+        keepalive 128;
+    }}
+    server {{
+        listen 127.0.0.1:{port} backlog=2048;
+        client_max_body_size 2m;
+        location / {{
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+"""
+
+# HAProxy with one thread, no log line, reusing idle server connections
+# across clients
+HAPROXY = """
+global
+    nbthread 1
+    maxconn 8000
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    http-reuse always
+frontend bench
+    bind 127.0.0.1:{port}
+    default_backend backend
+backend backend
+    server backend {backend}
+"""
+
 
 def nginx_conf(http, **values):
     return NGINX_BASE.format(dir=values["dir"], http=http.format(**values))
+
+
+def nginx_command(workdir, http, **values):
+    """nginx run on a configuration written into workdir; workdir opened to
+    nginx's worker user, which writes its temporary files (proxied bodies)
+    under it."""
+    conf = pathlib.Path(workdir) / "nginx.conf"
+    conf.write_text(nginx_conf(http, dir=workdir, **values))
+    os.chmod(workdir, 0o755)
+    return [shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(conf), "-p", str(workdir)]
+
+
+def haproxy_command(workdir, **values):
+    conf = pathlib.Path(workdir) / "haproxy.cfg"
+    conf.write_text(HAPROXY.format(**values))
+    return [shutil.which("haproxy") or "/usr/sbin/haproxy", "-f", str(conf), "-db"]
 
 
 BJOERN_TWO = """
@@ -155,20 +234,26 @@ def command_for(name, app, port, workdir):
         return [py, "-m", "fastcore", "serve", "--static", f"/={app}", "--bind", f"127.0.0.1:{port}",
                 "--max-connections", "20000"]
     if name == "nginx-static":
-        conf = pathlib.Path(workdir) / "nginx.conf"
-        conf.write_text(nginx_conf(NGINX_STATIC, dir=workdir, port=port, site=app))
-        return [shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(conf), "-p", str(workdir)]
+        return nginx_command(workdir, NGINX_STATIC, port=port, site=app)
     if name == "nginx":
-        conf = pathlib.Path(workdir) / "nginx.conf"
-        conf.write_text(nginx_conf(NGINX_HELLO, dir=workdir, port=port))
-        return [shutil.which("nginx") or "/usr/sbin/nginx", "-c", str(conf), "-p", str(workdir)]
+        return nginx_command(workdir, NGINX_HELLO, port=port)
+    # the proxy scenario: app is the backend's HOST:PORT, or its site for the backend
+    if name == "nginx-backend":
+        return nginx_command(workdir, NGINX_BACKEND, port=port, site=app)
+    if name == "fastcore-proxy":
+        return [py, "-m", "fastcore", "serve", "--proxy", f"/={app}", "--bind", f"127.0.0.1:{port}",
+                "--max-connections", "20000"]
+    if name == "nginx-proxy":
+        return nginx_command(workdir, NGINX_PROXY, port=port, backend=app)
+    if name == "haproxy":
+        return haproxy_command(workdir, port=port, backend=app)
     raise ValueError(name)
 
 
 def available(name):
     name = name.split("-")[0]
-    if name == "nginx":
-        return shutil.which("nginx") is not None or os.path.exists("/usr/sbin/nginx")
+    if name in ("nginx", "haproxy"):
+        return shutil.which(name) is not None or os.path.exists(f"/usr/sbin/{name}")
     if name == "fastcore":
         return True
     try:
@@ -322,7 +407,6 @@ def reload_run(duration, connections):
                 os.kill(proc.pid, signal.SIGHUP)
                 reloads.append(time.monotonic())
 
-        import threading
         thread = threading.Thread(target=hup_every, args=(3,))
         thread.start()
         during = run_wrk(port, duration, connections)
@@ -417,6 +501,146 @@ def print_static_table(report):
                   f"| {r['cpu_us']:.1f} | {rps} | {cpu} | {mbs} | {r['errors']} |")
 
 
+# ---- proxy -----------------------------------------------------------------------------
+
+PROXY_NAMES = ["fastcore-proxy", "nginx-proxy", "haproxy"]
+UPLOAD_BYTES = 1024 * 1024
+
+# (label, path, wrk script, bytes each request carries, for MB/s)
+PROXY_CASES = [
+    ("small response", "/", None, 0),
+    ("64 KiB response", "/64k.bin", None, STATIC_FILES["64k.bin"]),
+    ("1 MiB response", "/1m.bin", None, STATIC_FILES["1m.bin"]),
+    ("1 MiB upload", "/upload", "upload.lua", UPLOAD_BYTES),
+]
+
+
+@contextlib.contextmanager
+def proxy_backend():
+    """The backend every proxy forwards to: nginx on the client's core (the
+    proxy has core 0 to itself), serving the cases of PROXY_CASES."""
+    site = make_site()
+    try:
+        with running("nginx-backend", str(site), cpus=CLIENT_CPU) as (_, port):
+            check_backend_reads_body(port)
+            yield port
+    finally:
+        shutil.rmtree(site, ignore_errors=True)
+
+
+def check_backend_reads_body(port):
+    """The upload sink answers only once the whole body is in: with its last
+    byte held back no answer comes, with it a 200."""
+    head = f"POST /upload HTTP/1.1\r\nHost: bench\r\nContent-Length: {UPLOAD_BYTES}\r\n\r\n".encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(head + b"x" * (UPLOAD_BYTES - 1))
+        s.settimeout(0.5)
+        with contextlib.suppress(socket.timeout):
+            early = s.recv(4096)
+            raise RuntimeError(f"the backend answered before the whole upload: {early[:100]!r}")
+        s.settimeout(10)
+        s.sendall(b"x")
+        reply = s.recv(4096)
+    if not reply.startswith(b"HTTP/1.1 200"):
+        raise RuntimeError(f"the backend's upload sink answered {reply[:100]!r}")
+
+
+def backend_accepts(port):
+    """Connections the backend nginx has accepted so far (stub_status),
+    less the one this request itself opened."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/stub_status", timeout=5) as r:
+        text = r.read().decode()
+    return int(re.search(r"accepts handled requests\s+(\d+)", text).group(1)) - 1
+
+
+def proxy_case(backend, duration, connections, path, script, size):
+    """One case: the backend alone (wrk straight to it), then each proxy."""
+    run_wrk(backend, 1, connections, script, path)
+    results = {"backend alone": run_wrk(backend, duration, connections, script, path)}
+    for name in PROXY_NAMES:
+        try:
+            results[name] = measure(name, f"127.0.0.1:{backend}", duration, connections, script,
+                                    path=path) if available(name) else None
+        except Exception as e:  # a peer that fails is reported, the run goes on
+            print(f"{name}: failed: {e}", file=sys.stderr)
+            results[name] = None
+    for r in results.values():
+        if r is not None:
+            r["mb_s"] = r["rps"] * size / 1e6
+    return results
+
+
+def upstream_churn(name, backend, duration, connections=256):
+    """New backend connections a proxy opens over a run with `connections`
+    clients, counted by the backend; those of the first second (the pool
+    growing from what the warm-up left to the run's concurrency) apart."""
+    with running(name, f"127.0.0.1:{backend}") as (_, port):
+        run_wrk(port, 1, connections)
+        before = backend_accepts(backend)
+        result = {}
+        thread = threading.Thread(target=lambda: result.update(run_wrk(port, duration, connections)))
+        thread.start()
+        time.sleep(1)
+        first_second = backend_accepts(backend) - before
+        thread.join(duration + 60)
+        new = backend_accepts(backend) - before
+    return {"connections": connections, "requests": result.get("requests", 0), "new": new,
+            "first_second": first_second, "per_1000": new * 1000 / max(result.get("requests", 0), 1),
+            "errors": result.get("errors", 0)}
+
+
+def proxy_runs(duration, connections):
+    """Each case of PROXY_CASES through each proxy, then the reuse of
+    backend connections under 256 clients."""
+    report = {"cases": {}, "churn": {}}
+    with proxy_backend() as backend:
+        for label, path, script, size in PROXY_CASES:
+            report["cases"][label] = proxy_case(backend, duration, connections, path, script, size)
+        for name in PROXY_NAMES:
+            report["churn"][name] = upstream_churn(name, backend, duration) if available(name) else None
+    return report
+
+
+def ratio(value, base):
+    return f"{value / base:.2f}x" if base else ""
+
+
+def print_proxy_table(report, connections):
+    print(f"\n### reverse proxy, one worker each on core 0; backend (nginx) and wrk on core 1, "
+          f"{connections} connections\n")
+    print("| case | proxy | requests/s | MB/s | p50 | p99 | added p50 | added p99 | CPU µs/request "
+          "| requests/s vs fastcore | CPU/request vs fastcore | MB/s vs fastcore | errors |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for label, results in report["cases"].items():
+        direct, base = results["backend alone"], results.get("fastcore-proxy")
+        base = base if base and base["requests"] else None
+        for name, r in results.items():
+            if r is None:
+                print(f"| {label} | {name} | absent | | | | | | | | | | |")
+                continue
+            if not r["requests"]:  # every request failed (wrk's errors say how)
+                print(f"| {label} | {name} | failed | | | | | | | | | | {r['errors']} |")
+                continue
+            proxied = r is not direct
+            added = (fmt_time(r["p50"] - direct["p50"]), fmt_time(r["p99"] - direct["p99"])) if proxied else ("", "")
+            cpu = f"{r['cpu_us']:.1f}" if proxied else ""
+            print(f"| {label} | {name} | {r['rps']:,.0f} | {r['mb_s'] and format(r['mb_s'], ',.0f') or ''} | {fmt_time(r['p50'])} "
+                  f"| {fmt_time(r['p99'])} | {added[0]} | {added[1]} | {cpu} "
+                  f"| {ratio(r['rps'], base and base['rps'])} "
+                  f"| {ratio(r['cpu_us'], base and base['cpu_us']) if proxied else ''} "
+                  f"| {ratio(r['mb_s'], base and base['mb_s'])} | {r['errors']} |")
+    print("\n### reverse proxy: new backend connections under churn (256 client connections)\n")
+    print("| proxy | requests | new backend connections | of which in the first second | per 1,000 requests "
+          "| errors |")
+    print("|---|---|---|---|---|---|")
+    for name, c in report["churn"].items():
+        if c is None:
+            print(f"| {name} | absent | | | | |")
+            continue
+        print(f"| {name} | {c['requests']:,} | {c['new']:,} | {c['first_second']:,} | {c['per_1000']:.2f} "
+              f"| {c['errors']} |")
+
+
 # ---- reporting -----------------------------------------------------------------------
 
 def fmt_time(seconds):
@@ -487,13 +711,13 @@ SCENARIOS = {
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scenarios", default="hello,flask,pipeline,static,idle,workers,reload,mixed")
+    parser.add_argument("--scenarios", default="hello,flask,pipeline,static,proxy,idle,workers,reload,mixed")
     parser.add_argument("--duration", type=int, default=10, help="seconds per run")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
 
-    ensure_debian("wrk", "nginx-light")
+    ensure_debian("wrk", "nginx-light", "haproxy")
     ensure_python(("bjoern", "bjoern"), ("granian", "granian"), ("gunicorn", "gunicorn"), ("flask", "flask"))
     print(f"load benchmark, {time.strftime('%Y-%m-%d')}: server on CPU {SERVER_CPU}, wrk on CPU {CLIENT_CPU}, "
           f"{args.connections} connections, {args.duration} s per run")
@@ -515,6 +739,10 @@ def main(argv=None):
         if key == "static":
             report["static"] = static_runs(args.duration, args.connections)
             print_static_table(report["static"])
+            continue
+        if key == "proxy":
+            report["proxy"] = proxy_runs(args.duration, args.connections)
+            print_proxy_table(report["proxy"], args.connections)
             continue
         if key == "reload":
             r = reload_run(args.duration, args.connections)
