@@ -21,6 +21,7 @@ C_SOURCES = {
     "router": ["src_c/fc_static.c"],
     "filecache": ["src_c/fc_static.c", "src_c/fc_fs.c"],
     "static": ["src_c/fc_static.c"],
+    "proxy": ["src_c/fc_forward.c"],
 }
 
 

@@ -9,10 +9,22 @@ from fastcore._core.router cimport Router
 from fastcore._core.upstream cimport IdlePool, UpFailure, UpstreamConnection, UpstreamOwner, UpstreamTimeouts
 
 
+cdef struct HeadWriter:
+    char *data                  # malloc'd, grown as heads need, freed with the location
+    size_t len
+    size_t cap
+
+cdef enum HostMode:
+    HOST_PASS                   # the client's Host
+    HOST_UPSTREAM               # the server's address
+    HOST_FIXED                  # host_line
+
+
 cdef class ProxyLocation(RequestHandler):
     cdef readonly str prefix
     cdef Loop loop
     cdef object hash_header                 # the header a hash pool keys on, kept for retries
+    cdef bint hash_pool                     # balance hash: pick() reads the request
     cdef bytes prefix_bytes
     cdef Router router
     cdef readonly object pool               # fastcore.proxy.Pool
@@ -25,7 +37,10 @@ cdef class ProxyLocation(RequestHandler):
     cdef size_t keepalive
     cdef int retries
     cdef bint strip_prefix
-    cdef object host                        # "pass", "upstream", or a fixed value (str)
+    cdef HostMode host_mode
+    cdef bytes host_line                    # HOST_FIXED: "Host: NAME\r\n"
+    cdef dict peers                         # client address -> (forwarding trusted, address as bytes)
+    cdef HeadWriter writer                  # where request and response heads are written, one at a time
     cdef object trusted                     # callable(peer ip str) -> bool: forwarded_allow_ips
     cdef bint websocket
     cdef readonly unsigned long long active        # exchanges in flight (the retry budget's base)
@@ -35,6 +50,7 @@ cdef class ProxyLocation(RequestHandler):
     cdef public object new_request_id
 
     cdef tuple server_for(self, object member)
+    cdef tuple peer(self, Connection conn)
     cdef UpstreamConnection connection_to(self, object member)
     cdef bytes request_head(self, Connection conn, ProxyExchange ex)
     cdef int fail(self, Connection conn, int status, str message) except -1
@@ -61,8 +77,7 @@ cdef class ProxyExchange(UpstreamOwner):
     cdef int status
     cdef double began
     cdef unsigned long long sent    # response bytes queued for the client
-    cdef str method
-    cdef str target
+    cdef bytes head                 # the request head sent upstream
     cdef object view                # SavedView for a retry's pick
     cdef bytes upgrade              # the Upgrade field of a request asking for a tunnel, else None
     cdef bint tunnel                # after the 101: bytes both ways
@@ -72,6 +87,7 @@ cdef class ProxyExchange(UpstreamOwner):
     cdef int tunnel_from_upstream(self) except -1
 
     cdef bytes member_host(self)
+    cdef str request_line(self)
     cdef int keep_for_replay(self, bytes chunk) except -1
 
     cdef int start_try(self) except -1

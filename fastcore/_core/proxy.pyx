@@ -36,13 +36,21 @@ responses (Member.note_failure); a kept-alive race does not count.
 """
 import logging
 
-from cpython.bytes cimport PyBytes_FromStringAndSize
-from libc.string cimport memcmp
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from libc.stdio cimport snprintf
+from libc.stdlib cimport free, realloc
+from libc.string cimport memcmp, memcpy
 
 from fastcore._core.includes.fc_http cimport (
     FC_REQ_CHUNKED, FC_REQ_EXPECT_CONTINUE, FC_REQ_HAS_LENGTH, FC_REQ_UPGRADE,
     FC_RESP_CHUNKED, FC_RESP_HAS_LENGTH, FC_RESP_KEEP_ALIVE, FC_RESP_NO_BODY, FC_RESP_UNTIL_CLOSE,
-    fc_header_t,
+    fc_header_t, fc_span_t,
+)
+from fastcore._core.includes.fc_forward cimport (
+    FC_FIELD_CONNECTION, FC_FIELD_CONTENT_LENGTH, FC_FIELD_END_TO_END, FC_FIELD_HOP_BY_HOP, FC_FIELD_HOST,
+    FC_FIELD_UPGRADE,
+    FC_FIELD_X_FORWARDED_FOR, FC_FIELD_X_FORWARDED_HOST, FC_FIELD_X_FORWARDED_PROTO, FC_FIELD_X_REAL_IP,
+    fc_field_kind, fc_field_kind_t, fc_list_names,
 )
 from fastcore._core.connection cimport Connection, RequestHandler, S_BODY, S_CLOSED, S_TUNNEL
 from fastcore._core.loop cimport Loop
@@ -67,13 +75,7 @@ cdef size_t REPLAY_MAX = 64 * 1024
 # (Envoy's retry budget), and at least this many.
 cdef unsigned long long RETRY_BUDGET_FLOOR = 3
 
-# RFC 9110 7.6.1: fields that concern one connection only, never forwarded
-# (with those the Connection field names, and any Proxy-* field).
-cdef frozenset HOP_BY_HOP = frozenset([b"connection", b"keep-alive", b"te", b"trailer", b"transfer-encoding",
-                                       b"upgrade", b"host", b"content-length", b"expect"])
-cdef frozenset FORWARDING = frozenset([b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host",
-                                       b"x-real-ip"])
-cdef frozenset IDEMPOTENT = frozenset(["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"])
+cdef frozenset IDEMPOTENT = frozenset([b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"])
 cdef bytes LAST_CHUNK = b"0\r\n\r\n"
 cdef bytes CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
@@ -82,20 +84,43 @@ cdef inline bytes span_bytes(const char *at, size_t n):
     return PyBytes_FromStringAndSize(at, n)
 
 
-cdef set connection_tokens(fc_header_t *fields, size_t count):
-    """The lower-cased tokens of the Connection fields (fields they name are
-    hop-by-hop too)."""
-    cdef set tokens = None
+cdef int put(HeadWriter *w, const char *at, size_t n) except -1:
+    """Appends to the head being written (the buffer grows, it never shrinks)."""
+    cdef size_t want
+    cdef char *grown
+    if w.len + n > w.cap:
+        want = w.cap * 2 if w.cap * 2 > w.len + n else w.len + n + 1024
+        grown = <char *>realloc(w.data, want)
+        if grown == NULL:
+            raise MemoryError()
+        w.data = grown
+        w.cap = want
+    memcpy(w.data + w.len, at, n)
+    w.len += n
+    return 0
+
+
+cdef inline int put_bytes(HeadWriter *w, bytes data) except -1:
+    return put(w, PyBytes_AS_STRING(data), <size_t>PyBytes_GET_SIZE(data))
+
+
+cdef inline int put_field(HeadWriter *w, const char *name, size_t name_len, const char *value,
+                          size_t value_len) except -1:
+    put(w, name, name_len)
+    put(w, ": ", 2)
+    put(w, value, value_len)
+    put(w, "\r\n", 2)
+    return 0
+
+
+cdef bint named_by_connection(fc_header_t *fields, size_t count, const char *name, size_t name_len) noexcept:
+    """Some Connection field lists this name (so it is hop-by-hop too)."""
     cdef size_t i
     for i in range(count):
-        if fields[i].name.len == 10 and span_bytes(fields[i].name.at, 10).lower() == b"connection":
-            if tokens is None:
-                tokens = set()
-            for token in span_bytes(fields[i].value.at, fields[i].value.len).lower().split(b","):
-                token = token.strip()
-                if token:
-                    tokens.add(token)
-    return tokens
+        if fc_field_kind(fields[i].name.at, fields[i].name.len) == FC_FIELD_CONNECTION and \
+                fc_list_names(fields[i].value.at, fields[i].value.len, name, name_len):
+            return True
+    return False
 
 
 cdef class RequestView:
@@ -154,6 +179,7 @@ cdef class ProxyLocation(RequestHandler):
         self.loop = loop
         self.prefix = prefix
         hash_key = getattr(pool, "hash_key", None) or ""
+        self.hash_pool = getattr(pool, "balance", None) == "hash"
         self.hash_header = hash_key[len("header:"):] if hash_key.startswith("header:") else None
         self.prefix_bytes = b"" if prefix == "/" else prefix.encode("utf-8")
         self.pool = pool
@@ -169,9 +195,19 @@ cdef class ProxyLocation(RequestHandler):
         self.keepalive_requests = options.keepalive_requests
         self.retries = options.retries
         self.strip_prefix = options.strip_prefix
-        self.host = options.host
+        if options.host == "pass":
+            self.host_mode = HOST_PASS
+        elif options.host == "upstream":
+            self.host_mode = HOST_UPSTREAM
+        else:
+            self.host_mode = HOST_FIXED
+            self.host_line = b"Host: " + (<str>options.host).encode("latin-1") + b"\r\n"
+        self.peers = {}
         self.websocket = options.websocket
         self.trusted = trusted
+
+    def __dealloc__(self):
+        free(self.writer.data)
 
     cdef tuple server_for(self, object member):
         """(family, sockaddr, IdlePool) of a member, made on first use."""
@@ -222,24 +258,29 @@ cdef class ProxyLocation(RequestHandler):
         ex.conn = conn
         ex.location = self
         ex.began = conn.loop.clock()
-        ex.method = latin1(p.head.method.at, p.head.method.len)
-        ex.target = latin1(p.head.target.at, p.head.target.len)
-        ex.idempotent = ex.method in IDEMPOTENT
-        ex.is_head = ex.method == "HEAD"
+        method = span_bytes(p.head.method.at, p.head.method.len)
+        ex.idempotent = method in IDEMPOTENT
+        ex.is_head = method == b"HEAD"
         ex.http11 = p.head.minor_version == 1
         ex.chunked_up = (flags & FC_REQ_CHUNKED) != 0
         ex.tried = []
         conn.exchange = ex
-        view = RequestView.__new__(RequestView)
-        view.conn = conn
-        try:
-            ex.member = self.pool.pick(view, conn.loop.now)
-            # what a retry's pick may look at, once the spans are gone
-            ex.view = SavedView(ex.method, ex.target, conn.peer_host,
-                                None if self.hash_header is None else view.header(self.hash_header))
-        finally:
-            view.conn = None
+        if self.hash_pool:
+            # the balancer reads the request (valid during the pick only);
+            # a retry's pick reads what was kept of it
+            view = RequestView.__new__(RequestView)
+            view.conn = conn
+            try:
+                ex.member = self.pool.pick(view, conn.loop.now)
+                ex.view = SavedView(latin1(p.head.method.at, p.head.method.len),
+                                    latin1(p.head.target.at, p.head.target.len), conn.peer_host,
+                                    None if self.hash_header is None else view.header(self.hash_header))
+            finally:
+                view.conn = None
+        else:
+            ex.member = self.pool.pick(None, conn.loop.now)
         head = self.request_head(conn, ex)
+        ex.head = head
         ex.replay = [head]
         ex.replay_size = len(head)
         if ex.member is None:
@@ -251,79 +292,120 @@ cdef class ProxyLocation(RequestHandler):
         ex.start_try()
         return 0
 
+    cdef tuple peer(self, Connection conn):
+        """(forwarding fields trusted, address as bytes) of the client, cached by address."""
+        cdef str host = conn.peer_host
+        cdef tuple entry = self.peers.get(host)
+        if entry is None:
+            entry = (bool(self.trusted(host)), host.encode("ascii") if host else b"unix")
+            if len(self.peers) < 4096:
+                self.peers[host] = entry
+        return entry
+
     cdef bytes request_head(self, Connection conn, ProxyExchange ex):
-        """The request head as it goes upstream, built while the parser's
-        spans are valid."""
+        """The request head as it goes upstream, built in one buffer while
+        the parser's spans are valid: hop-by-hop fields out (and those the
+        Connection fields name), the forwarding fields in, our framing."""
         cdef RequestParser p = conn.parser
+        cdef HeadWriter *w = &self.writer
         cdef fc_header_t *f
-        cdef size_t i
-        cdef set named = connection_tokens(p.fields, p.head.num_headers)
-        cdef bytes name, lower, value
-        cdef bytes host = None
-        cdef bytes forwarded_for = None
-        cdef bytes forwarded_proto = None
-        cdef bytes forwarded_host = None
-        cdef bytes real_ip = None
-        cdef bint trusted
-        cdef list parts
-        cdef bytes target
+        cdef fc_header_t *fields = p.fields
+        cdef size_t i, count = p.head.num_headers
+        cdef fc_field_kind_t kind
+        cdef bint has_connection = False, trusted, listed_for = False
+        cdef fc_span_t host, proto, forwarded_host, real_ip
         cdef unsigned flags = p.info.flags
-        cdef bytes client = conn.peer_host.encode("ascii") if conn.peer_host else b"unix"
+        cdef char number[48]
+        cdef int digits
+        cdef bytes client, path
+        cdef tuple peer = self.peer(conn)
+        trusted = peer[0]
+        client = peer[1]
+        host.at = proto.at = forwarded_host.at = real_ip.at = NULL
+        host.len = proto.len = forwarded_host.len = real_ip.len = 0
+        w.len = 0
+        put(w, p.head.method.at, p.head.method.len)
+        put(w, " ", 1)
         if self.strip_prefix:
-            target = self.router.path[self.router.match_len:self.router.path_len] or b"/"
-            if not target.startswith(b"/"):
-                target = b"/" + target
+            path = self.router.path[self.router.match_len:self.router.path_len]
+            if not path.startswith(b"/"):
+                put(w, "/", 1)
+            put_bytes(w, path)
             if p.info.query.len:
-                target += b"?" + span_bytes(p.info.query.at, p.info.query.len)
+                put(w, "?", 1)
+                put(w, p.info.query.at, p.info.query.len)
         else:
-            target = span_bytes(p.head.target.at, p.head.target.len)
-        parts = [span_bytes(p.head.method.at, p.head.method.len), b" ", target, b" HTTP/1.1\r\n"]
-        trusted = self.trusted(conn.peer_host)
-        for i in range(p.head.num_headers):
-            f = &p.fields[i]
-            name = span_bytes(f.name.at, f.name.len)
-            lower = name.lower()
-            value = span_bytes(f.value.at, f.value.len)
-            if lower == b"host":
-                host = value
-                continue
-            if lower == b"upgrade" and flags & FC_REQ_UPGRADE and self.websocket:
-                ex.upgrade = value  # a tunnel is asked for: Upgrade goes on, with Connection: upgrade
-                continue
-            if lower in FORWARDING:
-                if trusted:
-                    if lower == b"x-forwarded-for":
-                        forwarded_for = value if forwarded_for is None else forwarded_for + b", " + value
-                    elif lower == b"x-forwarded-proto":
-                        forwarded_proto = value
-                    elif lower == b"x-forwarded-host":
-                        forwarded_host = value
-                    else:
-                        real_ip = value
-                continue  # from anyone else: replaced below, never passed on
-            if lower in HOP_BY_HOP or lower.startswith(b"proxy-") or (named is not None and lower in named):
-                continue
-            parts += [name, b": ", value, b"\r\n"]
-        if self.host == "pass":
-            if host is not None:
-                parts += [b"Host: ", host, b"\r\n"]
-        elif self.host != "upstream":
-            parts += [b"Host: ", (<str>self.host).encode("latin-1"), b"\r\n"]
+            put(w, p.head.target.at, p.head.target.len)
+        put(w, " HTTP/1.1\r\n", 11)
+        for i in range(count):
+            if fc_field_kind(fields[i].name.at, fields[i].name.len) == FC_FIELD_CONNECTION:
+                has_connection = True
+                break
+        for i in range(count):
+            f = &fields[i]
+            kind = fc_field_kind(f.name.at, f.name.len)
+            if kind == FC_FIELD_END_TO_END:
+                if not (has_connection and named_by_connection(fields, count, f.name.at, f.name.len)):
+                    put_field(w, f.name.at, f.name.len, f.value.at, f.value.len)
+            elif kind == FC_FIELD_HOST:
+                host = f.value
+            elif kind == FC_FIELD_UPGRADE:
+                if flags & FC_REQ_UPGRADE and self.websocket:
+                    ex.upgrade = span_bytes(f.value.at, f.value.len)  # a tunnel is asked for
+            elif trusted:
+                # the forwarding fields of a trusted client pass on (anyone
+                # else's are replaced below, never passed or appended to)
+                if kind == FC_FIELD_X_FORWARDED_FOR:
+                    listed_for = True
+                elif kind == FC_FIELD_X_FORWARDED_PROTO and proto.at == NULL:
+                    proto = f.value
+                elif kind == FC_FIELD_X_FORWARDED_HOST and forwarded_host.at == NULL:
+                    forwarded_host = f.value
+                elif kind == FC_FIELD_X_REAL_IP and real_ip.at == NULL:
+                    real_ip = f.value
+        if self.host_mode == HOST_PASS:
+            if host.at != NULL:
+                put_field(w, "Host", 4, host.at, host.len)
+        elif self.host_mode == HOST_FIXED:
+            put_bytes(w, self.host_line)
         elif ex.member is not None:
-            parts += [b"Host: ", ex.member_host(), b"\r\n"]
-        parts += [b"X-Forwarded-For: ", client if forwarded_for is None else forwarded_for + b", " + client, b"\r\n",
-                  b"X-Forwarded-Proto: ", forwarded_proto or b"http", b"\r\n",
-                  b"X-Real-IP: ", real_ip or client, b"\r\n"]
-        if forwarded_host is not None or host is not None:
-            parts += [b"X-Forwarded-Host: ", forwarded_host if forwarded_host is not None else host, b"\r\n"]
+            put(w, "Host: ", 6)
+            put_bytes(w, ex.member_host())
+            put(w, "\r\n", 2)
+        put(w, "X-Forwarded-For: ", 17)
+        if listed_for:
+            for i in range(count):
+                if fc_field_kind(fields[i].name.at, fields[i].name.len) == FC_FIELD_X_FORWARDED_FOR:
+                    put(w, fields[i].value.at, fields[i].value.len)
+                    put(w, ", ", 2)
+        put_bytes(w, client)
+        put(w, "\r\n", 2)
+        if proto.at != NULL:
+            put_field(w, "X-Forwarded-Proto", 17, proto.at, proto.len)
+        else:
+            put(w, "X-Forwarded-Proto: http\r\n", 25)
+        if real_ip.at != NULL:
+            put_field(w, "X-Real-IP", 9, real_ip.at, real_ip.len)
+        else:
+            put(w, "X-Real-IP: ", 11)
+            put_bytes(w, client)
+            put(w, "\r\n", 2)
+        if forwarded_host.at != NULL:
+            put_field(w, "X-Forwarded-Host", 16, forwarded_host.at, forwarded_host.len)
+        elif host.at != NULL:
+            put_field(w, "X-Forwarded-Host", 16, host.at, host.len)
         if ex.upgrade is not None:
-            parts += [b"Connection: upgrade\r\nUpgrade: ", ex.upgrade, b"\r\n"]
+            put(w, "Connection: upgrade\r\nUpgrade: ", 30)
+            put_bytes(w, ex.upgrade)
+            put(w, "\r\n", 2)
         if ex.chunked_up:
-            parts.append(b"Transfer-Encoding: chunked\r\n")
+            put(w, "Transfer-Encoding: chunked\r\n", 28)
         elif flags & FC_REQ_HAS_LENGTH:
-            parts.append(b"Content-Length: %d\r\n" % p.info.content_length)
-        parts.append(b"\r\n")
-        return b"".join(parts)
+            digits = snprintf(number, sizeof(number), "Content-Length: %llu\r\n",
+                              <unsigned long long>p.info.content_length)
+            put(w, number, digits)
+        put(w, "\r\n", 2)
+        return PyBytes_FromStringAndSize(w.data, w.len)
 
     cdef int on_body(self, Connection conn, const char *at, size_t n) except -1:
         cdef ProxyExchange ex = <ProxyExchange>conn.exchange
@@ -380,8 +462,8 @@ cdef class ProxyLocation(RequestHandler):
         if ex is not None:
             ex.status = status
             ex.sent = 0
-        error_log.warning("proxy %s: %s %s: %d %s", self.prefix, ex.method if ex is not None else "",
-                          ex.target if ex is not None else "", status, message)
+        error_log.warning("proxy %s: %s: %d %s", self.prefix, ex.request_line() if ex is not None else "",
+                          status, message)
         if conn.state == S_CLOSED:
             return 0
         body = plain_response(status, message, False, ex is not None and ex.is_head)
@@ -397,6 +479,12 @@ cdef class ProxyLocation(RequestHandler):
 
 
 cdef class ProxyExchange(UpstreamOwner):
+
+    cdef str request_line(self):
+        """The request line as it went upstream (for logs): made only when needed."""
+        if self.head is None:
+            return ""
+        return self.head[:self.head.find(b"\r\n")].decode("latin-1")
 
     cdef bytes member_host(self):
         return (<str>self.member.address).encode("latin-1")
@@ -501,8 +589,8 @@ cdef class ProxyExchange(UpstreamOwner):
         if conn.state == S_CLOSED:
             return 0
         if self.response_started:
-            error_log.error("proxy %s: %s %s: %s (%s) after the response began: closing the client connection",
-                            loc.prefix, self.method, self.target, why, self.member.address)
+            error_log.error("proxy %s: %s: %s (%s) after the response began: closing the client connection",
+                            loc.prefix, self.request_line(), why, self.member.address)
             self.account()
             conn.close()
             return 0
@@ -589,57 +677,69 @@ cdef class ProxyExchange(UpstreamOwner):
         return 0
 
     cdef int response_head(self) except -1:
+        """The response head as it goes to the client, built in one buffer:
+        hop-by-hop fields out, our framing for this client."""
         cdef ResponseParser p = self.up.parser
         cdef Connection conn = self.conn
+        cdef HeadWriter *w = &self.location.writer
         cdef unsigned flags = p.info.flags
-        cdef size_t i
+        cdef size_t i, count = p.head.num_headers
         cdef fc_header_t *f
-        cdef set named
-        cdef bytes name, lower, head
-        cdef list parts
+        cdef fc_header_t *fields = p.fields
+        cdef fc_field_kind_t kind
+        cdef bint has_connection = False
+        cdef char line[64]
+        cdef int n
+        cdef bytes why
         self.status = p.head.status
         if self.status == 101 and self.upgrade is not None:
             return self.switching_protocols()
-        if self.status < 200:
-            if self.status == 100 or not self.http11:
-                return 0  # 100 was answered by us already; HTTP/1.0 clients get no interim responses
-            parts = [b"HTTP/1.1 %d %s\r\n" % (self.status, reason(self.status))]
-        else:
+        if self.status < 200 and (self.status == 100 or not self.http11):
+            return 0  # 100 was answered by us already; HTTP/1.0 clients get no interim responses
+        if self.status >= 200:
             self.replay = None  # a response has begun: never retried now
-            parts = [b"HTTP/1.1 %d %s\r\n" % (self.status, reason(self.status))]
-        named = connection_tokens(p.fields, p.head.num_headers)
-        for i in range(p.head.num_headers):
-            f = &p.fields[i]
-            name = span_bytes(f.name.at, f.name.len)
-            lower = name.lower()
-            if lower in HOP_BY_HOP and lower != b"host" and lower != b"expect" and lower != b"content-length" \
-                    or lower.startswith(b"proxy-") or (named is not None and lower in named):
+        why = reason(self.status)
+        w.len = 0
+        n = snprintf(line, sizeof(line), "HTTP/1.1 %d ", self.status)
+        put(w, line, n)
+        put_bytes(w, why)
+        put(w, "\r\n", 2)
+        for i in range(count):
+            if fc_field_kind(fields[i].name.at, fields[i].name.len) == FC_FIELD_CONNECTION:
+                has_connection = True
+                break
+        for i in range(count):
+            f = &fields[i]
+            kind = fc_field_kind(f.name.at, f.name.len)
+            if kind == FC_FIELD_CONTENT_LENGTH:
+                if not flags & (FC_RESP_HAS_LENGTH | FC_RESP_NO_BODY):
+                    continue
+            elif kind == FC_FIELD_HOP_BY_HOP or kind == FC_FIELD_CONNECTION or kind == FC_FIELD_UPGRADE:
                 continue
-            if lower == b"content-length" and not (flags & FC_RESP_HAS_LENGTH or flags & FC_RESP_NO_BODY):
+            if has_connection and named_by_connection(fields, count, f.name.at, f.name.len):
                 continue
-            parts += [name, b": ", span_bytes(f.value.at, f.value.len), b"\r\n"]
+            put_field(w, f.name.at, f.name.len, f.value.at, f.value.len)
         if self.status < 200:
-            parts.append(b"\r\n")
-            conn.send_interim(b"".join(parts))
+            put(w, "\r\n", 2)
+            conn.send_interim(PyBytes_FromStringAndSize(w.data, w.len))
             return 0
         self.client_keep = conn.may_keep_alive()
         if flags & (FC_RESP_CHUNKED | FC_RESP_UNTIL_CLOSE) and not flags & FC_RESP_NO_BODY:
             if self.http11:
                 self.chunked_down = True
-                parts.append(b"Transfer-Encoding: chunked\r\n")
+                put(w, "Transfer-Encoding: chunked\r\n", 28)
             else:
                 self.client_keep = False  # HTTP/1.0: the body ends when the connection does
         if not self.request_done:
             self.client_keep = False  # answered before the request's end: its body will not be read
         if not self.client_keep:
-            parts.append(b"Connection: close\r\n")
+            put(w, "Connection: close\r\n", 19)
         elif not self.http11:
-            parts.append(b"Connection: keep-alive\r\n")
-        parts.append(b"\r\n")
-        head = b"".join(parts)
+            put(w, "Connection: keep-alive\r\n", 24)
+        put(w, "\r\n", 2)
         self.response_started = True
-        self.sent = len(head)
-        conn.send(head)
+        self.sent = w.len
+        conn.send(PyBytes_FromStringAndSize(w.data, w.len))
         return 0
 
     # -- a tunnel (WebSocket, or any Upgrade the server accepted) -------------------------
@@ -740,7 +840,8 @@ cdef class ProxyExchange(UpstreamOwner):
             self.member.duration_seconds_sum += seconds
         log = self.location.access_log
         if log is not None:
-            log.log(self.conn.peer_host, self.method, self.target, "HTTP/1.1" if self.http11 else "HTTP/1.0",
+            method, _, rest = self.request_line().partition(" ")
+            log.log(self.conn.peer_host, method, rest.rpartition(" ")[0], "HTTP/1.1" if self.http11 else "HTTP/1.0",
                     self.status, self.sent, int(seconds * 1e6), "", "", self.location.new_request_id())
         return 0
 

@@ -399,7 +399,9 @@ class Pool:
         backup_candidates = []
         healthy_backup = False
         for member in self.members:
-            if not member.healthy(now):
+            # the common case read inline (pick runs once per request);
+            # healthy() also ends an expired down period
+            if not (member.state == "up" and member.health != "failing") and not member.healthy(now):
                 if not member.backup and member.state != "draining":
                     primaries.append(member)
                 continue
@@ -446,7 +448,7 @@ class Pool:
         total = 0.0
         best = None
         for member in candidates:
-            weight = self.effective_weight(member, now)
+            weight = member.weight if member.recovered_at is None else self.effective_weight(member, now)
             member.score += weight
             total += weight
             if best is None or member.score > best.score:
