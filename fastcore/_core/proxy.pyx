@@ -113,6 +113,15 @@ cdef inline int put_field(HeadWriter *w, const char *name, size_t name_len, cons
     return 0
 
 
+cdef bint any_connection_field(fc_header_t *fields, size_t count) noexcept:
+    """A Connection field is there (only then may others be named by one)."""
+    cdef size_t i
+    for i in range(count):
+        if fc_field_kind(fields[i].name.at, fields[i].name.len) == FC_FIELD_CONNECTION:
+            return True
+    return False
+
+
 cdef bint named_by_connection(fc_header_t *fields, size_t count, const char *name, size_t name_len) noexcept:
     """Some Connection field lists this name (so it is hop-by-hop too)."""
     cdef size_t i
@@ -337,10 +346,7 @@ cdef class ProxyLocation(RequestHandler):
         else:
             put(w, p.head.target.at, p.head.target.len)
         put(w, " HTTP/1.1\r\n", 11)
-        for i in range(count):
-            if fc_field_kind(fields[i].name.at, fields[i].name.len) == FC_FIELD_CONNECTION:
-                has_connection = True
-                break
+        has_connection = any_connection_field(fields, count)
         for i in range(count):
             f = &fields[i]
             kind = fc_field_kind(f.name.at, f.name.len)
@@ -704,10 +710,7 @@ cdef class ProxyExchange(UpstreamOwner):
         put(w, line, n)
         put_bytes(w, why)
         put(w, "\r\n", 2)
-        for i in range(count):
-            if fc_field_kind(fields[i].name.at, fields[i].name.len) == FC_FIELD_CONNECTION:
-                has_connection = True
-                break
+        has_connection = any_connection_field(fields, count)
         for i in range(count):
             f = &fields[i]
             kind = fc_field_kind(f.name.at, f.name.len)

@@ -425,15 +425,21 @@ def read_frame(sock):
     return head[0] & 0x0F, exactly(size)
 
 
+def websocket_handshake(sock):
+    """Sends an RFC 6455 opening handshake; returns the response head."""
+    sock.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    return head
+
+
 def test_proxy_websocket_echo_through_the_tunnel(upstreams, proxy):
     (a,) = upstreams("a")
     server = proxy("--proxy", f"/={a.address}")
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-        sock.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += sock.recv(1)
+        head = websocket_handshake(sock)
         assert head.startswith(b"HTTP/1.1 101 "), head
         assert b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in head
         for payload in (b"hello", os.urandom(1000), os.urandom(300_000)):
@@ -448,11 +454,7 @@ def test_proxy_tunnel_idle_timeout(upstreams, proxy):
     (a,) = upstreams("a")
     server = proxy("--proxy", f"/={a.address}", "--tunnel-idle-timeout", "0.5")
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-        sock.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += sock.recv(1)
+        head = websocket_handshake(sock)
         assert head.startswith(b"HTTP/1.1 101 ")
         sock.sendall(websocket_frame(b"ping"))
         assert read_frame(sock) == (1, b"ping")
