@@ -51,6 +51,9 @@ cdef object error_log = logging.getLogger("fastcore.error")
 
 cdef int ACCEPT_BATCH = 64
 
+# the handler call of each parser event, for the log when one raises
+cdef dict EVENT_NAMES = {EV_HEAD: "on_head", EV_BODY: "on_body", EV_END: "on_end"}
+
 # errors that mean "short of something", answered 503 rather than 500
 cdef frozenset RESOURCE_ERRNOS = frozenset([EMFILE, ENFILE, ENOMEM, ENOBUFS, ENOSPC, EDQUOT])
 
@@ -499,50 +502,47 @@ cdef class Connection(Stream):
         return 0
 
     cdef int _process_events(self) except -1:
-        cdef int ev
+        """Runs the parser's events through the handler. One try around the
+        loop (a try per event costs its exception-state bookkeeping on every
+        request): a ParseError answers its status, any other error ends the
+        request through _handler_failed, naming the event that raised."""
+        cdef int ev = EV_NEED_DATA
         cdef Server server = self.server
-        # a new request is not started while output is above the high-water
-        # mark; the events of the current one (its body, its end) always run,
-        # even when its handler has just queued a large response
-        while self.state == S_BODY or (self.state == S_HEAD and self.out.pending < server.high_water):
-            try:
+        try:
+            # a new request is not started while output is above the high-water
+            # mark; the events of the current one (its body, its end) always run,
+            # even when its handler has just queued a large response
+            while self.state == S_BODY or (self.state == S_HEAD and self.out.pending < server.high_water):
+                ev = EV_NEED_DATA  # while parsing: a ParseError
                 ev = self.parser.next_event()
-            except ParseError as e:
-                self.send_error(e.status, str(e))
-                return 0
-            if ev == EV_NEED_DATA:
-                break
-            if ev == EV_HEAD:
-                self.request_keep_alive = (self.parser.info.flags & FC_REQ_KEEP_ALIVE) != 0
-                self.response_started = False
-                self.state = S_BODY
-                server.body_queue.arm(self, self.loop.now)
-                server.requests += 1
-                if server.requests == server.request_limit and server.on_request_limit is not None:
-                    # before the handler answers: the last request's response
-                    # then says "Connection: close" instead of a promise broken
-                    server.on_request_limit()
-                self.handler = server.handler
-                try:
+                if ev == EV_NEED_DATA:
+                    break
+                if ev == EV_HEAD:
+                    self.request_keep_alive = (self.parser.info.flags & FC_REQ_KEEP_ALIVE) != 0
+                    self.response_started = False
+                    self.state = S_BODY
+                    server.body_queue.arm(self, self.loop.now)
+                    server.requests += 1
+                    if server.requests == server.request_limit and server.on_request_limit is not None:
+                        # before the handler answers: the last request's response
+                        # then says "Connection: close" instead of a promise broken
+                        server.on_request_limit()
+                    self.handler = server.handler
                     self.handler.on_head(self)
-                except Exception as e:
-                    self._handler_failed("on_head", e)
-                    return 0
-            elif ev == EV_BODY:
-                try:
+                elif ev == EV_BODY:
                     self.handler.on_body(self, self.parser.body_at, self.parser.body_len)
-                except Exception as e:
-                    self._handler_failed("on_body", e)
-                    return 0
-            elif ev == EV_END:
-                self.state = S_APP
-                self.got_bytes = self.parser.buffered() > 0
-                self.disarm()
-                try:
+                elif ev == EV_END:
+                    self.state = S_APP
+                    self.got_bytes = self.parser.buffered() > 0
+                    self.disarm()
                     self.handler.on_end(self)
-                except Exception as e:
-                    self._handler_failed("on_end", e)
-                    return 0
+        except ParseError as e:
+            if ev != EV_NEED_DATA:
+                self._handler_failed(EVENT_NAMES[ev], e)  # a handler's own ParseError
+            else:
+                self.send_error(e.status, str(e))
+        except Exception as e:
+            self._handler_failed(EVENT_NAMES[ev] if ev != EV_NEED_DATA else "on_head", e)
         return 0
 
     cdef int _handler_failed(self, str event, object error) except -1:
