@@ -797,7 +797,7 @@ SETTINGS: Tuple[Setting, ...] = (
             "that time took auto_threads_after or longer (it waits on something: a database, a service). 1: always on the "
             "event loop (an application that is not thread-safe). N > 1: always on N threads.",
             metavar="N|auto", annotation=Union[int, str]),
-    Setting("auto_threads", "server", ("--auto-threads",), integer(2), 32,
+    Setting("auto_threads", "server", ("--auto-threads",), integer(2), 64,
             "With --threads auto: the most application threads a worker starts (started as needed).",
             metavar="N", annotation=int),
     Setting("auto_threads_after", "server", ("--auto-threads-after",), parse_duration, 0.005,

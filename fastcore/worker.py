@@ -319,7 +319,8 @@ def run_worker(config, sockets, *, app=None, app_spec=None, stats_buffer=None, e
     loop.set_stats(stats)
     threads = None
     if app is not None and (config.threads == "auto" or config.threads > 1):
-        threads = AppThreads(loop, config.auto_threads if config.threads == "auto" else config.threads)
+        threads = AppThreads(loop, config.auto_threads if config.threads == "auto" else config.threads,
+                             high_water=config.write_buffer_high)
     gateway = Gateway(app, config, threads) if app is not None else None
     access_log = None
     if config.access_log:

@@ -72,13 +72,18 @@ def listener_environ(config, host, port, multiprocess=False):
 
 
 class _Flow:
-    """Hand-over state of one exchange between its thread and the loop."""
+    """Hand-over state of one exchange between its thread and the loop.
+    `handed` (written by the thread only) and `taken` (by the loop only)
+    count the body bytes on their way: their difference is what the thread
+    has handed over that the loop has not queued yet."""
 
-    __slots__ = ("go", "cancelled")
+    __slots__ = ("go", "cancelled", "handed", "taken")
 
     def __init__(self):
         self.go = threading.Event()
         self.cancelled = False
+        self.handed = 0
+        self.taken = 0
 
 
 class AppThreads:
@@ -88,9 +93,10 @@ class AppThreads:
     connections go to a worker that can serve them), `on_full(False)` once a
     thread is free again. `on_start()` runs when the first thread starts."""
 
-    def __init__(self, loop, count, on_full=None, on_start=None):
+    def __init__(self, loop, count, on_full=None, on_start=None, high_water=64 * 1024):
         self.loop = loop
         self.count = count
+        self.high_water = high_water    # write_buffer_high: a thread past it waits for the client
         self.jobs = queue.SimpleQueue()
         self.flows = {}              # exchange -> _Flow, for every job submitted and not done
         self.running = {}            # thread name -> monotonic start of the job it runs
@@ -146,11 +152,12 @@ class AppThreads:
             flow.cancelled = True
             flow.go.set()
 
-    def _on_chunk(self, gateway, exchange, data):
+    def _on_chunk(self, gateway, exchange, data, waiting):
         flow = self.flows.get(exchange)
         if flow is None:
             return
-        if gateway.start_chunk(exchange, data) or flow.cancelled:
+        flow.taken += len(data)
+        if (gateway.start_chunk(exchange, data) or flow.cancelled) and waiting:
             flow.go.set()
         # else: the queue is full; on_writable -> resume() sets go
 
@@ -160,15 +167,24 @@ class AppThreads:
 
     # application threads
     def deliver(self, gateway, exchange, data):
-        """Hands one chunk to the loop and waits until it may send another."""
+        """Hands one chunk to the loop. The thread goes on at once while what
+        is on its way plus what the connection holds stays under the
+        high-water mark (a one-chunk response costs no round trip); past
+        it, it waits until the loop has queued the chunk and the
+        connection can take more, so a slow client slows the producer."""
         flow = self.flows.get(exchange)
         if flow is None or flow.cancelled:
             raise ConnectionAbortedError("the client went away")
-        flow.go.clear()
-        self.loop.call_soon_threadsafe(self._on_chunk, gateway, exchange, data)
-        flow.go.wait()
-        if flow.cancelled:
-            raise ConnectionAbortedError("the client went away")
+        size = len(data)
+        waiting = flow.handed - flow.taken + size + gateway.queue_pending(exchange) >= self.high_water
+        if waiting:
+            flow.go.clear()
+        flow.handed += size
+        self.loop.call_soon_threadsafe(self._on_chunk, gateway, exchange, data, waiting)
+        if waiting:
+            flow.go.wait()
+            if flow.cancelled:
+                raise ConnectionAbortedError("the client went away")
 
     def _work(self):
         while True:

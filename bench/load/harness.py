@@ -199,9 +199,9 @@ def command_for(name, app, port, workdir):
                 "--max-connections", "20000"]
     if name == "fastcore-2w":
         return [py, "-m", "fastcore", "serve", f"apps:{app}", "--bind", f"127.0.0.1:{port}", "--workers", "2"]
-    if name == "fastcore-2w-shared":
+    if name == "fastcore-2w-reuse-port":
         return [py, "-m", "fastcore", "serve", f"apps:{app}", "--bind", f"127.0.0.1:{port}", "--workers", "2",
-                "--no-reuse-port"]
+                "--reuse-port"]
     if name == "fastcore-4w":  # the defaults, four workers
         return [py, "-m", "fastcore", "serve", f"apps:{app}", "--bind", f"127.0.0.1:{port}", "--workers", "4"]
     if name == "gunicorn-4w-sync":
@@ -665,7 +665,7 @@ def print_table(title, results, latency=True):
 
 
 WORKER_SCENARIO = ("hello world, 2 workers (server on both cores, wrk on core 1)", "hello", None,
-                   ["fastcore-2w", "fastcore-2w-shared", "bjoern-2p", "gunicorn-2w"])
+                   ["fastcore-2w", "fastcore-2w-reuse-port", "bjoern-2p", "gunicorn-2w"])
 
 MIXED_NAMES = ["fastcore-4w", "granian-4w", "gunicorn-4w-gthread", "gunicorn-4w-sync", "bjoern-4p"]
 

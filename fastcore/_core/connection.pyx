@@ -307,7 +307,13 @@ cdef class Listener(Handle):
         cdef socklen_t addr_len
         cdef int fd, i, accepted = 0
         cdef Server server = self.server
-        for i in range(ACCEPT_BATCH):
+        # shared with other workers: one connection per wake-up (nginx's
+        # multi_accept off), then to the back of the queue, so a burst of
+        # new connections (a client opening 64 keep-alive connections at
+        # once) is spread over the idle workers rather than taken by the
+        # first one woken
+        cdef int batch = 1 if self.events & EPOLLEXCLUSIVE else ACCEPT_BATCH
+        for i in range(batch):
             if server.connections >= server.max_connections:
                 server.pause_accepting()
                 error_log.warning("connection limit reached (max_connections = %d): pausing accept",

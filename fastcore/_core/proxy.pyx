@@ -71,6 +71,8 @@ cdef object error_log = logging.getLogger("fastcore.error")
 # Bytes of a request kept for a retry (head and the start of the body); a
 # request that has sent more than this cannot be replayed.
 cdef size_t REPLAY_MAX = 64 * 1024
+# What one read from a server may take at most (read_buffer_size, if larger, wins).
+cdef size_t UPSTREAM_READ = 64 * 1024
 # Retries in flight are allowed up to a fifth of the exchanges in flight
 # (Envoy's retry budget), and at least this many.
 cdef unsigned long long RETRY_BUDGET_FLOOR = 3
@@ -198,7 +200,9 @@ cdef class ProxyLocation(RequestHandler):
         self.parser_limits = dict(max_body=1 << 62, max_request_line=config.max_request_line,
                                   max_header_bytes=max(config.max_header_bytes, 64 * 1024),
                                   max_headers=max(config.max_headers, 200), max_chunk_line=config.max_chunk_line)
-        self.read_size = config.read_buffer_size
+        # responses are read in larger pieces than requests: a body from a
+        # server on the same network arrives faster than clients read it
+        self.read_size = max(config.read_buffer_size, UPSTREAM_READ)
         self.high_water = config.write_buffer_high
         self.keepalive = options.keepalive
         self.keepalive_requests = options.keepalive_requests

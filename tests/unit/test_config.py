@@ -38,7 +38,7 @@ def test_config_defaults_are_the_documented_ones():
     assert config.chdir is None
     assert config.root_path == ""
     assert (config.threads, config.workers, config.backlog, config.max_connections) == ("auto", 1, 2048, 10000)
-    assert (config.auto_threads, config.auto_threads_after, config.auto_threads_hold) == (32, 0.005, 30)
+    assert (config.auto_threads, config.auto_threads_after, config.auto_threads_hold) == (64, 0.005, 30)
     assert config.accept_backoff == 0.1
     assert config.server_header is True
     assert config.config is None
