@@ -661,3 +661,24 @@ def test_arbiter_json_access_log_lines(serve, tmp_path):
     records = [json.loads(line) for line in log.read_text().splitlines()]
     assert sorted((r["path"], r["status"]) for r in records) == sorted(sent)
     assert all(r["method"] == "GET" and r["request_id"] for r in records), records
+
+
+def test_arbiter_connections_waiting_for_a_stuck_worker_are_served_by_its_replacement(serve):
+    """The only worker spins; new clients wait in the listening socket's
+    queue, which belongs to the arbiter: when the stuck worker is killed,
+    its replacement serves every one of them, none is lost."""
+    server = serve(APP, "--workers", "1", "--timeout", "1", "--threads", "1")
+    stuck = server.connect()
+    stuck.send(request_bytes("GET", "/spin"))
+    pause(0.3)
+    waiting = [server.connect(timeout=15) for _ in range(5)]
+    try:
+        for client in waiting:
+            client.send(request_bytes("GET", "/"))
+        bodies = {int(client.read_response().body) for client in waiting}
+    finally:
+        for client in waiting:
+            client.close()
+        stuck.close()
+    assert len(bodies) == 1 and server.pid not in bodies
+    server.wait_for_stderr(r"is stuck", timeout=5)
