@@ -268,10 +268,12 @@ cdef class UpstreamConnection(Stream):
             self.close()  # keepalive_idle over
         elif self.state == U_CONNECTING:
             self._fail(UF_CONNECT, "connect_timeout")
-        elif self.queue is self.timeouts.read or self.queue is None:
-            self._fail(UF_TIMEOUT, "read_timeout")
-        else:
+        elif self.out.pending:
+            # the loop has taken the connection out of its queue by now: the
+            # timer that ran is the one of what it was doing
             self._fail(UF_TIMEOUT, "send_timeout")
+        else:
+            self._fail(UF_TIMEOUT, "read_timeout")
         return 0
 
     cdef int _fail(self, UpFailure failure, str why) except -1:
