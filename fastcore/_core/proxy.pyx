@@ -242,15 +242,6 @@ cdef class ProxyLocation(RequestHandler):
         return connect_to(self.loop, entry[0], entry[1], idle, self.timeouts, self.parser_limits, self.read_size,
                           self.keepalive_requests)
 
-    def pool_stats(self):
-        """{address: (idle connections, opened, reused)} of this worker."""
-        cdef IdlePool idle
-        out = {}
-        for address, entry in self.servers.items():
-            idle = <IdlePool>entry[2]
-            out[address] = (len(idle), idle.opened, idle.reused)
-        return out
-
     def forget_server(self, str address):
         """A member left the pool (drained, reaped): close its kept connections."""
         entry = self.servers.pop(address, None)
