@@ -136,13 +136,14 @@ cdef class Server:
         clients already waiting with 503, stop accepting for accept_backoff
         seconds (other workers take the new ones), and say so in the stats
         until a connection is accepted again."""
-        listener.refuse_waiting()
+        # the state first: a client told 503 may ask /health at once
+        if self.stats is not None:
+            self.stats.s.overloaded = 1
         if not self.overloaded:
             error_log.error("accept: %s: answering waiting clients 503 and pausing accept for %s s "
                             "(accept_backoff)", reason, self.accept_backoff)
         self.overloaded = True
-        if self.stats is not None:
-            self.stats.s.overloaded = 1
+        listener.refuse_waiting()
         self.pause_accepting()
         self.loop.call_later(self.accept_backoff, self.resume_accepting_later)
         return 0

@@ -103,7 +103,7 @@ def test_worker_out_of_descriptors_answers_503_then_recovers(serve):
             answer = b""
             while chunk := admin.recv(4096):
                 answer += chunk
-        assert answer.startswith(b"HTTP/1.1 503") and b"overloaded: 1 of 1 workers" in answer, answer
+        assert answer.startswith(b"HTTP/1.1 503") and b"overloaded: 1 of 1 workers" in answer, (answer, server.stderr_text())
     finally:
         for client in held:
             client.close()
