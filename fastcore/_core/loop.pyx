@@ -344,24 +344,17 @@ cdef class Loop:
         return 0
 
     cdef int _run_deferred(self) except -1:
-        cdef Handle h
-        cdef list todo
+        # deferred work may defer more (a pipelined request answered): rounds until none
         while self.deferred_handles:
-            todo, self.deferred_handles = self.deferred_handles, []
-            for h in todo:
-                h.deferred = False
-                try:
-                    h._on_deferred()
-                except Exception:
-                    error_log.exception("error in the deferred work of fd %d", h.fd)
+            self.run_deferred_except(None)
         return 0
 
     cdef int run_deferred_except(self, Handle keep) except -1:
-        """Runs the deferred work of every handle but `keep` now. Called
-        before an application runs inline on the loop (it may take long):
-        responses other connections completed earlier in this batch leave
-        now instead of waiting for it. `keep`'s own stays deferred, so its
-        pipelined responses still go out together."""
+        """Runs the deferred work of every handle but `keep` (None: all of
+        them) now, one round. Also called before an application runs inline
+        on the loop (it may take long): responses other connections completed
+        earlier in this batch leave now instead of waiting for it. `keep`'s
+        own stays deferred, so its pipelined responses still go out together."""
         cdef Handle h
         cdef list todo
         todo, self.deferred_handles = self.deferred_handles, []

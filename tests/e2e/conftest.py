@@ -44,6 +44,17 @@ def _open_fds():
     return fds
 
 
+def descriptors(pid):
+    """What each of pid's descriptors points to, as /proc/PID/fd reads."""
+    found = []
+    for name in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            found.append(os.readlink(f"/proc/{pid}/fd/{name}"))
+        except OSError:  # closed meanwhile
+            pass
+    return found
+
+
 @pytest.fixture(autouse=True)
 def no_fd_leak():
     gc.collect()

@@ -22,7 +22,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.conftest import request_bytes
+from tests.e2e.conftest import descriptors, request_bytes
 
 APP = '''
 import os
@@ -326,17 +326,6 @@ def test_arbiter_kills_stuck_worker_and_dumps_its_stack(serve, threads):
     # killed for being stuck and replaced: a restart too, in /metrics and in its slot's count
     assert metrics[("fastcore_worker_restarts_total", ())] == 1
     assert [(w["pid"], w["restarts"]) for w in admin.status()["workers"]] == [(replacement, 1)]
-
-
-def descriptors(pid):
-    """What each of pid's descriptors points to, as /proc/PID/fd reads."""
-    found = []
-    for name in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            found.append(os.readlink(f"/proc/{pid}/fd/{name}"))
-        except OSError:
-            pass
-    return found
 
 
 def tcp_inodes(local_port, remote_port=None):

@@ -12,7 +12,7 @@ import struct
 import threading
 import time
 
-from tests.e2e.conftest import request_bytes
+from tests.e2e.conftest import descriptors, request_bytes
 
 APP = '''
 import hashlib
@@ -46,13 +46,7 @@ def open_fds(pid):
 
 
 def sockets_of(pid):
-    names = []
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            names.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
-        except OSError:
-            pass
-    return sum(name.startswith("socket:") for name in names)
+    return sum(target.startswith("socket:") for target in descriptors(pid))
 
 
 def worker_of(server):
