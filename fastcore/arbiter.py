@@ -318,6 +318,13 @@ class Arbiter:
             self.loop.run()
         finally:
             self.cleanup()
+            # The interpreter's finalisation puts SIG_DFL back for every signal
+            # that had a Python handler: a second SIGTERM arriving while we
+            # exit would then kill us (status -15 instead of ours). The stop
+            # is already under way, so further stop signals are ignored.
+            for name in HANDLED:
+                if name != "CHLD":
+                    signal.signal(getattr(signal, f"SIG{name}"), signal.SIG_IGN)
         return self.exit_status
 
     def announce(self):

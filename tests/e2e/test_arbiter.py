@@ -511,6 +511,22 @@ def test_arbiter_term_lets_inflight_request_finish(serve):
     assert "killed by" not in server.stderr_text()
 
 
+def test_arbiter_repeated_term_while_stopping_still_exits_0(serve):
+    """Supervisors (and impatient operators) repeat SIGTERM: every one that
+    lands while the arbiter stops, even during the interpreter's exit, must
+    leave its exit status 0, never a death by signal."""
+    server = serve(APP, "--workers", "1")
+    pid = server.proc.pid
+    deadline = time.monotonic() + 10.0
+    while server.proc.poll() is None and time.monotonic() < deadline:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            break
+        server._drain(0.001)
+    assert wait_exit(server, 5.0) == 0, server.stderr_text()
+
+
 SELF_TERM_APP = '''
 import os
 import signal
