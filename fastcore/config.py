@@ -448,6 +448,8 @@ class ProxyLocation:
     health_fall: Optional[int] = None
     resolve_interval: Optional[float] = None
     websocket: Optional[bool] = None
+    forwarded: Optional[bool] = None
+    via: Optional[bool] = None
 
     @property
     def pool_name(self) -> str:
@@ -543,6 +545,8 @@ _PROXY_OPTIONS: Dict[str, Callable[[Any], Any]] = {
     "health_fall": _positive_int,
     "resolve_interval": parse_duration,
     "websocket": parse_bool,
+    "forwarded": parse_bool,
+    "via": parse_bool,
 }
 
 
@@ -992,6 +996,14 @@ SETTINGS: Tuple[Setting, ...] = (
             metavar="SECONDS", annotation=float),
     Setting("proxy_websocket", "proxy", ("--proxy-websocket", "--no-proxy-websocket"), parse_bool, True,
             "Forward Upgrade requests (WebSocket): after a 101 both connections become a byte tunnel.",
+            kind="flag", annotation=bool),
+    Setting("proxy_forwarded", "proxy", ("--proxy-forwarded", "--no-proxy-forwarded"), parse_bool, False,
+            "Also send the RFC 7239 Forwarded field (for, host, proto) upstream, appended to a trusted "
+            "client's own; an untrusted client's Forwarded is dropped either way.",
+            kind="flag", annotation=bool),
+    Setting("proxy_via", "proxy", ("--proxy-via", "--no-proxy-via"), parse_bool, False,
+            "Add 'Via: 1.1 fastcore' to requests going upstream and responses going to clients (RFC 9110 "
+            "7.6.3; off by default, as in nginx and HAProxy).",
             kind="flag", annotation=bool),
     Setting("forwarded_allow_ips", "proxy", ("--forwarded-allow-ips",), parse_cidrs, "127.0.0.1/8,::1",
             "Clients whose X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host and X-Real-IP are passed on "

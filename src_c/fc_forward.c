@@ -21,7 +21,9 @@ fc_field_kind_t fc_field_kind(const char *name, size_t len)
             return FC_FIELD_UPGRADE;
         return fc_token_eq(name, len, FC_LIT("trailer")) ? FC_FIELD_HOP_BY_HOP : FC_FIELD_END_TO_END;
     case 9:
-        return fc_token_eq(name, len, FC_LIT("x-real-ip")) ? FC_FIELD_X_REAL_IP : FC_FIELD_END_TO_END;
+        if (fc_token_eq(name, len, FC_LIT("x-real-ip")))
+            return FC_FIELD_X_REAL_IP;
+        return fc_token_eq(name, len, FC_LIT("forwarded")) ? FC_FIELD_FORWARDED : FC_FIELD_END_TO_END;
     case 10:
         if (fc_token_eq(name, len, FC_LIT("connection")))
             return FC_FIELD_CONNECTION;

@@ -25,7 +25,8 @@ typedef enum {
     FC_FIELD_X_FORWARDED_FOR,
     FC_FIELD_X_FORWARDED_PROTO,
     FC_FIELD_X_FORWARDED_HOST,
-    FC_FIELD_X_REAL_IP
+    FC_FIELD_X_REAL_IP,
+    FC_FIELD_FORWARDED          /* RFC 7239: trusted like the X-Forwarded-* fields */
 } fc_field_kind_t;
 
 /* What the field named [name, name + len) is to a proxy (case-insensitive). */

@@ -4,6 +4,7 @@
 # connection and the upstream connection; the balancer (fastcore.proxy,
 # Python) is called once per request, in on_head, to pick the server.
 from fastcore._core.connection cimport Connection, RequestHandler
+from fastcore._core.includes.fc_http cimport fc_header_t, fc_span_t
 from fastcore._core.loop cimport Loop
 from fastcore._core.router cimport Router
 from fastcore._core.upstream cimport IdlePool, UpFailure, UpstreamConnection, UpstreamOwner, UpstreamTimeouts
@@ -43,6 +44,8 @@ cdef class ProxyLocation(RequestHandler):
     cdef HeadWriter writer                  # where request and response heads are written, one at a time
     cdef object trusted                     # callable(peer ip str) -> bool: forwarded_allow_ips
     cdef bint websocket
+    cdef bint forwarded                     # send RFC 7239 Forwarded
+    cdef bint via                           # add our Via both ways
     cdef readonly unsigned long long active        # exchanges in flight (the retry budget's base)
     cdef readonly unsigned long long retrying      # retries in flight
     cdef readonly unsigned long long retries_total
@@ -53,6 +56,8 @@ cdef class ProxyLocation(RequestHandler):
     cdef tuple peer(self, Connection conn)
     cdef UpstreamConnection connection_to(self, object member)
     cdef bytes request_head(self, Connection conn, ProxyExchange ex)
+    cdef int put_forwarded(self, HeadWriter *w, fc_header_t *fields, size_t count, bint listed,
+                           bytes node, fc_span_t host, fc_span_t proto) except -1
     cdef int fail(self, Connection conn, int status, str message) except -1
 
 

@@ -50,6 +50,7 @@ from fastcore._core.includes.fc_forward cimport (
     FC_FIELD_CONNECTION, FC_FIELD_CONTENT_LENGTH, FC_FIELD_END_TO_END, FC_FIELD_HOP_BY_HOP, FC_FIELD_HOST,
     FC_FIELD_UPGRADE,
     FC_FIELD_X_FORWARDED_FOR, FC_FIELD_X_FORWARDED_HOST, FC_FIELD_X_FORWARDED_PROTO, FC_FIELD_X_REAL_IP,
+    FC_FIELD_FORWARDED,
     fc_field_kind, fc_field_kind_t, fc_list_names,
 )
 from fastcore._core.connection cimport Connection, RequestHandler, S_BODY, S_CLOSED, S_TUNNEL
@@ -217,6 +218,8 @@ cdef class ProxyLocation(RequestHandler):
             self.host_line = b"Host: " + (<str>options.host).encode("latin-1") + b"\r\n"
         self.peers = {}
         self.websocket = options.websocket
+        self.forwarded = options.forwarded
+        self.via = options.via
         self.trusted = trusted
 
     def __dealloc__(self):
@@ -297,11 +300,15 @@ cdef class ProxyLocation(RequestHandler):
         return 0
 
     cdef tuple peer(self, Connection conn):
-        """(forwarding fields trusted, address as bytes) of the client, cached by address."""
+        """(forwarding fields trusted, address as bytes, RFC 7239 node) of
+        the client, cached by address."""
         cdef str host = conn.peer_host
         cdef tuple entry = self.peers.get(host)
+        cdef bytes address
         if entry is None:
-            entry = (bool(self.trusted(host)), host.encode("ascii") if host else b"unix")
+            address = host.encode("ascii") if host else b"unix"
+            entry = (bool(self.trusted(host)), address,
+                     b"unknown" if not host else b'"[' + address + b']"' if ":" in host else address)
             if len(self.peers) < 4096:
                 self.peers[host] = entry
         return entry
@@ -318,6 +325,7 @@ cdef class ProxyLocation(RequestHandler):
         cdef fc_field_kind_t kind
         cdef bint has_connection = False, trusted, listed_for = False
         cdef fc_span_t host, proto, forwarded_host, real_ip
+        cdef bint listed_forwarded = False
         cdef unsigned flags = p.info.flags
         cdef char number[48]
         cdef int digits
@@ -364,6 +372,11 @@ cdef class ProxyLocation(RequestHandler):
                     forwarded_host = f.value
                 elif kind == FC_FIELD_X_REAL_IP and real_ip.at == NULL:
                     real_ip = f.value
+                elif kind == FC_FIELD_FORWARDED:
+                    if self.forwarded:
+                        listed_forwarded = True  # joined with ours below
+                    else:
+                        put_field(w, f.name.at, f.name.len, f.value.at, f.value.len)
         if self.host_mode == HOST_PASS:
             if host.at != NULL:
                 put_field(w, "Host", 4, host.at, host.len)
@@ -395,6 +408,10 @@ cdef class ProxyLocation(RequestHandler):
             put_field(w, "X-Forwarded-Host", 16, forwarded_host.at, forwarded_host.len)
         elif host.at != NULL:
             put_field(w, "X-Forwarded-Host", 16, host.at, host.len)
+        if self.forwarded:
+            self.put_forwarded(w, fields, count, listed_forwarded, peer[2], host, proto)
+        if self.via:
+            put(w, "Via: 1.1 fastcore\r\n", 19)
         if ex.upgrade is not None:
             put(w, "Connection: upgrade\r\nUpgrade: ", 30)
             put_bytes(w, ex.upgrade)
@@ -407,6 +424,33 @@ cdef class ProxyLocation(RequestHandler):
             put(w, number, digits)
         put(w, "\r\n", 2)
         return PyBytes_FromStringAndSize(w.data, w.len)
+
+    cdef int put_forwarded(self, HeadWriter *w, fc_header_t *fields, size_t count, bint listed,
+                           bytes node, fc_span_t host, fc_span_t proto) except -1:
+        """Forwarded (RFC 7239): a trusted client's elements first (listed),
+        then ours: for=the client, host=the Host it asked for, proto."""
+        cdef size_t i
+        put(w, "Forwarded: ", 11)
+        if listed:
+            for i in range(count):
+                if fc_field_kind(fields[i].name.at, fields[i].name.len) == FC_FIELD_FORWARDED:
+                    put(w, fields[i].value.at, fields[i].value.len)
+                    put(w, ", ", 2)
+        put(w, "for=", 4)
+        put_bytes(w, node)
+        if host.at != NULL:
+            # quoted: a host with a port is no token; the parser let no quote
+            # or backslash into Host
+            put(w, ";host=\"", 7)
+            put(w, host.at, host.len)
+            put(w, "\"", 1)
+        if proto.at != NULL:  # a trusted client's X-Forwarded-Proto
+            put(w, ";proto=", 7)
+            put(w, proto.at, proto.len)
+            put(w, "\r\n", 2)
+        else:
+            put(w, ";proto=http\r\n", 13)
+        return 0
 
     cdef int on_body(self, Connection conn, const char *at, size_t n) except -1:
         cdef ProxyExchange ex = <ProxyExchange>conn.exchange
@@ -730,6 +774,8 @@ cdef class ProxyExchange(UpstreamOwner):
                 self.client_keep = False  # HTTP/1.0: the body ends when the connection does
         if not self.request_done:
             self.client_keep = False  # answered before the request's end: its body will not be read
+        if self.location.via:
+            put(w, "Via: 1.1 fastcore\r\n", 19)
         if not self.client_keep:
             put(w, "Connection: close\r\n", 19)
         elif not self.http11:

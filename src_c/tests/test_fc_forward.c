@@ -38,6 +38,7 @@ static void test_kinds(void)
         {"Content-Length", FC_FIELD_CONTENT_LENGTH}, {"Expect", FC_FIELD_EXPECT},
         {"X-Forwarded-For", FC_FIELD_X_FORWARDED_FOR}, {"x-forwarded-proto", FC_FIELD_X_FORWARDED_PROTO},
         {"X-Forwarded-Host", FC_FIELD_X_FORWARDED_HOST}, {"X-Real-IP", FC_FIELD_X_REAL_IP},
+        {"Forwarded", FC_FIELD_FORWARDED}, {"FORWARDED", FC_FIELD_FORWARDED}, {"Forwarder", FC_FIELD_END_TO_END},
         /* near misses stay end to end */
         {"Proxy", FC_FIELD_END_TO_END}, {"Proxy-", FC_FIELD_END_TO_END}, {"Hosts", FC_FIELD_END_TO_END},
         {"Connections", FC_FIELD_END_TO_END}, {"T", FC_FIELD_END_TO_END}, {"TEE", FC_FIELD_END_TO_END},

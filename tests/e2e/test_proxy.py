@@ -192,12 +192,34 @@ def test_proxy_replaces_forwarding_fields_of_an_untrusted_client(upstreams, prox
     (a,) = upstreams("a")
     server = proxy("--proxy", f"/={a.address}", "--forwarded-allow-ips", "10.0.0.0/8")
     document = get(server, "/headers", {"X-Forwarded-For": "6.6.6.6", "X-Real-IP": "6.6.6.6",
-                                        "X-Forwarded-Proto": "https", "X-Forwarded-Host": "evil"}).json()
+                                        "X-Forwarded-Proto": "https", "X-Forwarded-Host": "evil",
+                                        "Forwarded": "for=6.6.6.6"}).json()
     headers = {name.lower(): value for name, value in document["headers"]}
     assert headers["x-forwarded-for"] == "127.0.0.1"
     assert headers["x-real-ip"] == "127.0.0.1"
     assert headers["x-forwarded-proto"] == "http"
     assert headers["x-forwarded-host"] != "evil"
+    assert "forwarded" not in headers  # not passed on, even with proxy_forwarded off
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_proxy_rfc7239_forwarded_and_via(upstreams, proxy, trusted):
+    (a,) = upstreams("a")
+    server = proxy("--proxy", f"/={a.address}", "--proxy-forwarded", "--proxy-via",
+                   *(() if trusted else ("--forwarded-allow-ips", "10.0.0.0/8")))
+    response = get(server, "/headers", {"Forwarded": 'for=10.1.1.1;proto=https', "Via": "1.1 cdn",
+                                        "X-Forwarded-Proto": "https"})
+    assert response.status_code == 200
+    fields = [(name.lower(), value) for name, value in response.json()["headers"]]
+    forwarded = [value for name, value in fields if name == "forwarded"]
+    ours = f'for=127.0.0.1;host="127.0.0.1:{server.port}"'
+    if trusted:
+        assert forwarded == [f"for=10.1.1.1;proto=https, {ours};proto=https"]
+    else:
+        assert forwarded == [f"{ours};proto=http"]
+    # Via: the client's element first, ours appended (RFC 9110 7.6.3), both ways
+    assert [value for name, value in fields if name == "via"] == ["1.1 cdn", "1.1 fastcore"]
+    assert response.headers["Via"].endswith("1.1 fastcore")
 
 
 def test_proxy_strip_prefix_and_fixed_host(upstreams, proxy):

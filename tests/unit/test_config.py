@@ -218,6 +218,8 @@ BAD_VALUES = {
     "proxy_health_fall": ["0", "x"],
     "proxy_resolve_interval": ["0", "x"],
     "proxy_websocket": ["maybe"],
+    "proxy_forwarded": ["maybe"],
+    "proxy_via": ["maybe"],
     "proxy_strip_prefix": ["sometimes"],
     "forwarded_allow_ips": ["10.0.0.0/33", "nope"],
     "resolver": ["dns.example:53", "127.0.0.1", "127.0.0.1:0"],

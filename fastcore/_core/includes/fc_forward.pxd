@@ -13,6 +13,7 @@ cdef extern from "fc_forward.h" nogil:
         FC_FIELD_X_FORWARDED_PROTO
         FC_FIELD_X_FORWARDED_HOST
         FC_FIELD_X_REAL_IP
+        FC_FIELD_FORWARDED
 
     fc_field_kind_t fc_field_kind(const char *name, size_t len)
     int fc_list_names(const char *list, size_t list_len, const char *name, size_t name_len)
