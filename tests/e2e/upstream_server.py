@@ -1,5 +1,6 @@
 """A plain HTTP/1.1 server on the standard library, run as a process by the
-proxy tests: `python upstream_server.py NAME (PORT | unix:PATH)`. It prints
+proxy tests: `python upstream_server.py NAME (PORT | HOST:PORT | unix:PATH)`
+(PORT alone listens on 127.0.0.1). It prints
 `ready` once it listens. Endpoints:
 
     /id                     its NAME
@@ -147,7 +148,7 @@ class Handler(BaseHTTPRequestHandler):
         if path.endswith("/headers"):
             size, digest = self.read_body()
             document = {"method": self.command, "path": self.path, "headers": list(self.headers.items()),
-                        "body_size": size, "name": NAME}
+                        "body_size": size, "name": NAME, "peer": self.client_address[0]}
             return self.reply(json.dumps(document).encode(), content_type="application/json")
         if path.endswith("/sleep"):
             time.sleep(float(query or "1"))
@@ -201,7 +202,8 @@ def main():
     else:
         ThreadingHTTPServer.daemon_threads = True
         ThreadingHTTPServer.request_queue_size = 1024
-        server = ThreadingHTTPServer(("127.0.0.1", int(where)), Handler)
+        host, _, port = where.rpartition(":")
+        server = ThreadingHTTPServer((host or "127.0.0.1", int(port)), Handler)
     print("ready", flush=True)
     server.serve_forever()
 
