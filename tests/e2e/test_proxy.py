@@ -568,3 +568,41 @@ def test_proxy_admin_pool_named_by_its_prefix(upstreams, proxy):
     pause(0.3)
     assert {get(server, "/api/id").text for _ in range(10)} == {"a"}
     assert requests.get(f"{admin}/upstreams/%2Fapi", timeout=5).status_code == 404
+
+
+# -- reload -------------------------------------------------------------------------------
+
+
+def test_proxy_hup_applies_a_changed_server_list_without_failing_requests(upstreams, proxy):
+    a, b = upstreams("a", "b")
+    table = '[[proxy]]\nprefix = "/"\nname = "app"\nservers = ["{}"]\n'
+    server = proxy("--workers", "2", config=table.format(a.address))
+    config_file = next(server.dir.glob("fastcore.toml"))
+    failures, served = 0, collections.Counter()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as slow:
+        slow.sendall(request_bytes("GET", "/sleep?1.5"))  # in flight across the reload
+        pause(0.3)
+        config_file.write_text(table.format(b.address))
+        os.kill(server.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 8
+        with requests.Session() as session:
+            while time.monotonic() < deadline and served["b"] < 50:
+                try:
+                    response = session.get(f"http://127.0.0.1:{server.port}/id", timeout=5)
+                    if response.status_code == 200:
+                        served[response.text] += 1
+                    else:
+                        failures += 1
+                except requests.RequestException:
+                    failures += 1
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.endswith(b"a"):
+            chunk = slow.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"a"), answer
+    assert failures == 0
+    assert served["b"] >= 50, f"the new list never took over: {served}"
+    # once the new workers serve, the old list is gone
+    assert {get(server, "/id").text for _ in range(10)} == {"b"}
