@@ -235,7 +235,7 @@ def build_proxies(config, router, loop, access_log):
         if spec.health_path:
             check = HealthCheck(path=spec.health_path, interval=spec.health_interval, timeout=spec.health_timeout,
                                 status=spec.health_status, rise=spec.health_rise, fall=spec.health_fall)
-            prober = Prober(loop, pool, check)
+            prober = Prober(loop, pool, check, location.probe)
             prober.start()
             services.append(prober)
         built.append(location)

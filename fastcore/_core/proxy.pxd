@@ -104,3 +104,19 @@ cdef class ProxyExchange(UpstreamOwner):
     cdef int finish(self, bint keep) except -1
     cdef int account(self) except -1
     cdef int drop_upstream(self) except -1
+
+
+cdef class HealthProbe(UpstreamOwner):
+    cdef ProxyLocation location
+    cdef object member
+    cdef bytes request
+    cdef object done                # done(status, reason), once; None once called or aborted
+    cdef object timer               # the loop's call_later handle for the timeout
+    cdef UpstreamConnection up
+    cdef int status
+    cdef bint retried               # once more after a kept-alive race
+
+    cdef int start(self) except -1
+    cdef int finish(self, int status, str why) except -1
+    cdef int drop(self) except -1
+    cdef bint kept_alive_race(self, UpstreamConnection up)

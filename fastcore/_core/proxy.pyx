@@ -255,6 +255,22 @@ cdef class ProxyLocation(RequestHandler):
         for entry in self.servers.values():
             (<IdlePool>entry[2]).close_all()
 
+    def probe(self, member, bytes request, double timeout, done):
+        """An active health check of member through this location's own
+        upstream path: `request` goes out on a kept-alive connection of the
+        member (or a new one), the answer is read with the response parser,
+        and done(status, reason) is called once: status 0 when there was no
+        valid answer within `timeout`. Returns the probe (abort() ends it
+        without a call)."""
+        cdef HealthProbe probe = HealthProbe.__new__(HealthProbe)
+        probe.location = self
+        probe.member = member
+        probe.request = request
+        probe.done = done
+        probe.timer = self.loop.call_later(timeout, probe.timed_out)
+        probe.start()
+        return probe
+
     # -- RequestHandler ---------------------------------------------------------------
 
     cdef int on_head(self, Connection conn) except -1:
@@ -899,4 +915,116 @@ cdef class ProxyExchange(UpstreamOwner):
         if self.retrying:
             self.retrying = False
             self.location.retrying -= 1
+        return 0
+
+
+cdef class HealthProbe(UpstreamOwner):
+    """One active health check on the data path (ProxyLocation.probe): the
+    same connect, keep-alive pool, timeouts and response parser as a
+    proxied request, so a server passes only if it answers the proxy the
+    way a request would be answered. Not counted as a request of the
+    member, and its failures are the active check's verdict, not passive
+    health's."""
+
+    cdef int start(self) except -1:
+        cdef UpstreamConnection up
+        try:
+            up = self.location.connection_to(self.member)
+        except OSError as e:
+            return self.finish(0, f"connect: {e.strerror or e}")
+        self.up = up
+        self.status = 0
+        up.start_exchange(self)
+        up.parser.request_was_head = False
+        up.send(self.request)
+        up.flush()
+        if self.up is up:
+            up.arm_read()
+        return 0
+
+    cdef int finish(self, int status, str why) except -1:
+        done = self.done
+        if done is None:
+            return 0
+        self.done = None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        done(status, why)
+        return 0
+
+    cdef int drop(self) except -1:
+        cdef UpstreamConnection up = self.up
+        if up is not None:
+            self.up = None
+            up.close()
+        return 0
+
+    def timed_out(self):
+        self.timer = None
+        self.drop()
+        self.finish(0, "timed out")
+
+    def abort(self):
+        self.done = None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        self.drop()
+
+    cdef bint kept_alive_race(self, UpstreamConnection up):
+        """The server closed a kept-alive connection as the probe was sent:
+        nothing was processed, the server did nothing wrong; once more on a
+        new connection."""
+        if self.retried or up.exchanges <= 1 or up.got_bytes:
+            return False
+        self.retried = True
+        return True
+
+    cdef int upstream_ready(self, UpstreamConnection up) except -1:
+        return 0
+
+    cdef int upstream_drained(self, UpstreamConnection up) except -1:
+        return 0
+
+    cdef int upstream_failed(self, UpstreamConnection up, UpFailure failure, str why) except -1:
+        if up is not self.up:
+            return 0
+        self.up = None
+        if failure == UF_RESET and self.kept_alive_race(up) and self.done is not None:
+            return self.start()
+        return self.finish(0, why)
+
+    cdef int upstream_readable(self, UpstreamConnection up) except -1:
+        cdef ResponseParser p = up.parser
+        cdef int ev
+        while self.up is up:
+            try:
+                ev = p.next_event()
+            except ParseError as e:
+                self.drop()
+                return self.finish(0, f"invalid response: {e}")
+            if ev == EV_NEED_DATA:
+                if up.eof:
+                    if p.state == ST_UNTIL_CLOSE:
+                        p.state = ST_END
+                        continue
+                    self.drop()
+                    if self.kept_alive_race(up) and self.done is not None:
+                        return self.start()
+                    return self.finish(0, "the server closed the connection"
+                                       + (" before answering" if not up.got_bytes else " inside a response"))
+                return 0
+            if ev == EV_HEAD:
+                self.status = p.head.status
+            elif ev == EV_END:
+                if self.status < 200:
+                    continue  # an interim response: the final one follows
+                self.up = None
+                if (p.info.flags & FC_RESP_KEEP_ALIVE) and not (p.info.flags & FC_RESP_UNTIL_CLOSE):
+                    up.release()
+                else:
+                    up.close()
+                return self.finish(self.status, f"status {self.status}")
+            # EV_BODY: the body is not the check's business
         return 0

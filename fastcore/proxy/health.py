@@ -24,14 +24,17 @@ member (consecutive passes, consecutive fails) and moves `member.health`:
   pool's slow start (balancer.py). unknown -> passing does not: the member
   was never out.
 
-A probe (`Prober`) is a small HTTP/1.1 client driven by loop callbacks, never
-blocking: non-blocking connect (TCP or unix socket), wait writable, check
-SO_ERROR, send `GET <path> HTTP/1.1` with Host and `Connection: close`, read
-until the status line ends, compare the status with health_status, close.
-One timer of health_timeout covers the whole exchange: a server that accepts
-and then says nothing is as dead as one that refuses. Only the status line
-is read; the body is not our business and closing right after it costs the
-server nothing but a reset.
+A probe goes through the proxy's own data path (ProxyLocation.probe in
+fastcore/_core/proxy.pyx): a kept-alive connection of the member's pool or a
+new one, the same connect, send and read timeouts, the response parsed by the
+same response parser, the connection back in the pool afterwards when the
+answer allows. So a member passes only if it answers a request the way the
+proxy needs it answered: a server whose listener accepts but whose responses
+are malformed fails its check, and a probe also keeps one connection to each
+member warm. One timer of health_timeout covers the whole exchange: a server
+that accepts and then says nothing is as dead as one that refuses. Probes are
+not counted as the member's requests, and their failures move the active
+verdict only, never passive health's max_fails.
 
 Rounds: every next_delay(health_interval) the prober probes each member of
 the pool that has no probe in flight (draining members are skipped, and
@@ -42,15 +45,11 @@ Each worker probes on its own: verdicts are per worker, like HAProxy's
 per-process checks before it shared them; a shared verdict is a later step.
 
 Invariants: at most one probe per member in flight; every probe ends exactly
-once (answer, error or timeout) and then owns no descriptor, watcher or timer.
+once (answer, error or timeout) and then holds no timer, and its connection
+is back in the member's keep-alive pool or closed.
 """
-import errno
 import logging
 import random
-import re
-import socket
-
-from fastcore.proxy.balancer import parse_address
 
 __all__ = ["HealthCheck", "Prober", "next_delay", "JITTER"]
 
@@ -61,15 +60,6 @@ error_log = logging.getLogger("fastcore.error")
 # several intervals within a few rounds, small enough that the interval
 # still means what the operator wrote.
 JITTER = 0.15
-
-# The longest status line we wait for. RFC 9112's status-line is
-# "HTTP/1.1 200 reason" and reasons are short; more than this without a
-# CRLF is not an HTTP server answering.
-MAX_STATUS_LINE = 1024
-
-# RFC 9112 section 4: status-line = HTTP-version SP status-code SP [ reason-phrase ]
-# (the SP before an empty reason is sometimes missing in the wild: allowed)
-STATUS_LINE = re.compile(rb"HTTP/1\.[01] ([1-5][0-9][0-9])(?: [^\r\n]*)?\r\n")
 
 
 def next_delay(interval, random_source=random):
@@ -164,22 +154,26 @@ class HealthCheck:
         host = self.host
         if host is None:
             host = "localhost" if member.address.startswith("unix:") else member.address
-        return (f"GET {self.path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n"
+        return (f"GET {self.path} HTTP/1.1\r\nHost: {host}\r\n"
                 f"User-Agent: fastcore-health-check\r\nAccept: */*\r\n\r\n").encode("ascii")
 
 
 class Prober:
     """Probes every member of `pool` with `check`, on `loop` (a fastcore Loop,
-    or anything with time, add_reader, add_writer, remove_reader,
-    remove_writer and call_later returning an object with cancel()).
-    start() begins the rounds; stop() ends them and aborts probes in flight."""
+    or anything with time() and call_later returning an object with
+    cancel()), through `send(member, request, timeout, done)`: the proxy
+    location's own upstream path (ProxyLocation.probe), which calls
+    done(status, reason) once (status 0: no valid answer) and returns an
+    object with abort(). start() begins the rounds; stop() ends them and
+    aborts the probes in flight."""
 
-    def __init__(self, loop, pool, check, random_source=None):
+    def __init__(self, loop, pool, check, send, random_source=None):
         self.loop = loop
         self.pool = pool
         self.check = check
+        self.send = send
         self.random = random_source or random.Random()
-        self.in_flight = {}  # member address -> Probe
+        self.in_flight = {}  # member address -> the transport's probe
         self.round_timer = None
         self.running = False
 
@@ -208,130 +202,29 @@ class Prober:
         for member in list(self.pool.members):
             if member.state == "draining" or member.address in self.in_flight:
                 continue
-            probe = Probe(self, member)
-            self.in_flight[member.address] = probe
-            probe.start()
+            self._probe(member)
 
-    def _probe_done(self, probe, ok, reason):
-        if self.in_flight.get(probe.member.address) is probe:
-            del self.in_flight[probe.member.address]
+    def _probe(self, member):
+        address = member.address
+        finished = []  # done() may come before send() returns (a refused connect)
+
+        def done(status, reason):
+            finished.append(True)
+            if self.in_flight.get(address) is probe:
+                del self.in_flight[address]
+            self._probe_done(member, status, reason)
+
+        probe = None
+        probe = self.send(member, self.check.request_for(member), self.check.timeout, done)
+        if not finished:
+            self.in_flight[address] = probe
+
+    def _probe_done(self, member, status, reason):
         if not self.running:
             return
-        before = probe.member.health
-        if self.check.record(probe.member, ok, self.loop.time()):
+        ok = status != 0 and self.check.accepts(status)
+        before = member.health
+        if self.check.record(member, ok, self.loop.time()):
             log = error_log.info if ok else error_log.warning
-            log("pool %s: member %s health %s -> %s (%s)", self.pool.name, probe.member.address,
-                before, probe.member.health, reason)
-
-
-class Probe:
-    """One health probe of one member: connect, send, read the status line."""
-
-    def __init__(self, prober, member):
-        self.prober = prober
-        self.loop = prober.loop
-        self.member = member
-        self.sock = None
-        self.fd = -1
-        self.timer = None
-        self.outgoing = b""
-        self.incoming = b""
-        self.finished = False
-
-    def start(self):
-        try:
-            family, address = parse_address(self.member.address)
-            self.sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
-        except (ValueError, OSError) as exc:
-            self._finish(False, f"cannot probe: {exc}")
-            return
-        self.fd = self.sock.fileno()
-        self.outgoing = self.prober.check.request_for(self.member)
-        self.timer = self.loop.call_later(self.prober.check.timeout, self._on_timeout)
-        code = self.sock.connect_ex(address)
-        if code in (0, errno.EINPROGRESS):
-            self.loop.add_writer(self.fd, self._on_connected)
-        else:
-            # loopback and unix sockets refuse at once; a unix listener with a
-            # full backlog answers EAGAIN: both mean "not taking connections"
-            self._finish(False, f"connect: {errno.errorcode.get(code, code)}")
-
-    def _on_connected(self):
-        self.loop.remove_writer(self.fd)
-        code = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        if code:
-            self._finish(False, f"connect: {errno.errorcode.get(code, code)}")
-            return
-        self._send()
-
-    def _send(self):
-        try:
-            sent = self.sock.send(self.outgoing)
-        except BlockingIOError:
-            sent = 0
-        except OSError as exc:
-            self._finish(False, f"send: {exc}")
-            return
-        self.outgoing = self.outgoing[sent:]
-        if self.outgoing:
-            self.loop.add_writer(self.fd, self._on_writable)
-        else:
-            self.loop.add_reader(self.fd, self._on_readable)
-
-    def _on_writable(self):
-        self.loop.remove_writer(self.fd)
-        self._send()
-
-    def _on_readable(self):
-        try:
-            data = self.sock.recv(MAX_STATUS_LINE)
-        except BlockingIOError:
-            return
-        except OSError as exc:
-            self._finish(False, f"read: {exc}")
-            return
-        if not data:
-            self._finish(False, "closed before the status line")
-            return
-        self.incoming += data
-        end = self.incoming.find(b"\r\n")
-        if end < 0:
-            if len(self.incoming) >= MAX_STATUS_LINE:
-                self._finish(False, "no status line")
-            return
-        match = STATUS_LINE.match(self.incoming, 0, end + 2)
-        if match is None:
-            self._finish(False, f"not an HTTP/1.x status line: {self.incoming[:end][:80]!r}")
-            return
-        status = int(match.group(1))
-        self._finish(self.prober.check.accepts(status), f"status {status}")
-
-    def _on_timeout(self):
-        self.timer = None
-        self._finish(False, f"no status line within {self.prober.check.timeout:g}s")
-
-    def abort(self):
-        """Ends the probe without a verdict (the prober is stopping)."""
-        self._release()
-
-    def _finish(self, ok, reason):
-        if self.finished:
-            return
-        self._release()
-        self.prober._probe_done(self, ok, reason)
-
-    def _release(self):
-        """Gives back the timer, the watchers and the socket, once."""
-        if self.finished:
-            return
-        self.finished = True
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        if self.sock is not None:
-            # the watchers are keyed by descriptor number: remove them while
-            # the number is still ours, before close() lets it be reused
-            self.loop.remove_reader(self.fd)
-            self.loop.remove_writer(self.fd)
-            self.sock.close()
-            self.sock = None
+            log("pool %s: member %s health %s -> %s (%s)", self.pool.name, member.address,
+                before, member.health, reason)

@@ -1,5 +1,6 @@
 """Active health checks: the verdict rules in-process, and the prober against
-real servers on a real fastcore Loop (the one test that needs the build)."""
+real servers on a real fastcore Loop, its probes sent through a real
+ProxyLocation's upstream path (the tests that need the build)."""
 import http.server
 import os
 import random
@@ -9,6 +10,7 @@ import threading
 
 import pytest
 
+from fastcore.config import build_config
 from fastcore.proxy import Member, Pool
 from fastcore.proxy.health import JITTER, HealthCheck, Prober, next_delay, parse_status_ranges
 
@@ -80,7 +82,7 @@ def test_health_settings_by_their_names():
 def test_health_request_bytes():
     check = HealthCheck(path="/health")
     assert check.request_for(Member("[::1]:8000")).startswith(
-        b"GET /health HTTP/1.1\r\nHost: [::1]:8000\r\nConnection: close\r\n")
+        b"GET /health HTTP/1.1\r\nHost: [::1]:8000\r\nUser-Agent: fastcore-health-check\r\n")
     assert b"\r\nHost: localhost\r\n" in check.request_for(Member("unix:/run/app.sock"))
     assert check.request_for(Member("10.0.0.1:80")).endswith(b"\r\n\r\n")
 
@@ -158,6 +160,17 @@ def loop():
     return core_loop.Loop()
 
 
+def data_path(loop, pool, *args):
+    """The probes' transport: the `probe` of a real ProxyLocation over pool
+    (settings as `fastcore serve --proxy ... ARGS` would give it)."""
+    from fastcore._core.proxy import ProxyLocation
+    from fastcore._core.router import Router
+    from fastcore.worker import forwarding_trust
+    config = build_config({"proxy": ["/=127.0.0.1:9"], **dict(args)}, environ={})
+    location = ProxyLocation(Router(), loop, "/", pool, config.proxy[0], config, forwarding_trust(config))
+    return location
+
+
 def test_health_prober_against_real_servers(loop, tmp_path):
     healthy = TcpHealthServer(("127.0.0.1", 0), HealthHandler)
     sick = TcpHealthServer(("127.0.0.1", 0), HealthHandler)
@@ -179,7 +192,8 @@ def test_health_prober_against_real_servers(loop, tmp_path):
     member = {name: pool.by_address[address] for name, address in addresses.items()}
     # a generous timeout: the machine may be busy, and only the silent listener should hit it
     check = HealthCheck(path="/health", interval=0.05, timeout=1.0, status="200-299", rise=2, fall=2)
-    prober = Prober(loop, pool, check, random_source=random.Random(1))
+    location = data_path(loop, pool)
+    prober = Prober(loop, pool, check, location.probe, random_source=random.Random(1))
     handles_before = loop.handle_count
     try:
         prober.start()
@@ -190,7 +204,7 @@ def test_health_prober_against_real_servers(loop, tmp_path):
         assert member["refused"].health == "failing"
         assert member["silent"].health == "failing"
         path, host, connection = healthy.seen[0]
-        assert (path, host, connection) == ("/health", addresses["healthy"], "close")
+        assert (path, host, connection) == ("/health", addresses["healthy"], None)  # kept alive
         assert over_unix.seen[0][1] == "localhost"
 
         # the sick one recovers: passing after `rise` probes, slow start begins
@@ -204,6 +218,7 @@ def test_health_prober_against_real_servers(loop, tmp_path):
         assert not member["healthy"].available(loop.time())
     finally:
         prober.stop()
+        location.close_idle()  # the probes' kept-alive connections
         for server in servers:
             server.shutdown()
             server.server_close()
@@ -220,7 +235,8 @@ def test_health_prober_skips_draining_and_picks_up_new_members(loop):
     thread = serve(server, 200)
     address = f"127.0.0.1:{server.server_address[1]}"
     pool = Pool("app", [Member(f"127.0.0.1:{closed_port()}")])
-    prober = Prober(loop, pool, HealthCheck(interval=0.05, timeout=1.0, rise=1, fall=1))
+    location = data_path(loop, pool)
+    prober = Prober(loop, pool, HealthCheck(interval=0.05, timeout=1.0, rise=1, fall=1), location.probe)
     try:
         prober.start()
         assert run_until(loop, lambda: pool.members[0].health == "failing")
@@ -235,6 +251,62 @@ def test_health_prober_skips_draining_and_picks_up_new_members(loop):
         assert gone.health == "unknown"
     finally:
         prober.stop()
+        location.close_idle()
         server.shutdown()
         server.server_close()
+        thread.join(5)
+
+
+class CountingHandler(HealthHandler):
+    def setup(self):
+        super().setup()
+        self.server.connections += 1
+
+
+def test_health_probes_go_through_the_data_path(loop):
+    """The probe is a proxied request in all but name: kept-alive
+    connections are reused from one round to the next, and a server whose
+    status line is fine but whose response is not valid HTTP (a bad
+    Content-Length) fails, as it would fail a proxied request."""
+    kept = TcpHealthServer(("127.0.0.1", 0), CountingHandler)
+    kept.connections = 0
+    thread = serve(kept, 200)
+    malformed = socket.socket()
+    malformed.bind(("127.0.0.1", 0))
+    malformed.listen(8)
+    stop = threading.Event()
+
+    def answer_badly():
+        malformed.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = malformed.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.recv(4096)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: twelve\r\n\r\nhello world!")
+
+    bad_thread = threading.Thread(target=answer_badly, daemon=True)
+    bad_thread.start()
+    good = Member(f"127.0.0.1:{kept.server_address[1]}")
+    bad = Member(f"127.0.0.1:{malformed.getsockname()[1]}")
+    pool = Pool("app", [good, bad])
+    location = data_path(loop, pool)
+    prober = Prober(loop, pool, HealthCheck(interval=0.02, timeout=1.0, rise=1, fall=1), location.probe)
+    try:
+        prober.start()
+        assert run_until(loop, lambda: len(kept.seen) >= 5 and bad.health != "unknown")
+        assert good.health == "passing"
+        assert bad.health == "failing"
+        assert kept.connections == 1, f"{len(kept.seen)} probes took {kept.connections} connections"
+        assert good.requests == 0 and good.failures == 0  # probes are not the member's requests
+    finally:
+        prober.stop()
+        location.close_idle()
+        stop.set()
+        bad_thread.join(5)
+        malformed.close()
+        kept.shutdown()
+        kept.server_close()
         thread.join(5)
