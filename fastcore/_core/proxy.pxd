@@ -54,7 +54,7 @@ cdef class ProxyLocation(RequestHandler):
 
     cdef tuple server_for(self, object member)
     cdef tuple peer(self, Connection conn)
-    cdef UpstreamConnection connection_to(self, object member)
+    cdef UpstreamConnection connection_to(self, object member, bint peek)
     cdef bytes request_head(self, Connection conn, ProxyExchange ex)
     cdef int put_forwarded(self, HeadWriter *w, fc_header_t *fields, size_t count, bint listed,
                            bytes node, fc_span_t host, fc_span_t proto) except -1
@@ -69,6 +69,7 @@ cdef class ProxyExchange(UpstreamOwner):
     cdef list tried                 # members this request went to
     cdef list replay                # what was sent upstream (head + body) while a retry may need it, else None
     cdef size_t replay_size
+    cdef bint may_outgrow_replay    # a body that may not fit REPLAY_MAX: peek at a kept-alive connection first
     cdef bint idempotent
     cdef bint chunked_up            # the request body is re-chunked to the upstream
     cdef bint body_started          # some request body has been read from the client

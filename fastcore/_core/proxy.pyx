@@ -235,11 +235,11 @@ cdef class ProxyLocation(RequestHandler):
             self.servers[member.address] = entry
         return entry
 
-    cdef UpstreamConnection connection_to(self, object member):
+    cdef UpstreamConnection connection_to(self, object member, bint peek):
         """A kept-alive connection to member, or a new one (connecting)."""
         cdef tuple entry = self.server_for(member)
         cdef IdlePool idle = <IdlePool>entry[2]
-        cdef UpstreamConnection up = idle.take()
+        cdef UpstreamConnection up = idle.take(peek)
         if up is not None:
             return up
         return connect_to(self.loop, entry[0], entry[1], idle, self.timeouts, self.parser_limits, self.read_size,
@@ -306,6 +306,10 @@ cdef class ProxyLocation(RequestHandler):
         ex.head = head
         ex.replay = [head]
         ex.replay_size = len(head)
+        # a body that may not fit the replay buffer: such a request could
+        # not go again after a kept-alive connection's race, so it peeks
+        ex.may_outgrow_replay = ex.chunked_up or (flags & FC_REQ_HAS_LENGTH and
+                                                  p.info.content_length + ex.replay_size > REPLAY_MAX)
         if ex.member is None:
             ex.replay = None
             return self.fail(conn, 503, "no server of this location is available")
@@ -557,7 +561,10 @@ cdef class ProxyExchange(UpstreamOwner):
         cdef bytes part
         self.tried.append(self.member)
         try:
-            up = loc.connection_to(self.member)
+            # a request that can go again (the usual: no body, or a small one)
+            # survives a kept-alive connection the server has just closed
+            # (retried); only one that could not is worth the peek's syscall
+            up = loc.connection_to(self.member, self.replay is None or self.may_outgrow_replay)
         except OSError as e:
             self.member.failures += 1
             self.member.note_failure(self.conn.loop.now)
@@ -690,11 +697,15 @@ cdef class ProxyExchange(UpstreamOwner):
             return self.tunnel_from_upstream()
         while self.up is up:
             if conn.out.pending >= high_water:
-                # the client is slower than the server: stop reading it until
-                # the client's queue drains (on_writable)
-                up.pause_reading()
-                conn.wait_writable()
-                return 0
+                conn.flush()  # what this batch queued
+                if self.up is not up:
+                    return 0  # the client went away
+                if conn.out.pending >= high_water:
+                    # the client is slower than the server: stop reading it
+                    # until the client's queue drains (on_writable)
+                    up.pause_reading()
+                    conn.wait_writable()
+                    return 0
             try:
                 ev = p.next_event()
             except ParseError as e:
@@ -718,16 +729,21 @@ cdef class ProxyExchange(UpstreamOwner):
                     return self.after_failure(UF_RESET, "the server closed the connection"
                                               + (" before answering" if not up.got_bytes else " inside a response"),
                                               race)
+                conn.flush()  # what this read gave goes out now; the rest follows as it comes
                 return 0
             if ev == EV_HEAD:
                 self.response_head()
             elif ev == EV_BODY:
                 if self.chunked_down:
                     conn.send(b"%x\r\n" % p.body_len)
-                    conn.send_span(p.body_at, p.body_len)
+                    conn.send(PyBytes_FromStringAndSize(p.body_at, p.body_len))
                     conn.send(b"\r\n")
+                elif conn.out.pending:
+                    # queued behind the head (or earlier body): all of it
+                    # leaves in one writev, at the flush below or the end
+                    conn.send(PyBytes_FromStringAndSize(p.body_at, p.body_len))
                 else:
-                    conn.send_span(p.body_at, p.body_len)
+                    conn.send_span(p.body_at, p.body_len)  # straight from the parser's buffer
                 self.sent += p.body_len
             elif ev == EV_END:
                 if self.status == 101 and self.upgrade is not None:
@@ -929,7 +945,7 @@ cdef class HealthProbe(UpstreamOwner):
     cdef int start(self) except -1:
         cdef UpstreamConnection up
         try:
-            up = self.location.connection_to(self.member)
+            up = self.location.connection_to(self.member, False)  # a race is retried
         except OSError as e:
             return self.finish(0, f"connect: {e.strerror or e}")
         self.up = up

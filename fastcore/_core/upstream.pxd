@@ -46,7 +46,7 @@ cdef class IdlePool:
     cdef readonly unsigned long long opened    # connections opened to this server
     cdef readonly unsigned long long reused    # exchanges carried by a kept connection
 
-    cdef UpstreamConnection take(self)
+    cdef UpstreamConnection take(self, bint peek)
     cdef int put(self, UpstreamConnection up) except -1
     cdef int forget(self, UpstreamConnection up) except -1
 

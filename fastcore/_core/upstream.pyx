@@ -73,13 +73,17 @@ cdef class IdlePool:
         self.idle = []
         self.limit = limit
 
-    cdef UpstreamConnection take(self):
+    cdef UpstreamConnection take(self, bint peek):
         """The most recently used idle connection that is still clean, or None.
 
-        A peek first: bytes (or the end) waiting on an idle connection that
-        the loop has not reported yet (the server closed it, or sent more
-        than the last response said) would be read as this exchange's
-        response; such a connection is closed and the next one tried."""
+        With peek, a look first: the end (or bytes) waiting on an idle
+        connection that the loop has not reported yet (the server closed it
+        while this batch of events was being handled) would fail this
+        exchange; such a connection is closed and the next one tried. Worth
+        its syscall only for a request that could not be sent again: any
+        other is retried after that race at no cost to the client. An idle
+        connection the server wrote to or closed before this batch was seen
+        by the loop already, and closed."""
         cdef UpstreamConnection up
         cdef char probe
         cdef ssize_t n
@@ -87,10 +91,11 @@ cdef class IdlePool:
             up = <UpstreamConnection>self.idle.pop()
             if up.state != U_IDLE:
                 continue
-            n = recv(up.fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT)
-            if n >= 0 or (errno != EAGAIN and errno != EINTR):
-                up.close()
-                continue
+            if peek:
+                n = recv(up.fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT)
+                if n >= 0 or (errno != EAGAIN and errno != EINTR):
+                    up.close()
+                    continue
             up.disarm()
             self.reused += 1
             return up
