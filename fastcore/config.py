@@ -1165,8 +1165,9 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("access_log", "logging", ("--access-log",), parse_log_target, None,
             "Access log: '-' for stdout, or a file path; off when unset.",
             metavar="PATH", annotation=Optional[str]),
-    Setting("access_log_format", "logging", ("--access-log-format",), choice("combined", "json"), "combined",
-            "Access log line format: combined or json.",
+    Setting("access_log_format", "logging", ("--access-log-format",), choice("combined", "combined_id", "json"), "combined",
+            "Access log line format: combined, combined_id (combined with the request id as a last quoted field) "
+            "or json.",
             metavar="FORMAT", annotation=str),
 )
 
