@@ -1088,12 +1088,6 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("resolver", "proxy", ("--resolver",), parse_resolver, None,
             "HOST:PORT of the DNS server that resolves servers given by name; the system's when unset.",
             metavar="HOST:PORT", annotation=Optional[str]),
-    # wsgi
-    Setting("middleware", "wsgi", ("--middleware",), parse_middleware, [],
-            "WSGI middleware around the application, first listed outermost: package.module:Factory, called "
-            "with the application; options as Factory(option=value) or, in the config file, an inline table "
-            "{factory = ..., option = value}. Shipped: fastcore.middleware:RequestID, :Compress, :ProxyFix.",
-            metavar="FACTORY", kind="list", annotation=Tuple[MiddlewareEntry, ...]),
     # limits
     Setting("max_request_line", "limits", ("--max-request-line",), size(1), 8190,
             "Longest request line (method, target, version); longer gets 414.",
@@ -1154,6 +1148,12 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("graceful_timeout", "timeouts", ("--graceful-timeout",), parse_duration, 30,
             "Time given to in-flight requests on stop or reload before workers are killed.",
             metavar="SECONDS", annotation=float),
+    # wsgi
+    Setting("middleware", "wsgi", ("--middleware",), parse_middleware, [],
+            "WSGI middleware around the application, first listed outermost: package.module:Factory, called "
+            "with the application; options as Factory(option=value) or, in the config file, an inline table "
+            "{factory = ..., option = value}. Shipped: fastcore.middleware:RequestID, :Compress, :ProxyFix.",
+            metavar="FACTORY", kind="list", annotation=Tuple[MiddlewareEntry, ...]),
     # logging
     Setting("log_level", "logging", ("--log-level",),
             choice("debug", "info", "warning", "error", "critical"), "info",
