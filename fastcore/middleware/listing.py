@@ -149,8 +149,7 @@ def core_layers(config) -> List[Layer]:
                     if hasattr(config, name)}
         note = ""
         if stage == "real-ip":
-            note = ("REMOTE_ADDR is the peer; the forwarding fields of forwarded_allow_ips peers are trusted "
-                    "(passed on by the proxy, read by RequestID and ProxyFix)")
+            note = "REMOTE_ADDR is the peer; X-Forwarded-* and X-Request-ID trusted from these peers only"
         elif stage == "limits" and not settings:
             note = "no per-client limit configured"
         layers.append(Layer("core", stage, settings, note))
