@@ -266,8 +266,9 @@ def _starlette_layers(app: Any) -> List[Layer]:
         entry = next((item for item in declared if item.cls is cls), None)
         if entry is not None:
             declared.remove(entry)
-            options = {f"arg{index}": value for index, value in enumerate(entry.args)}
-            options.update(entry.kwargs)
+            # Middleware(cls, *args, **kwargs); before Starlette 0.35, Middleware(cls, **options)
+            options = {f"arg{index}": value for index, value in enumerate(getattr(entry, "args", ()))}
+            options.update(getattr(entry, "kwargs", None) or getattr(entry, "options", {}))
             dispatch = options.pop("dispatch", None)
             name = _dotted(cls) if dispatch is None else f"{_dotted(cls)} dispatch={_dotted(dispatch)}"
             layers.append(Layer(kind, name, options, "added"))
