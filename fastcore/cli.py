@@ -3,6 +3,7 @@
     fastcore --version
     fastcore serve [APP] [settings]     run the server; with no APP, serve files
     fastcore check [APP] [settings]     validate the settings, import the app
+    fastcore middlewares [APP] [--json] list the layers a request passes
     fastcore settings                   print the table of settings (Markdown)
 
 Exit status: 0 on success; 2 with one line ``fastcore: error: ...`` on
@@ -22,6 +23,7 @@ from typing import List, NoReturn, Optional, Sequence
 from fastcore import __version__
 from fastcore.appload import AppLoadError, check_module_exists, load_app, parse_app_spec
 from fastcore.config import ConfigError, add_setting_arguments, build_config, settings_from_namespace, settings_markdown
+from fastcore.middleware.chain import MiddlewareError, resolve_layers, wrap_application
 
 __all__ = ["build_parser", "main"]
 
@@ -53,6 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=summary, description=summary, allow_abbrev=False)
         command.add_argument("app", nargs="?", metavar="APP", help=app_help)
         add_setting_arguments(command)
+    summary = "list every layer a request passes, from the socket to the view, in execution order"
+    listing = commands.add_parser("middlewares", help=summary, description=summary, allow_abbrev=False)
+    listing.add_argument("app", nargs="?", metavar="APP", help=app_help)
+    listing.add_argument("--json", action="store_true", help="print the layers as a JSON list")
+    add_setting_arguments(listing)
     parser.set_defaults(_commands=commands.choices)
     commands.add_parser("settings", help="print the table of settings as Markdown",
                         description="print the table of settings as Markdown", allow_abbrev=False)
@@ -94,10 +101,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         sys.stderr.write(_error_line(str(error)))
         return EXIT_USAGE
 
+    if args.command == "middlewares":
+        from fastcore.middleware.listing import print_layers
+        return print_layers(args.app, config, as_json=args.json)
+
     if args.command == "check":
         try:
-            _load(args.app, config.chdir)
-        except AppLoadError as error:
+            app = _load(args.app, config.chdir)
+            if app is not None:
+                wrap_application(app, config.middleware, config)
+            else:
+                resolve_layers(config.middleware, config)
+        except (AppLoadError, MiddlewareError) as error:
             sys.stderr.write(_error_line(str(error)))
             return EXIT_FAILURE
         except Exception:
@@ -122,6 +137,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         except AppLoadError as error:
             sys.stderr.write(_error_line(str(error)))
             return EXIT_FAILURE
+    elif config.middleware:
+        sys.stderr.write(_error_line(f"middleware {config.middleware[0]}: the middleware wraps the WSGI "
+                                     f"application, and none is given (static files and proxied responses do not "
+                                     f"pass through it)"))
+        return EXIT_USAGE
     if config.chdir is not None:
         os.chdir(config.chdir)
     # Imported here: the server pulls in the compiled core, which --version,

@@ -42,6 +42,7 @@ __all__ = [
     "SETTINGS_BY_NAME",
     "Setting",
     "StaticLocation",
+    "MiddlewareEntry",
     "ProxyLocation",
     "UpstreamServer",
     "add_setting_arguments",
@@ -50,6 +51,7 @@ __all__ = [
     "parse_address",
     "parse_bool",
     "parse_duration",
+    "parse_middleware",
     "parse_size",
     "read_config_file",
     "settings_markdown",
@@ -658,6 +660,92 @@ def parse_resolver(value: Any) -> Optional[str]:
     raise _Invalid("HOST:PORT of a DNS server (an IP address), or empty for the system's", value)
 
 
+@dataclasses.dataclass(frozen=True)
+class MiddlewareEntry:
+    """One entry of ``middleware``: the factory ``package.module:Factory``,
+    called with the application and ``options`` as keyword arguments."""
+
+    factory: str
+    options: Tuple[Tuple[str, Any], ...] = ()
+
+    @property
+    def kwargs(self) -> Dict[str, Any]:
+        return dict(self.options)
+
+    def __str__(self) -> str:
+        if not self.options:
+            return self.factory
+        return f"{self.factory}({', '.join(f'{key}={value!r}' for key, value in self.options)})"
+
+
+_FACTORY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:"
+                         r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
+_MIDDLEWARE_EXPECTED = "'package.module:Factory', 'package.module:Factory(option=value, ...)' or an inline table " \
+                       "{factory = 'package.module:Factory', option = value, ...}"
+
+
+def _middleware_entry(item: Any) -> MiddlewareEntry:
+    import ast
+
+    if isinstance(item, dict):
+        factory = item.get("factory")
+        if not isinstance(factory, str) or not _FACTORY_RE.match(factory.strip()):
+            raise _Invalid("an inline table whose 'factory' is 'package.module:Factory'", item)
+        options = tuple((key, value) for key, value in item.items() if key != "factory")
+        for key, _ in options:
+            if not key.isidentifier():
+                raise _Invalid(f"middleware {factory}: option names that are Python identifiers", key)
+        return MiddlewareEntry(factory.strip(), options)
+    if not isinstance(item, str):
+        raise _Invalid(_MIDDLEWARE_EXPECTED, item)
+    text = item.strip()
+    path, paren, call = text.partition("(")
+    if not _FACTORY_RE.match(path.strip()):
+        raise _Invalid(_MIDDLEWARE_EXPECTED, item)
+    if not paren:
+        return MiddlewareEntry(path.strip())
+    try:
+        tree = ast.parse("f(" + call, mode="eval").body
+        if not isinstance(tree, ast.Call) or tree.args or any(k.arg is None for k in tree.keywords):
+            raise ValueError
+        options = tuple((keyword.arg, ast.literal_eval(keyword.value)) for keyword in tree.keywords)
+    except (SyntaxError, ValueError):
+        raise _Invalid("options as keywords with literal values, as in package.module:Factory(level=5)",
+                       item) from None
+    return MiddlewareEntry(path.strip(), options)
+
+
+def _split_top_level(text: str) -> List[str]:
+    """Entries of the environment variable: separated by whitespace or commas
+    outside parentheses (an entry's options may hold either)."""
+    entries, depth, current = [], 0, ""
+    for char in text:
+        depth += char == "("
+        depth -= char == ")"
+        if depth == 0 and (char.isspace() or char == ","):
+            if current:
+                entries.append(current)
+            current = ""
+        else:
+            current += char
+    if current:
+        entries.append(current)
+    return entries
+
+
+def parse_middleware(value: Any) -> Tuple[MiddlewareEntry, ...]:
+    """WSGI middleware from repeated ``--middleware``, a whitespace-separated
+    string (environment) or a TOML list of strings and inline tables; the
+    first entry is the outermost layer."""
+    if isinstance(value, str):
+        items: List[Any] = _split_top_level(value)
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        raise _Invalid("a list of " + _MIDDLEWARE_EXPECTED, value)
+    return tuple(_middleware_entry(item) for item in items)
+
+
 class Address(NamedTuple):
     """One parsed ``bind`` entry. ``family`` is ``"inet"``, ``"inet6"`` or ``"unix"``."""
 
@@ -1072,6 +1160,12 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("graceful_timeout", "timeouts", ("--graceful-timeout",), parse_duration, 30,
             "Time given to in-flight requests on stop or reload before workers are killed.",
             metavar="SECONDS", annotation=float),
+    # wsgi
+    Setting("middleware", "wsgi", ("--middleware",), parse_middleware, [],
+            "WSGI middleware around the application, first listed outermost: package.module:Factory, called "
+            "with the application; options as Factory(option=value) or, in the config file, an inline table "
+            "{factory = ..., option = value}. Shipped: fastcore.middleware:RequestID, :Compress, :ProxyFix.",
+            metavar="FACTORY", kind="list", annotation=Tuple[MiddlewareEntry, ...]),
     # logging
     Setting("log_level", "logging", ("--log-level",),
             choice("debug", "info", "warning", "error", "critical"), "info",
@@ -1083,8 +1177,9 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("access_log", "logging", ("--access-log",), parse_log_target, None,
             "Access log: '-' for stdout, or a file path; off when unset.",
             metavar="PATH", annotation=Optional[str]),
-    Setting("access_log_format", "logging", ("--access-log-format",), choice("combined", "json"), "combined",
-            "Access log line format: combined or json.",
+    Setting("access_log_format", "logging", ("--access-log-format",), choice("combined", "combined_id", "json"), "combined",
+            "Access log line format: combined, combined_id (combined with the request id as a last quoted field) "
+            "or json.",
             metavar="FORMAT", annotation=str),
 )
 

@@ -31,7 +31,7 @@ import time
 
 __all__ = ["AccessLog", "make_request_id", "FORMATS"]
 
-FORMATS = ("combined", "json")
+FORMATS = ("combined", "combined_id", "json")
 
 error_log = logging.getLogger("fastcore.error")
 
@@ -85,7 +85,8 @@ class AccessLog:
         self.flush_bytes = flush_bytes
         self.flush_interval = flush_interval
         self._clock = clock
-        self._format_line = self._format_combined if fmt == "combined" else self._format_json
+        self._format_line = {"combined": self._format_combined, "combined_id": self._format_combined_id,
+                             "json": self._format_json}[fmt]
         self._buffer = bytearray()
         self._fd = self._open()
         self._last_write = clock()
@@ -187,6 +188,14 @@ class AccessLog:
         return (f'{_escape(remote_addr)} - - [{self._combined_stamp(when)}] '
                 f'"{request_line}" {int(status)} {int(body_bytes or 0)} '
                 f'"{_escape(referer)}" "{_escape(user_agent)}"\n')
+
+    def _format_combined_id(self, remote_addr, method, target, version, status, body_bytes,
+                            duration_us, user_agent, referer, request_id, when):
+        # combined, then the request id as one more quoted field: tools that
+        # read combined lines ignore what follows the user agent
+        line = self._format_combined(remote_addr, method, target, version, status, body_bytes,
+                                     duration_us, user_agent, referer, request_id, when)
+        return f'{line[:-1]} "{_escape(request_id)}"\n'
 
     @staticmethod
     def _format_json(remote_addr, method, target, version, status, body_bytes,

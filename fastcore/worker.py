@@ -15,7 +15,6 @@ The handlers only queue the signal; the loop acts on it between events.
 import collections
 import errno
 import faulthandler
-import ipaddress
 import logging
 import os
 import random
@@ -35,6 +34,7 @@ from fastcore._core.static import Location
 from fastcore._core.stats import SIZE, WorkerStats
 from fastcore.config import StaticLocation, parse_address
 from fastcore.logs import AccessLog, make_request_id
+from fastcore.middleware.trust import trusted_peers
 from fastcore.proxy.balancer import Member, Pool
 from fastcore.proxy.discovery import Discovery
 from fastcore.proxy.health import HealthCheck, Prober
@@ -158,18 +158,32 @@ def report(report_fd, message):
 
 
 def load_application(config, app_spec, report_fd):
-    """The application, or an exit status when it cannot be imported."""
+    """The application inside its middleware chain, or an exit status when
+    it cannot be imported or wrapped. The reason goes to the arbiter on
+    `report_fd`; with none (the arbiter itself, --preload) to stderr."""
     from fastcore.appload import AppLoadError, load_app
+    from fastcore.middleware.chain import MiddlewareError, wrap_application
+
+    def refuse(message):
+        if report_fd is None:
+            print(f"fastcore: error: {message}", file=sys.stderr, flush=True)
+        report(report_fd, message)
+        return APP_LOAD_ERROR
 
     try:
-        return load_app(app_spec, config.chdir)
+        app = load_app(app_spec, config.chdir)
     except AppLoadError as e:
-        report(report_fd, str(e))
-        return APP_LOAD_ERROR
+        return refuse(str(e))
     except Exception as e:  # raised inside the user's module: they need the traceback
         traceback.print_exc()
-        report(report_fd, f"importing {app_spec} raised {type(e).__name__}: {e}")
-        return APP_LOAD_ERROR
+        return refuse(f"importing {app_spec} raised {type(e).__name__}: {e}")
+    try:
+        return wrap_application(app, config.middleware, config)
+    except MiddlewareError as e:
+        return refuse(str(e))
+    except Exception as e:  # raised inside a middleware's own code
+        traceback.print_exc()
+        return refuse(f"middleware raised {type(e).__name__}: {e}")
 
 
 def static_locations(config, has_app):
@@ -185,24 +199,7 @@ def static_locations(config, has_app):
 def forwarding_trust(config):
     """A callable(client ip) -> bool: may the client's forwarding fields be
     passed on (forwarded_allow_ips)? Answers are cached per address."""
-    if "*" in config.forwarded_allow_ips:
-        return lambda ip: True
-    networks = [ipaddress.ip_network(item, strict=False) for item in config.forwarded_allow_ips]
-    cache = {}
-
-    def trusted(ip):
-        answer = cache.get(ip)
-        if answer is None:
-            try:
-                address = ipaddress.ip_address(ip)
-                answer = any(address in network for network in networks)
-            except ValueError:
-                answer = ip == ""  # a unix socket client is local
-            if len(cache) < 4096:
-                cache[ip] = answer
-        return answer
-
-    return trusted
+    return trusted_peers(config.forwarded_allow_ips)
 
 
 def build_proxies(config, router, loop, access_log):

@@ -300,7 +300,10 @@ cdef class Exchange:
             env = self.environ
             log.log(env["REMOTE_ADDR"], env["REQUEST_METHOD"], env["RAW_URI"], env["SERVER_PROTOCOL"],
                     status, body, int(seconds * 1e6), env.get("HTTP_USER_AGENT", ""),
-                    env.get("HTTP_REFERER", ""), env.get("HTTP_X_REQUEST_ID") or self.gateway.new_request_id())
+                    env.get("HTTP_REFERER", ""),
+                    # the id RequestID settled on (a trusted one, or new) when it runs
+                    env.get("fastcore.request_id") or env.get("HTTP_X_REQUEST_ID")
+                    or self.gateway.new_request_id())
         return 0
 
     def start_response(self, status, headers, exc_info=None):

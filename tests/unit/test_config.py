@@ -274,6 +274,7 @@ BAD_VALUES = {
     "static_max_ranges": ["0", "-3", "65"],
     "autoindex_max_entries": ["0", "all"],
     "etag_inode": ["inode"],
+    "middleware": ["module_only", "x:Y(1)", "x:Y(level=open(1))"],
 }
 
 

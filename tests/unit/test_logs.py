@@ -61,6 +61,12 @@ def test_logs_combined_exact_line(tmp_path):
     assert logged(tmp_path) == COMBINED_LINE
 
 
+def test_logs_combined_id_is_combined_then_the_request_id(tmp_path):
+    assert logged(tmp_path, fmt="combined_id") == COMBINED_LINE[:-1] + ' "0123456789abcdef"\n'
+    (tmp_path / "access.log").unlink()
+    assert logged(tmp_path, fmt="combined_id", request_id='x"y\n').endswith(' "x\\"y\\x0A"\n')
+
+
 def test_logs_combined_empty_fields_dash_and_zero_bytes(tmp_path):
     line = logged(tmp_path, status=304, body_bytes=0, user_agent="", referer=None)
     assert line == ('203.0.113.7 - - [24/Nov/2026:10:27:41 +0000] "GET /path?q=1 HTTP/1.1" 304 0 '
@@ -108,7 +114,7 @@ def test_logs_json_hostile_user_agent_round_trips_on_one_line(tmp_path):
 
 
 def test_logs_unknown_format_rejected(tmp_path):
-    with pytest.raises(ValueError, match="combined, json"):
+    with pytest.raises(ValueError, match="combined, combined_id, json"):
         AccessLog(str(tmp_path / "access.log"), fmt="common")
 
 
