@@ -28,6 +28,7 @@ computed; otherwise chunked for HTTP/1.1 and close-delimited for HTTP/1.0.
 HEAD, 1xx, 204 and 304 responses carry no body.
 """
 import io
+import itertools
 import logging
 import os
 import stat
@@ -621,9 +622,18 @@ cdef class Gateway(RequestHandler):
         cdef object result = ex.result
         cdef object chunk
         try:
-            if ex.iterator is None:
+            if ex.iterator is None and not ex.started:
+                # PEP 3333: a generator may call start_response when first
+                # iterated, before it yields its first body bytes
+                ex.iterator = iter(result)
+                chunk = next(ex.iterator, SENTINEL)
                 if not ex.started:
                     raise RuntimeError("the application returned without calling start_response()")
+                if chunk is SENTINEL:
+                    ex.finish()
+                    return 0
+                ex.write_body(chunk)
+            if ex.iterator is None:
                 if type(result) is list and len(<list>result) == 1 and not ex.head_sent and \
                         type(<object>PyList_GET_ITEM(result, 0)) is bytes:
                     # the common case: one body, its length known up front
@@ -716,7 +726,14 @@ cdef class Gateway(RequestHandler):
         """Runs on an application thread: calls the app, returns the iterator."""
         ex.result = self.app(ex.environ, ex.start_response)
         if not ex.started:
-            raise RuntimeError("the application returned without calling start_response()")
+            # PEP 3333: a generator may call start_response when first iterated
+            ex.iterator = iter(ex.result)
+            first = next(ex.iterator, SENTINEL)
+            if not ex.started:
+                raise RuntimeError("the application returned without calling start_response()")
+            if first is not SENTINEL:
+                ex.iterator = itertools.chain((first,), ex.iterator)
+            return ex.iterator
         if type(ex.result) is FileWrapper and ex.result.segment() is not None:
             return None  # sendfile on the loop thread
         ex.iterator = iter(ex.result)

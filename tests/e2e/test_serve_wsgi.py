@@ -59,6 +59,12 @@ def environ_json(environ):
     return json.dumps(keep).encode()
 
 
+def lazy(start_response, parts):
+    # a generator: start_response runs when the server first iterates it
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    yield from parts
+
+
 def app(environ, start_response):
     path = environ["PATH_INFO"]
     method = environ["REQUEST_METHOD"]
@@ -100,6 +106,10 @@ def app(environ, start_response):
         write(b"written one, ")
         write(b"written two, ")
         return [b"returned ", b"three"]
+    if path == "/lazy":
+        return lazy(start_response, [b"started ", b"when ", b"iterated"])
+    if path == "/lazy-empty":
+        return lazy(start_response, [])
     if path == "/closing":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return Closing([b"closing ", b"iterable"], "closing.log")
@@ -346,6 +356,18 @@ def test_write_callable_then_iterable(serve, threads):
     response = server.request("GET", "/write")
     assert response.status == 200
     assert response.body == b"written one, written two, returned three"
+
+
+@THREADS
+def test_start_response_called_when_the_generator_is_first_iterated(serve, threads):
+    """PEP 3333 lets a generator application call start_response on its
+    first iteration (middlewares that wrap the body are written so)."""
+    server = serve(APP, "--threads", str(threads))
+    response = server.request("GET", "/lazy")
+    assert response.status == 200
+    assert response.body == b"started when iterated"
+    response = server.request("GET", "/lazy-empty")
+    assert response.status == 200 and response.body == b""
 
 
 @THREADS
