@@ -272,6 +272,7 @@ BAD_VALUES = {
     "static_max_ranges": ["0", "-3", "65"],
     "autoindex_max_entries": ["0", "all"],
     "etag_inode": ["inode"],
+    "static_allow_app": ["maybe"],
 }
 
 
