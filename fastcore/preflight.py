@@ -79,6 +79,7 @@ def _permits(info: os.stat_result, account: Tuple[int, Tuple[int, ...], str], bi
 def cannot_write(path: str, account: Account) -> Optional[str]:
     """Why `path` cannot be opened to append (created if missing) by
     `account` (None: this process), or None when it can."""
+    path = os.path.abspath(path)
     if os.path.isdir(path):
         return "it is a directory"
     exists = os.path.exists(path)
@@ -89,15 +90,13 @@ def cannot_write(path: str, account: Account) -> Optional[str]:
         if not os.access(target, os.W_OK | (0 if exists else os.X_OK)):
             return "permission denied" if exists else f"cannot create files in {target}"
         return None
-    # every directory on the way must be searchable by the account
-    directory = os.path.dirname(path)
-    while True:
+    # every directory on the way, from the root down, must be searchable by the account
+    directories = [os.path.dirname(path)]
+    while os.path.dirname(directories[-1]) != directories[-1]:
+        directories.append(os.path.dirname(directories[-1]))
+    for directory in reversed(directories):
         if not _permits(os.stat(directory), account, stat.S_IXUSR):
             return f"{account[2]} cannot enter {directory}"
-        parent = os.path.dirname(directory)
-        if parent == directory:
-            break
-        directory = parent
     bits = stat.S_IWUSR if exists else stat.S_IWUSR | stat.S_IXUSR
     if not _permits(os.stat(target), account, bits):
         return (f"{account[2]} may not write it" if exists else

@@ -338,6 +338,7 @@ def run_worker(config, sockets, *, app=None, app_spec=None, stats_buffer=None, e
         return BOOT_ERROR
     server = Server(loop, handler, config)
     server.set_stats(stats)
+    server.access_log = access_log  # requests the server refuses by itself (send_error)
     if proxies:
         watch_pools(loop, proxies, board, channel)
     if threads is not None and multiprocess:
