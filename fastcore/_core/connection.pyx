@@ -736,7 +736,8 @@ cdef class Connection(Stream):
             request = self.handler.refused_request(self)
         method, target, version = request if request is not None else (None, None, None)
         error_log.info("refused %d %s from %s: %s", status,
-                       f"{method} {target} {version}" if request is not None else "(no request head)",
+                       "(no request head)" if request is None else
+                       f"{method} {target if len(target) <= 200 else target[:200] + '...'} {version}",
                        self.peer_host or "unix socket", message)
         log = self.server.access_log
         if log is not None:
