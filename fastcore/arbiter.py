@@ -702,6 +702,7 @@ class Arbiter:
         self.config = config
         self.target = config.workers
         setup_logging(config)
+        hand_over_logs(config)
         self.newest_generation += 1
         self.reload_generation = self.newest_generation
         error_log.info("arbiter: SIGHUP, reloading: starting generation %d", self.reload_generation)

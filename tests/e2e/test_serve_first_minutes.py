@@ -6,10 +6,14 @@ holds the application is refused at start; paths and accounts are checked
 before anything starts. Real processes, real sockets."""
 import json
 import os
+import pwd
+import shutil
 import re
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
@@ -148,3 +152,33 @@ def test_serve_path_in_a_missing_directory_is_one_line(tmp_path, flag):
     assert result.stderr == (f"fastcore: error: setting {flag[2:].replace('-', '_')}: cannot write "
                              f"{str(tmp_path / 'missing' / 'file')!r}: the directory {tmp_path / 'missing'} "
                              f"does not exist\n")
+
+
+def test_reload_with_a_path_in_a_missing_directory_keeps_serving(serve, tmp_path):
+    config = tmp_path / "fastcore.toml"
+    config.write_text(f'access_log = "{tmp_path / "access.log"}"\n')
+    server = serve(APP, "--config", str(config))
+    config.write_text(f'access_log = "{tmp_path / "gone" / "access.log"}"\n')
+    os.kill(server.pid, signal.SIGHUP)
+    server.wait_for_stderr(r"reload: keeping the current configuration: setting access_log: cannot write "
+                           r".*the directory .*gone does not exist")
+    for _ in range(20):  # every worker, old or new, answers
+        assert requests.get(server.url + "/", timeout=10).text == "app "
+    assert "Traceback" not in server.stderr_text()
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="dropping privileges needs the tests to run as root (CI does)")
+def test_serve_log_files_created_by_a_root_arbiter_are_writable_by_its_workers(serve):
+    nobody = pwd.getpwnam("nobody")
+    directory = tempfile.mkdtemp(prefix="fc-logs-", dir="/tmp")
+    try:
+        os.chmod(directory, 0o777)
+        error_log, access_log = os.path.join(directory, "error.log"), os.path.join(directory, "access.log")
+        server = serve(APP, "--preload", "--user", "nobody", "--group", str(nobody.pw_gid),
+                       "--error-log", error_log, "--access-log", access_log)
+        assert requests.get(server.url + "/x", timeout=10).text == "app "
+        assert server.stop() == 0
+        assert os.stat(error_log).st_uid == nobody.pw_uid
+        assert '"GET /x HTTP/1.1" 200' in open(access_log).read()
+    finally:
+        shutil.rmtree(directory)
