@@ -127,6 +127,17 @@ def _foreign_flags(argv: List[str]) -> Optional[str]:
     return "unrecognized arguments (" + "; ".join(hints) + ")" if hints else None
 
 
+def _is_module(name: str, chdir: Optional[str]) -> bool:
+    """Is `name` a module or a regular package in the application's
+    directory (a directory without __init__.py is only a namespace)?"""
+    from importlib.machinery import PathFinder
+
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        return False
+    spec = PathFinder.find_spec(name, [os.path.abspath(chdir or os.getcwd())])
+    return spec is not None and spec.origin is not None
+
+
 def _positional_hint(token: str, chdir: Optional[str]) -> Optional[str]:
     """What a positional argument that is no application was meant to be:
     a port or an address (--bind), a directory to serve (--static), a
@@ -138,7 +149,7 @@ def _positional_hint(token: str, chdir: Optional[str]) -> Optional[str]:
         address = _bind_address(match.group(1).strip("[]") or None, match.group(2))
         return f"{token!r} is not an application; to listen there, use --bind {address}"
     path = os.path.join(chdir or os.getcwd(), token)
-    if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "__init__.py")):
+    if os.path.isdir(path) and not _is_module(token, chdir):
         return (f"{token!r} is a directory, not an application; to serve its files, use "
                 f"--static /={token}")
     if token.endswith(".py") and os.path.isfile(path):

@@ -76,6 +76,11 @@ def test_cli_a_package_directory_is_still_an_application(tmp_path):
     (tmp_path / "mysite" / "__init__.py").write_text(APP)
     result = run_fastcore(tmp_path, "check", "mysite")
     assert (result.returncode, result.stdout) == (0, "fastcore: configuration ok\n"), result.stderr
+    # a module wins over a directory of the same name, as it does for import
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app.py").write_text(APP)
+    result = run_fastcore(tmp_path, "check", "app")
+    assert (result.returncode, result.stdout) == (0, "fastcore: configuration ok\n"), result.stderr
 
 
 # -- start-up checks (fastcore.preflight) ---------------------------------------------
