@@ -86,6 +86,14 @@ _FOREIGN_FLAGS = {
     "--app-dir": "--chdir",
     "--proxy-headers": "--forwarded-allow-ips",
 }
+# Flags of other servers with no flag of the same meaning here: what to do instead.
+_FOREIGN_ADVICE = {
+    "--factory": "name the factory call as the application, MODULE:create_app()",
+    "--worker-class": "one kind of worker here; where the application runs is --threads N|auto",
+    "-k": "one kind of worker here; where the application runs is --threads N|auto",
+    "--daemon": "fastcore stays in the foreground: run it under systemd (socket activation is honoured)",
+    "-D": "fastcore stays in the foreground: run it under systemd (socket activation is honoured)",
+}
 _HOST_FLAGS = ("--host",)
 _PORT_FLAGS = ("--port", "-p")  # gunicorn's -p is its pid file: told apart by the value
 _PORT_TEXT = re.compile(r"[0-9]{1,5}\Z")
@@ -121,6 +129,8 @@ def _foreign_flags(argv: List[str]) -> Optional[str]:
             hints.append(f"--uds: use --bind unix:{value or 'PATH'}")
         elif name in _FOREIGN_FLAGS:
             hints.append(f"{name}: use {_FOREIGN_FLAGS[name]}")
+        elif name in _FOREIGN_ADVICE:
+            hints.append(f"{name}: {_FOREIGN_ADVICE[name]}")
     if used:
         hints.insert(0, f"{' and '.join(used)}: fastcore listens where --bind says; use --bind "
                         f"{_bind_address(host, port)}")

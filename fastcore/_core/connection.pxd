@@ -32,6 +32,8 @@ cdef class RequestHandler:
     cdef int on_writable(self, Connection conn) except -1
     cdef int on_close(self, Connection conn) except -1
     cdef int on_tunnel_data(self, Connection conn, const char *at, size_t n) except -1
+    # (method, target, version) of the current request, for the log of a
+    # refusal once the head's spans are gone; None when the handler keeps none
     cdef tuple refused_request(self, Connection conn)
 
 

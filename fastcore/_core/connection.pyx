@@ -26,6 +26,10 @@ A Connection moves through these states (connection.pxd):
 - Idle keep-alive connections hold no read buffer.
 - Every path to the end goes through close(), which tells the handler (so
   the response iterable's close() runs) and closes the descriptor once.
+- A request the server refuses by itself (a bad or slow head or body, a
+  handler's refusal, the server's own failure) ends in send_error, the one
+  place that accounts it: stats, an access log line, its reason in the
+  error log. Nothing of this runs for a request that is answered.
 """
 import logging
 import os

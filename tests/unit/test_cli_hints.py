@@ -47,6 +47,8 @@ def error_lines(result, status=2):
     (("--error-logfile", "e.log"), "use --error-log"),
     (("--pidfile", "app.pid"), "use --pid"),
     (("--keep-alive", "5"), "use --keepalive-timeout"),
+    (("--factory",), "MODULE:create_app()"),
+    (("-k", "gthread"), "--threads N|auto"),
 ])
 def test_cli_other_servers_flags_are_told_what_to_write(tmp_path, args, hint):
     for command in ("serve", "check"):
