@@ -257,6 +257,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             args._commands[args.command].error(hint)
 
     if args.command == "check":
+        # the machine's checks first: they run none of the user's code
+        if config.chdir is not None:
+            os.chdir(config.chdir)
+        if _report_problems(config, args.app):
+            return EXIT_USAGE
         try:
             _load(args.app, config.chdir)
         except AppLoadError as error:
@@ -266,8 +271,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             # Raised by the user's own code: the traceback is the useful part.
             traceback.print_exc()
             return EXIT_FAILURE
-        if _report_problems(config, args.app):
-            return EXIT_USAGE
         sys.stdout.write("fastcore: configuration ok\n")
         return EXIT_OK
 
