@@ -29,8 +29,21 @@ def app(environ, start_response):
 """
 
 
-def clean_env():
-    return {key: value for key, value in os.environ.items() if not key.startswith("FASTCORE_")}
+def serve_expecting_exit(tmp_path, *args):
+    """`fastcore serve ARGS` that must exit by itself: (status, stderr). If it
+    serves instead (a regression), its process group is killed, orphaned
+    workers included, and the test fails."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("FASTCORE_")}
+    proc = subprocess.Popen([sys.executable, "-m", "fastcore", "serve", *args], cwd=tmp_path, env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        _, stderr = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise AssertionError(f"fastcore serve {' '.join(args)} kept running") from None
+    return proc.returncode, stderr
 
 
 def test_serve_current_directory_lists_it_and_says_so(tmp_path, serve_files):
@@ -129,12 +142,10 @@ def test_serve_refused_requests_reach_the_access_log(serve, tmp_path, fmt):
 
 def test_serve_refuses_a_static_root_holding_the_application(tmp_path):
     (tmp_path / "app.py").write_text(APP)
-    result = subprocess.run([sys.executable, "-m", "fastcore", "serve", "app:app", "--bind", "127.0.0.1:0",
-                             "--static", "/=."], cwd=tmp_path, env=clean_env(), capture_output=True, text=True,
-                            timeout=60)
-    assert result.returncode == 2
-    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
-    assert f"would serve the application's own source {tmp_path / 'app.py'}" in result.stderr
+    status, stderr = serve_expecting_exit(tmp_path, "app:app", "--bind", "127.0.0.1:0", "--static", "/=.")
+    assert status == 2
+    assert stderr.count("\n") == 1 and "Traceback" not in stderr
+    assert f"would serve the application's own source {tmp_path / 'app.py'}" in stderr
 
 
 def test_serve_static_root_holding_the_application_when_allowed(serve):
@@ -145,11 +156,10 @@ def test_serve_static_root_holding_the_application_when_allowed(serve):
 @pytest.mark.parametrize("flag", ["--error-log", "--pid", "--access-log"])
 def test_serve_path_in_a_missing_directory_is_one_line(tmp_path, flag):
     (tmp_path / "app.py").write_text(APP)
-    result = subprocess.run([sys.executable, "-m", "fastcore", "serve", "app:app", "--bind", "127.0.0.1:0",
-                             flag, str(tmp_path / "missing" / "file")], cwd=tmp_path, env=clean_env(),
-                            capture_output=True, text=True, timeout=60)
-    assert result.returncode == 2, result
-    assert result.stderr == (f"fastcore: error: setting {flag[2:].replace('-', '_')}: cannot write "
+    status, stderr = serve_expecting_exit(tmp_path, "app:app", "--bind", "127.0.0.1:0", flag,
+                                          str(tmp_path / "missing" / "file"))
+    assert status == 2, stderr
+    assert stderr == (f"fastcore: error: setting {flag[2:].replace('-', '_')}: cannot write "
                              f"{str(tmp_path / 'missing' / 'file')!r}: the directory {tmp_path / 'missing'} "
                              f"does not exist\n")
 

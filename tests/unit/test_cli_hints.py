@@ -7,6 +7,7 @@ temporary directory and reads its one-line errors."""
 import os
 import pwd
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -17,10 +18,20 @@ APP = "def app(environ, start_response):\n    start_response('200 OK', [])\n    
 
 
 def run_fastcore(tmp_path, *args, **env):
+    """Runs the command to its end; one that serves instead (a regression)
+    is killed with its process group, workers included, and fails the test."""
     clean = {key: value for key, value in os.environ.items() if not key.startswith("FASTCORE_")}
     clean.update(env)
-    return subprocess.run([sys.executable, "-m", "fastcore", *args], cwd=tmp_path, env=clean,
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.Popen([sys.executable, "-m", "fastcore", *args], cwd=tmp_path, env=clean,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise AssertionError(f"fastcore {' '.join(args)} kept running") from None
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
 def error_lines(result, status=2):
