@@ -34,7 +34,7 @@ import sys
 import time
 import traceback
 
-from fastcore import stats_layout
+from fastcore import preflight, stats_layout
 from fastcore.proxy import control
 from fastcore.config import ConfigError, build_config, parse_address
 from fastcore.worker import (APP_LOAD_ERROR, BOOT_ERROR, BindError, bind_socket, describe, run_worker, static_locations,
@@ -107,6 +107,25 @@ def drop_privileges(user, group):
             os.setgid(pwd.getpwuid(uid).pw_gid)
             os.setgroups([])
         os.setuid(uid)
+
+
+def hand_over_logs(config):
+    """A root arbiter that drops its workers to user/group: the log files
+    they append to are theirs (the arbiter has just created the error log
+    as root, and a worker could not open it again)."""
+    account = preflight.worker_account(config, [])
+    if account is None:
+        return
+    uid, gids, _ = account
+    for path in (config.error_log, config.access_log):
+        if path in (None, "-"):
+            continue
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640))
+            if preflight.cannot_write(path, account) is not None:  # created here, as root
+                os.chown(path, uid, gids[0] if gids else -1)
+        except OSError as e:
+            error_log.warning("cannot hand %s over to the workers' account: %s", path, e)
 
 
 class Arbiter:
@@ -299,8 +318,14 @@ class Arbiter:
             if isinstance(self.app, int):
                 return 1
         if self.config.pid:
-            with open(self.config.pid, "w") as f:
-                f.write(f"{os.getpid()}\n")
+            try:
+                with open(self.config.pid, "w") as f:
+                    f.write(f"{os.getpid()}\n")
+            except OSError as e:  # checked by fastcore.preflight; this is a race with the disk
+                print(f"fastcore: error: setting pid: cannot write {self.config.pid!r}: {e.strerror or e}",
+                      file=sys.stderr, flush=True)
+                return 2
+        hand_over_logs(self.config)
         self.loop = Loop()
         try:
             admin_url = self.start_admin() if self.config.admin else None
@@ -333,7 +358,8 @@ class Arbiter:
         for url in self.bound:
             print(f"fastcore: listening on {url} (pid {os.getpid()})", file=sys.stderr, flush=True)
         for location in static_locations(self.config, self.app_spec is not None):
-            print(f"fastcore: serving {location.root} at {location.prefix} (pid {os.getpid()})",
+            listing = ", directories listed" if location.autoindex else ""
+            print(f"fastcore: serving {location.root} at {location.prefix}{listing} (pid {os.getpid()})",
                   file=sys.stderr, flush=True)
         for location in self.config.proxy:
             print(f"fastcore: proxying {location.prefix} to {', '.join(s.address for s in location.servers)} "
@@ -659,6 +685,10 @@ class Arbiter:
         except ConfigError as e:
             error_log.error("reload: the configuration is invalid, keeping the current one: %s", e)
             return
+        found = preflight.problems(config, self.app_spec)
+        if found:
+            error_log.error("reload: keeping the current configuration: %s", "; ".join(found))
+            return
         if config.bind != self.config.bind or config.reuse_port != self.config.reuse_port:
             error_log.warning("reload: bind and reuse_port changes need a restart; keeping the current sockets")
             config = dataclasses.replace(config, bind=self.config.bind, reuse_port=self.config.reuse_port)
@@ -672,6 +702,7 @@ class Arbiter:
         self.config = config
         self.target = config.workers
         setup_logging(config)
+        hand_over_logs(config)
         self.newest_generation += 1
         self.reload_generation = self.newest_generation
         error_log.info("arbiter: SIGHUP, reloading: starting generation %d", self.reload_generation)

@@ -953,9 +953,10 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("index", "static", ("--index",), parse_index_name, "index.html",
             "File served for a request naming a directory (per location in [[static]]).",
             metavar="NAME", annotation=str),
-    Setting("autoindex", "static", ("--autoindex", "--no-autoindex"), parse_bool, False,
-            "List a directory that has no index file as an HTML page (per location).",
-            kind="flag", annotation=bool),
+    Setting("autoindex", "static", ("--autoindex", "--no-autoindex"), parse_bool, None,
+            "List a directory that has no index file as an HTML page (per location). Unset: on when "
+            "fastcore serve serves the current directory by itself (no application, no location), else off.",
+            kind="flag", annotation=Optional[bool]),
     Setting("max_age", "static", ("--max-age",), parse_max_age, None,
             "Cache-Control max-age of static files, in seconds (10m, 12h, 365d also work); no Cache-Control "
             "header when unset (per location).",
@@ -1000,6 +1001,10 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("autoindex_max_entries", "static", ("--autoindex-max-entries",), integer(1), 10000,
             "Most entries in a directory listing; the rest of a larger directory is left out, and the page says so.",
             metavar="N", annotation=int),
+    Setting("static_allow_app", "static", ("--static-allow-app", "--no-static-allow-app"), parse_bool, False,
+            "Start even when a static root holds the application's own module or package (its source would be "
+            "served as files); without it that is refused at start-up.",
+            kind="flag", annotation=bool),
     # proxy
     Setting("proxy", "proxy", ("--proxy",), parse_proxy, [],
             "Proxy requests: PREFIX=ADDR[,ADDR...] sends requests under PREFIX to these servers (HOST:PORT, "
@@ -1259,9 +1264,23 @@ def _resolve(setting: Setting, raw: Any, origin: str) -> Any:
         ) from None
 
 
-def build_config(cli: Optional[Mapping[str, Any]] = None, environ: Optional[Mapping[str, str]] = None) -> "Config":
+def _source(origin: str, config_path: Optional[str]) -> Tuple[str, str]:
+    """(kind, detail) of an origin as build_config writes it in its errors."""
+    if origin == "default":
+        return "default", ""
+    if origin.startswith(ENV_PREFIX):
+        return "environment", origin
+    if origin.startswith("key "):
+        return "file", str(config_path)
+    return "flag", origin
+
+
+def build_config(cli: Optional[Mapping[str, Any]] = None, environ: Optional[Mapping[str, str]] = None,
+                 sources: Optional[Dict[str, Tuple[str, str]]] = None) -> "Config":
     """Resolve every setting: ``cli`` (setting name → value given on the
     command line) > ``environ`` (default ``os.environ``) > config file > default.
+    ``sources``, when given, is filled with where each value came from:
+    name → (kind, detail), kind one of flag, environment, file, default.
 
     Raises ``ConfigError``."""
     cli = dict(cli or {})
@@ -1288,10 +1307,14 @@ def build_config(cli: Optional[Mapping[str, Any]] = None, environ: Optional[Mapp
     for setting in SETTINGS:
         raw, origin = origins.get(setting.name, (setting.default, "default"))
         values[setting.name] = _resolve(setting, raw, origin)
+        if sources is not None:
+            sources[setting.name] = _source(origin, config_path)
     # a location option left unset takes the top-level setting of its name
+    # (autoindex unset is off for a configured location: only the current
+    # directory served by itself lists by default, see fastcore.worker)
     values["static"] = tuple(
-        dataclasses.replace(location, **{key: values[key] for key in _LOCATION_OPTIONS
-                                         if getattr(location, key) is None})
+        dataclasses.replace(location, **{key: (False if key == "autoindex" and values[key] is None else values[key])
+                                         for key in _LOCATION_OPTIONS if getattr(location, key) is None})
         for location in values["static"])
     values["proxy"] = tuple(
         dataclasses.replace(location, **{key: values[f"proxy_{key}"] for key in _PROXY_OPTIONS

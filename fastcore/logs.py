@@ -106,14 +106,16 @@ class AccessLog:
         return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
 
     def log(self, remote_addr, method, target, version, status, body_bytes, duration_us,
-            user_agent, referer, request_id, when=None):
-        """Buffer one line; write the buffer out if it is full or due."""
+            user_agent, referer, request_id, when=None, reason=None):
+        """Buffer one line; write the buffer out if it is full or due.
+        `reason`: why the server refused the request itself (a json field;
+        the error log has it for every format)."""
         if self._fd is None:
             raise ValueError("access log is closed")
         if when is None:
             when = time.time()
         line = self._format_line(remote_addr, method, target, version, status, body_bytes,
-                                 duration_us, user_agent, referer, request_id, when)
+                                 duration_us, user_agent, referer, request_id, when, reason)
         self._buffer += line.encode("ascii")
         if len(self._buffer) >= self.flush_bytes:
             self.flush()
@@ -182,7 +184,7 @@ class AccessLog:
         return self._cached_stamp
 
     def _format_combined(self, remote_addr, method, target, version, status, body_bytes,
-                         duration_us, user_agent, referer, request_id, when):
+                         duration_us, user_agent, referer, request_id, when, reason=None):
         # a request line may lack parts (HTTP/0.9, a 400 on garbage): keep what came
         request_line = " ".join(_escape(part) for part in (method, target, version) if part) or "-"
         return (f'{_escape(remote_addr)} - - [{self._combined_stamp(when)}] '
@@ -190,7 +192,7 @@ class AccessLog:
                 f'"{_escape(referer)}" "{_escape(user_agent)}"\n')
 
     def _format_combined_id(self, remote_addr, method, target, version, status, body_bytes,
-                            duration_us, user_agent, referer, request_id, when):
+                            duration_us, user_agent, referer, request_id, when, reason=None):
         # combined, then the request id as one more quoted field: tools that
         # read combined lines ignore what follows the user agent
         line = self._format_combined(remote_addr, method, target, version, status, body_bytes,
@@ -199,7 +201,7 @@ class AccessLog:
 
     @staticmethod
     def _format_json(remote_addr, method, target, version, status, body_bytes,
-                     duration_us, user_agent, referer, request_id, when):
+                     duration_us, user_agent, referer, request_id, when, reason=None):
         # round, not truncate: 41.123 is 41.12299999... as a float
         seconds, millis = divmod(int(round(when * 1000)), 1000)
         t = time.gmtime(seconds)
@@ -217,6 +219,8 @@ class AccessLog:
             "user_agent": _text(user_agent),
             "request_id": _text(request_id),
         }
+        if reason is not None:
+            record["reason"] = reason
         # ensure_ascii (the default) keeps the line one line of plain ASCII
         return json.dumps(record, separators=(",", ":")) + "\n"
 

@@ -188,10 +188,12 @@ def load_application(config, app_spec, report_fd):
 
 def static_locations(config, has_app):
     """The static locations to serve: the configured ones; with no
-    application and no location of any kind, the current directory at /."""
+    application and no location of any kind, the current directory at /,
+    listed (as python -m http.server does) unless autoindex says otherwise."""
     if config.static or has_app or config.proxy:
         return config.static
-    return (StaticLocation("/", os.getcwd(), index=config.index, autoindex=config.autoindex,
+    return (StaticLocation("/", os.getcwd(), index=config.index,
+                           autoindex=True if config.autoindex is None else config.autoindex,
                            max_age=config.max_age, immutable=config.immutable, dotfiles=config.dotfiles,
                            follow_symlinks=config.follow_symlinks, precompressed=config.precompressed),)
 
@@ -333,6 +335,7 @@ def run_worker(config, sockets, *, app=None, app_spec=None, stats_buffer=None, e
         return BOOT_ERROR
     server = Server(loop, handler, config)
     server.set_stats(stats)
+    server.access_log = access_log  # requests the server refuses by itself (send_error)
     if proxies:
         watch_pools(loop, proxies, board, channel)
     if threads is not None and multiprocess:

@@ -32,6 +32,9 @@ cdef class RequestHandler:
     cdef int on_writable(self, Connection conn) except -1
     cdef int on_close(self, Connection conn) except -1
     cdef int on_tunnel_data(self, Connection conn, const char *at, size_t n) except -1
+    # (method, target, version) of the current request, for the log of a
+    # refusal once the head's spans are gone; None when the handler keeps none
+    cdef tuple refused_request(self, Connection conn)
 
 
 cdef class Server:
@@ -63,6 +66,7 @@ cdef class Server:
     cdef readonly bint saturated                   # every application thread busy: not accepting
     cdef readonly bint overloaded                  # accept failed for lack of descriptors, none accepted since
     cdef readonly unsigned long long refused       # clients answered 503 for lack of descriptors
+    cdef public object access_log                  # fastcore.logs.AccessLog for refused requests, or None
 
     cdef int add_connection(self, int fd, Listener listener, sockaddr_storage *addr, socklen_t addr_len) except -1
     cdef int connection_closed(self, Connection conn) except -1
@@ -115,7 +119,9 @@ cdef class Connection(Stream):
     cdef int pause_reading(self) except -1
     cdef int resume_reading(self) except -1
     cdef int end_response(self, bint keep_alive) except -1
-    cdef int send_error(self, int status, str message, bint no_body=*) except -1
+    cdef int send_error(self, int status, str message, bint no_body=*, bint head_spans=*) except -1
+    cdef int _log_refusal(self, int status, str message, bytes answer, bint head_spans) except -1
+    cdef tuple _head_request(self)
     cdef int _begin_linger(self) except -1
     cdef int _go_idle(self) except -1
     cdef int _peer_strings(self) except -1

@@ -26,6 +26,10 @@ A Connection moves through these states (connection.pxd):
 - Idle keep-alive connections hold no read buffer.
 - Every path to the end goes through close(), which tells the handler (so
   the response iterable's close() runs) and closes the descriptor once.
+- A request the server refuses by itself (a bad or slow head or body, a
+  handler's refusal, the server's own failure) ends in send_error, the one
+  place that accounts it: stats, an access log line, its reason in the
+  error log. Nothing of this runs for a request that is answered.
 """
 import logging
 import os
@@ -39,7 +43,7 @@ from posix.unistd cimport close as close_fd, read, write
 from fastcore._core.includes.syscalls cimport *
 from fastcore._core.loop cimport DeadlineQueue, Handle, Loop, TimedHandle
 from fastcore._core.parser cimport (
-    EV_BODY, EV_END, EV_HEAD, EV_NEED_DATA, FieldArray, RequestParser,
+    EV_BODY, EV_END, EV_HEAD, EV_NEED_DATA, ST_DEAD, FieldArray, RequestParser, latin1, method_str,
 )
 from fastcore._core.includes.fc_http cimport FC_REQ_KEEP_ALIVE
 from fastcore._core.response cimport date_line, plain_response
@@ -84,6 +88,11 @@ cdef class RequestHandler:
 
     cdef int on_close(self, Connection conn) except -1:
         return 0
+
+    cdef tuple refused_request(self, Connection conn):
+        """(method, target, version) of the request being refused once its
+        head's spans are gone (in its body), for the logs; None if unknown."""
+        return None
 
     cdef int on_tunnel_data(self, Connection conn, const char *at, size_t n) except -1:
         """Bytes from the client of a tunnel (after start_tunnel); the span
@@ -461,7 +470,7 @@ cdef class Connection(Stream):
         if self.state == S_HEAD and self.got_bytes and not self.out.pending:
             self.send_error(408, "the request head did not arrive within header_timeout")
         elif self.state == S_BODY and not self.out.pending:
-            self.send_error(408, "the request body stalled longer than body_timeout")
+            self.send_error(408, "the request body stalled longer than body_timeout", False, False)
         else:
             self.close()  # idle keep-alive, a client not reading, or linger over
         return 0
@@ -552,7 +561,8 @@ cdef class Connection(Stream):
             if ev != EV_NEED_DATA:
                 self._handler_failed(EVENT_NAMES[ev], e)  # a handler's own ParseError
             else:
-                self.send_error(e.status, str(e))
+                # in a body the head's spans are gone (reads moved the buffer)
+                self.send_error(e.status, str(e), False, self.state != S_BODY)
         except Exception as e:
             self._handler_failed(EVENT_NAMES[ev] if ev != EV_NEED_DATA else "on_head", e)
         return 0
@@ -572,9 +582,9 @@ cdef class Connection(Stream):
             return 0
         if isinstance(error, (MemoryError, OSError)) and getattr(error, "errno", None) in RESOURCE_ERRNOS \
                 or isinstance(error, MemoryError):
-            self.send_error(503, "the server is short of resources, retry shortly")
+            self.send_error(503, "the server is short of resources, retry shortly", False, event == "on_head")
         else:
-            self.send_error(500, "the server failed to handle this request")
+            self.send_error(500, "the server failed to handle this request", False, event == "on_head")
         return 0
 
     cdef int _update(self) except -1:
@@ -694,11 +704,16 @@ cdef class Connection(Stream):
             self.state = S_CLOSING
         return 0
 
-    cdef int send_error(self, int status, str message, bint no_body=False) except -1:
+    cdef int send_error(self, int status, str message, bint no_body=False, bint head_spans=True) except -1:
         """Answers status with a short plain-text body (none for a HEAD
         request: no_body) and closes (after the responses already queued, so
-        pipelined order holds)."""
+        pipelined order holds). The one place a request the server refuses
+        by itself is accounted: stats, access log, and its reason in the
+        error log. head_spans: the parsed head's spans are still valid (in
+        a head event, which is where handlers refuse); False once a body
+        has been read into the buffer."""
         cdef bytes answer = plain_response(status, message, False, no_body)
+        self._log_refusal(status, message, answer, head_spans)  # before on_close drops the exchange
         if self.state == S_APP or (self.state == S_BODY and self.exchange is not None):
             try:
                 self.handler.on_close(self)
@@ -718,6 +733,47 @@ cdef class Connection(Stream):
         else:
             self._update()
         return 0
+
+    cdef int _log_refusal(self, int status, str message, bytes answer, bint head_spans) except -1:
+        """The access log line (when the log is on) and the error log line
+        (level info) of a refused request: with its method, target and
+        version once its head was parsed, "-" for them otherwise."""
+        cdef RequestParser p = self.parser
+        cdef tuple request = None
+        if self.state == S_HEAD:
+            # a head refused by the parser: its spans hold this head only if
+            # the parser got past the head's syntax (it clears the method
+            # otherwise); a head that never came in time leaves it running
+            if p.state == ST_DEAD and p.head.method.len:
+                request = self._head_request()
+        elif self.state == S_BODY and head_spans:
+            request = self._head_request()
+        elif (self.state == S_BODY or self.state == S_APP) and self.handler is not None:
+            request = self.handler.refused_request(self)
+        method, target, version = request if request is not None else (None, None, None)
+        error_log.info("refused %d %s from %s: %s", status,
+                       "(no request head)" if request is None else
+                       f"{method} {target if len(target) <= 200 else target[:200] + '...'} {version}",
+                       self.peer_host or "unix socket", message)
+        log = self.server.access_log
+        if log is not None:
+            try:
+                log.log(self.peer_host, method, target, version, status, len(answer) - answer.find(b"\r\n\r\n") - 4,
+                        0, None, None, None, reason=message)
+            except Exception:
+                error_log.exception("access log: cannot log a refused request")
+        return 0
+
+    cdef tuple _head_request(self):
+        """(method, target, version) from the parsed head's spans; None if
+        they do not lie in the buffer (a caller that was wrong about them
+        gets no line rather than a read of freed memory)."""
+        cdef RequestParser p = self.parser
+        if (p.buf == NULL or p.head.method.at < p.buf or
+                p.head.target.at + p.head.target.len > p.buf + p.end):
+            return None
+        return (method_str(p.head.method.at, p.head.method.len), latin1(p.head.target.at, p.head.target.len),
+                "HTTP/1.1" if p.head.minor_version == 1 else "HTTP/1.0")
 
     cdef int _begin_linger(self) except -1:
         """After a last response: shut our side, read and drop what the client

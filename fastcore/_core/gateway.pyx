@@ -516,6 +516,13 @@ cdef class Gateway(RequestHandler):
 
     # -- RequestHandler ----------------------------------------------------------
 
+    cdef tuple refused_request(self, Connection conn):
+        ex = conn.exchange
+        if not isinstance(ex, Exchange):
+            return None
+        env = (<Exchange>ex).environ
+        return env["REQUEST_METHOD"], env["RAW_URI"], env["SERVER_PROTOCOL"]
+
     cdef int on_head(self, Connection conn) except -1:
         cdef Exchange ex = Exchange.__new__(Exchange)
         cdef RequestParser p = conn.parser

@@ -588,6 +588,7 @@ cdef class RequestParser(Framer):
             self.last_len = avail
             return EV_NEED_DATA
         if rc == FC_HTTP_INVALID:
+            self.head.method.len = 0  # no head: the server's log of the refusal must not read its spans
             self.fail(self.head.error)
         self.last_len = 0
         if fc_http_request_info(&self.head, &self.info) != 0:

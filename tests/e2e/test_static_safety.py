@@ -325,7 +325,7 @@ def browser_host(location, own_host):
 def test_static_safety_directory_redirect_stays_on_the_same_origin(layout, serve_files, target):
     # The path names the directory /sub; its redirect must not become a
     # scheme-relative URL ("//host/...") that a browser follows off-site.
-    server = serve_files(layout)
+    server = serve_files(layout, "--no-autoindex")
     response, _ = exchange(server, target)
     assert response.status == 301, response
     location = response.header("Location")

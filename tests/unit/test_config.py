@@ -275,6 +275,7 @@ BAD_VALUES = {
     "autoindex_max_entries": ["0", "all"],
     "etag_inode": ["inode"],
     "middleware": ["module_only", "x:Y(1)", "x:Y(level=open(1))"],
+    "static_allow_app": ["maybe"],
 }
 
 

@@ -15,7 +15,8 @@ def write_toml(tmp_path, text):
 def test_config_static_defaults():
     config = build_config({}, environ={})
     assert config.static == ()
-    assert (config.index, config.autoindex, config.max_age, config.immutable) == ("index.html", False, None, False)
+    # autoindex unset: on only for the current directory served by itself (fastcore.worker)
+    assert (config.index, config.autoindex, config.max_age, config.immutable) == ("index.html", None, None, False)
     assert (config.dotfiles, config.follow_symlinks, config.precompressed) == (False, False, True)
     assert config.static_revalidate == 1.0
     assert config.static_inline_max == 64 * 1024

@@ -113,6 +113,17 @@ def test_logs_json_hostile_user_agent_round_trips_on_one_line(tmp_path):
     assert json.loads(text)["user_agent"] == HOSTILE_AGENT
 
 
+def test_logs_refused_request_reason_is_a_json_field_and_combined_keeps_its_fields(tmp_path):
+    # a request the server refused before its head was parsed: no request line
+    refused = dict(method=None, target=None, version=None, status=400, user_agent=None, referer=None,
+                   request_id=None, reason="bare LF\n in \"head\"")
+    record = json.loads(logged(tmp_path, fmt="json", **refused))
+    assert (record["method"], record["path"], record["status"]) == (None, None, 400)
+    assert record["reason"] == "bare LF\n in \"head\""
+    (tmp_path / "access.log").unlink()
+    assert logged(tmp_path, **refused) == '203.0.113.7 - - [24/Nov/2026:10:27:41 +0000] "-" 400 13 "-" "-"\n'
+
+
 def test_logs_unknown_format_rejected(tmp_path):
     with pytest.raises(ValueError, match="combined, combined_id, json"):
         AccessLog(str(tmp_path / "access.log"), fmt="common")
