@@ -278,8 +278,6 @@ class Arbiter:
                                        max_conns=int(server.get("max_conns", 0)))
             except (_Invalid, TypeError, ValueError, AttributeError):
                 return 400, "expected {\"address\": \"HOST:PORT\", \"weight\": N, \"backup\": BOOL, \"max_conns\": N}"
-            if added.is_name:
-                return 400, "give an address (HOST:PORT, [IPV6]:PORT or unix:PATH): DNS names go in the configuration"
             if added.weight < 1 or added.max_conns < 0:
                 return 400, "weight must be >= 1 and max_conns >= 0"
             if any(s.address == added.address for s in location.servers):

@@ -15,6 +15,7 @@ The handlers only queue the signal; the loop acts on it between events.
 import collections
 import errno
 import faulthandler
+import functools
 import logging
 import os
 import random
@@ -221,16 +222,13 @@ def build_proxies(config, router, loop, access_log):
             location.access_log = access_log
             location.new_request_id = make_request_id
         router.add(spec.prefix, location)
+        # the pool's DNS-named servers, by name: the admin API adds and removes them too
+        pool.discoveries = {}
+        pool.start_discovery = functools.partial(start_discovery, loop, pool, config.resolver, spec.resolve_interval)
         for server in spec.servers:
             if server.is_name:
-                name, _, port = server.address.rpartition(":")
-                discovery = Discovery(pool, name, int(port), resolver=config.resolver,
-                                      resolve_interval=spec.resolve_interval, weight=server.weight,
-                                      backup=server.backup, max_conns=server.max_conns,
-                                      apply=loop.call_soon_threadsafe)
-                discovery.refresh()  # the first answer before serving
-                discovery.start()
-                services.append(discovery)
+                services.append(pool.start_discovery(server.address, server.weight, server.backup,
+                                                     server.max_conns))
         if spec.health_path:
             check = HealthCheck(path=spec.health_path, interval=spec.health_interval, timeout=spec.health_timeout,
                                 status=spec.health_status, rise=spec.health_rise, fall=spec.health_fall)
@@ -239,6 +237,23 @@ def build_proxies(config, router, loop, access_log):
             services.append(prober)
         built.append(location)
     return built, services
+
+
+def start_discovery(loop, pool, resolver, resolve_interval, address, weight=1, backup=False, max_conns=0,
+                    resolve_now=True):
+    """Members of pool for the DNS name in address (NAME:PORT), kept in step
+    with its records from now on; with resolve_now the first answer is
+    applied before this returns (at start), else by the discovery's thread
+    (an admin API change: the loop does not wait for DNS). Returns the
+    Discovery (stop() it to end)."""
+    name, _, port = address.rpartition(":")
+    discovery = Discovery(pool, name, int(port), resolver=resolver, resolve_interval=resolve_interval,
+                          weight=weight, backup=backup, max_conns=max_conns, apply=loop.call_soon_threadsafe)
+    if resolve_now:
+        discovery.refresh()  # the first answer before serving
+    discovery.start()
+    pool.discoveries[address] = discovery
+    return discovery
 
 
 def build_handler(config, gateway, access_log, loop=None):

@@ -23,6 +23,7 @@ them and to change them without a restart:
   made through the API last until then, as with nginx's API without a
   state file.
 """
+import ipaddress
 import json
 import mmap
 import os
@@ -116,6 +117,17 @@ class Channel:
                 pass
 
 
+def is_dns_name(address):
+    """NAME:PORT rather than an address (HOST:PORT, [IPV6]:PORT, unix:PATH)."""
+    if address.startswith(("unix:", "[")):
+        return False
+    try:
+        ipaddress.ip_address(address.rpartition(":")[0])
+        return False
+    except ValueError:
+        return True
+
+
 def apply(pools, message, now):
     """Worker side: one message from the arbiter applied to `pools` ({name:
     Pool}). Returns a line for the log."""
@@ -124,10 +136,22 @@ def apply(pools, message, now):
         return f"upstreams: no pool {message.get('pool')!r}"
     if message.get("op") == "add":
         server = message["server"]
+        if is_dns_name(server["address"]):
+            # every address it resolves to becomes a member, resolved again
+            # on schedule (the pool's resolve_interval) from now on
+            pool.start_discovery(server["address"], server.get("weight", 1), server.get("backup", False),
+                                 server.get("max_conns", 0), resolve_now=False)
+            return f"upstreams: {server['address']} added to {pool.name} (resolving)"
         pool.add(Member(server["address"], server.get("weight", 1), server.get("backup", False),
                         server.get("max_conns", 0)), now)
         return f"upstreams: {server['address']} added to {pool.name}"
     if message.get("op") == "remove":
+        discovery = getattr(pool, "discoveries", {}).pop(message["address"], None)
+        if discovery is not None:
+            discovery.stop(timeout=0)  # its thread ends by itself; no answer of it is applied now
+            for address in sorted(discovery.owned):
+                pool.remove(address)
+            return f"upstreams: {message['address']} ({len(discovery.owned)} addresses) draining from {pool.name}"
         try:
             pool.remove(message["address"])
         except KeyError:

@@ -521,7 +521,11 @@ class Discovery:
 
     def update_pool(self, addresses):
         """On the pool's thread: the pool's members become the ones that are
-        not this name's, plus one per address. Returns (joined, drained)."""
+        not this name's, plus one per address. Returns (joined, drained).
+        Nothing once stopped: an answer that was in flight when the name was
+        removed does not bring its members back."""
+        if self.stopping.is_set():
+            return None
         others = [m for m in self.pool.members if m.state != "draining" and m.address not in self.owned]
         other_addresses = {m.address for m in others}
         mine = [Member(address, **self.member_options) for address in addresses

@@ -21,6 +21,7 @@ import pytest
 import requests
 
 from tests.e2e.conftest import request_bytes
+from tests.unit.test_proxy_discovery import dnsmasq  # noqa: F401 (a fixture)
 
 HERE = pathlib.Path(__file__).resolve().parent
 UPSTREAM = HERE / "upstream_server.py"
@@ -606,3 +607,33 @@ def test_proxy_hup_applies_a_changed_server_list_without_failing_requests(upstre
     assert served["b"] >= 50, f"the new list never took over: {served}"
     # once the new workers serve, the old list is gone
     assert {get(server, "/id").text for _ in range(10)} == {"b"}
+
+
+def test_proxy_admin_adds_and_removes_a_dns_name(upstreams, proxy, tmp_path, dnsmasq):
+    """POST a DNS name: every address it resolves to joins the pool (and
+    follows its records from then on); DELETE it: they all drain."""
+    from tests.unit.test_proxy_discovery import write_hosts
+    resolver, hosts, dns = dnsmasq
+    port = free_port()
+    first = Upstream("first", tmp_path, f"127.0.0.1:{port}")
+    second = Upstream("second", tmp_path, f"127.0.0.2:{port}")  # another host, the same port
+    (static,) = upstreams("static")
+    try:
+        write_hosts(hosts, [("127.0.0.1", "svc.test"), ("127.0.0.2", "svc.test")])
+        dns.send_signal(signal.SIGHUP)
+        server = proxy("--proxy", f"/={static.address}", "--admin", "127.0.0.1:0", "--resolver", resolver)
+        admin = f"http://127.0.0.1:{admin_port(server)}"
+        added = requests.post(f"{admin}/upstreams/%2F/servers", json={"address": f"svc.test:{port}"}, timeout=5)
+        assert added.status_code == 201, added.text
+        seen = collections.Counter()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not (seen["first"] and seen["second"]):
+            seen[get(server, "/id").text] += 1
+        assert seen["first"] and seen["second"], f"the name's addresses never served: {seen}"
+        removed = requests.delete(f"{admin}/upstreams/%2F/servers/svc.test:{port}", timeout=5)
+        assert removed.status_code == 202, removed.text
+        pause(0.3)
+        assert {get(server, "/id").text for _ in range(12)} == {"static"}
+    finally:
+        first.kill()
+        second.kill()
