@@ -107,6 +107,17 @@ cdef inline int put_bytes(HeadWriter *w, bytes data) except -1:
     return put(w, PyBytes_AS_STRING(data), <size_t>PyBytes_GET_SIZE(data))
 
 
+cdef int put_elements(HeadWriter *w, fc_header_t *fields, size_t count, fc_field_kind_t kind) except -1:
+    """The values of every field of `kind`, each followed by ", ": a
+    trusted client's list, which our own element then ends."""
+    cdef size_t i
+    for i in range(count):
+        if fc_field_kind(fields[i].name.at, fields[i].name.len) == kind:
+            put(w, fields[i].value.at, fields[i].value.len)
+            put(w, ", ", 2)
+    return 0
+
+
 cdef inline int put_field(HeadWriter *w, const char *name, size_t name_len, const char *value,
                           size_t value_len) except -1:
     put(w, name, name_len)
@@ -408,10 +419,7 @@ cdef class ProxyLocation(RequestHandler):
             put(w, "\r\n", 2)
         put(w, "X-Forwarded-For: ", 17)
         if listed_for:
-            for i in range(count):
-                if fc_field_kind(fields[i].name.at, fields[i].name.len) == FC_FIELD_X_FORWARDED_FOR:
-                    put(w, fields[i].value.at, fields[i].value.len)
-                    put(w, ", ", 2)
+            put_elements(w, fields, count, FC_FIELD_X_FORWARDED_FOR)
         put_bytes(w, client)
         put(w, "\r\n", 2)
         if proto.at != NULL:
@@ -449,13 +457,9 @@ cdef class ProxyLocation(RequestHandler):
                            bytes node, fc_span_t host, fc_span_t proto) except -1:
         """Forwarded (RFC 7239): a trusted client's elements first (listed),
         then ours: for=the client, host=the Host it asked for, proto."""
-        cdef size_t i
         put(w, "Forwarded: ", 11)
         if listed:
-            for i in range(count):
-                if fc_field_kind(fields[i].name.at, fields[i].name.len) == FC_FIELD_FORWARDED:
-                    put(w, fields[i].value.at, fields[i].value.len)
-                    put(w, ", ", 2)
+            put_elements(w, fields, count, FC_FIELD_FORWARDED)
         put(w, "for=", 4)
         put_bytes(w, node)
         if host.at != NULL:

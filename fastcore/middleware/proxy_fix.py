@@ -20,7 +20,7 @@ import re
 from urllib.parse import unquote_to_bytes
 
 from fastcore.middleware.options import check_bool
-from fastcore.middleware.trust import trusted_peers
+from fastcore.middleware.trust import trust_option
 
 __all__ = ["ProxyFix"]
 
@@ -43,11 +43,7 @@ class ProxyFix:
         self.host = check_bool("host", host)
         self.prefix = check_bool("prefix", prefix)
         self.forwarded_allow_ips = forwarded_allow_ips
-        try:
-            self._trusted = trusted_peers(forwarded_allow_ips)
-        except ValueError:
-            raise ValueError(f"option forwarded_allow_ips: expected addresses or networks such as 127.0.0.1/8, "
-                             f"got {forwarded_allow_ips!r}") from None
+        self._trusted = trust_option(forwarded_allow_ips)
 
     def apply(self, environ):
         """Rewrites environ from a trusted peer's forwarding fields."""

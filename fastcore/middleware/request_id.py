@@ -17,7 +17,7 @@ import re
 
 from fastcore.logs import make_request_id
 from fastcore.middleware.options import check_header_name
-from fastcore.middleware.trust import trusted_peers
+from fastcore.middleware.trust import trust_option
 
 __all__ = ["ENVIRON_KEY", "RequestID"]
 
@@ -34,11 +34,7 @@ class RequestID:
         self.app = app
         self.header = check_header_name("header", header)
         self.forwarded_allow_ips = forwarded_allow_ips
-        try:
-            self._trusted = trusted_peers(forwarded_allow_ips)
-        except ValueError:
-            raise ValueError(f"option forwarded_allow_ips: expected addresses or networks such as 127.0.0.1/8, "
-                             f"got {forwarded_allow_ips!r}") from None
+        self._trusted = trust_option(forwarded_allow_ips)
         self._environ_key = "HTTP_" + header.upper().replace("-", "_")
         self._lower = header.lower()
 

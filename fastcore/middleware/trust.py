@@ -5,7 +5,7 @@ proxy (fastcore.worker) and the shipped middlewares."""
 import ipaddress
 from typing import Callable, Iterable
 
-__all__ = ["trusted_peers"]
+__all__ = ["trusted_peers", "trust_option"]
 
 _CACHE_LIMIT = 4096
 
@@ -35,3 +35,14 @@ def trusted_peers(cidrs: Iterable[str]) -> Callable[[str], bool]:
         return answer
 
     return trusted
+
+
+def trust_option(forwarded_allow_ips) -> Callable[[str], bool]:
+    """trusted_peers() for a middleware's ``forwarded_allow_ips`` option: a
+    malformed value is a ValueError that names the option (the chain turns
+    it into one line)."""
+    try:
+        return trusted_peers(forwarded_allow_ips)
+    except ValueError:
+        raise ValueError(f"option forwarded_allow_ips: expected addresses or networks such as 127.0.0.1/8, "
+                         f"got {forwarded_allow_ips!r}") from None
