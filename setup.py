@@ -1,8 +1,15 @@
 """Build of fastcore's compiled core: Cython modules in fastcore/_core over
-plain C in src_c/. Metadata lives in pyproject.toml."""
+plain C in src_c/. Metadata lives in pyproject.toml.
+
+A build from source (an sdist, or `pip install .` from a checkout) compiles
+the extensions in parallel, one per CPU, and without debug information
+(-g0 overrides the -g that Python's own flags bring): half the compile time,
+a fifth of the size. FASTCORE_DEBUG_BUILD=1 gives -O0 -g for a debugger.
+The released wheel is built and checked by .ci/wheel-check."""
 import os
 
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
 try:
     from Cython.Build import cythonize
@@ -11,7 +18,7 @@ except ImportError:  # building from an sdist that ships the generated C
 
 # -O3 and no -march: the wheel runs on any x86-64; the C parser picks its
 # SIMD level (AVX2/SSE2/scalar) at run time from the CPU's features.
-COMPILE_ARGS = ["-O3", "-std=c11", "-fno-strict-aliasing"]
+COMPILE_ARGS = ["-O3", "-g0", "-std=c11", "-fno-strict-aliasing"]
 if os.environ.get("FASTCORE_DEBUG_BUILD"):
     COMPILE_ARGS = ["-O0", "-g", "-std=c11"]
 
@@ -23,6 +30,23 @@ C_SOURCES = {
     "static": ["src_c/fc_static.c"],
     "proxy": ["src_c/fc_forward.c"],
 }
+
+
+def build_jobs():
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+class ParallelBuildExt(build_ext):
+    """build_ext compiling one extension per CPU unless -j says otherwise
+    (pip gives setup.py no way to pass -j)."""
+
+    def finalize_options(self):
+        super().finalize_options()
+        if not self.parallel:
+            self.parallel = build_jobs()
 
 
 def extension(name):
@@ -42,6 +66,7 @@ if cythonize:
         extensions,
         compiler_directives={"language_level": "3", "embedsignature": True},
         include_path=["."],
+        nthreads=build_jobs(),
     )
 
-setup(ext_modules=extensions)
+setup(ext_modules=extensions, cmdclass={"build_ext": ParallelBuildExt})
