@@ -21,6 +21,11 @@ Theory of operation
 Signals: HUP reload (re-read the configuration, start new workers, then
 drain the old ones), TERM/INT graceful stop, QUIT fast stop, TTIN/TTOU one
 worker more/fewer, USR1 reopen log files.
+
+--reload (development): a change to the application's source files
+(fastcore.reloader) is a HUP reload that starts one new worker first and the
+others once it serves, so code that does not import fails once (one
+traceback), not once per worker; the old workers serve meanwhile.
 """
 import collections
 import dataclasses
@@ -136,6 +141,8 @@ class Arbiter:
         self.loop = None
         self.admin_server = None
         self.admin_sock = None
+        self.source_watcher = None        # --reload: the inotify watcher of the application's files
+        self.reload_waiting_slots = []    # slots of a reload that start once its first worker serves
 
     # -- start-up --------------------------------------------------------------
 
@@ -312,11 +319,15 @@ class Arbiter:
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         self.loop.watch_signals()
         self.admin_url = admin_url
+        if self.config.reload:
+            self.watch_sources()
         self.maintain()
         self.loop.call_later(TICK, self.tick)
         try:
             self.loop.run()
         finally:
+            if self.source_watcher is not None:
+                self.source_watcher.close()
             self.cleanup()
             # The interpreter's finalisation puts SIG_DFL back for every signal
             # that had a Python handler: a second SIGTERM arriving while we
@@ -409,6 +420,8 @@ class Arbiter:
         # close their descriptors, the loop first so that nothing is removed
         # from the epoll instance the arbiter still uses.
         self.loop.close()
+        if self.source_watcher is not None:
+            self.source_watcher.close()
         if self.admin_server is not None:
             self.admin_server.close_all()
         if self.admin_sock is not None:
@@ -516,6 +529,7 @@ class Arbiter:
                 setup_logging(self.config)
                 self.reload_generation = None
                 self.reload_from = None
+                self.reload_waiting_slots = []
             else:
                 error_log.info("worker %d of the failed reload (generation %d) exited too", worker.pid,
                                worker.generation)
@@ -561,6 +575,12 @@ class Arbiter:
         if self.reload_generation is None:
             return
         new = [w for w in self.workers.values() if w.generation == self.reload_generation and not w.stopping]
+        if self.reload_waiting_slots and new and all(w.booted for w in new):
+            # the first new worker imported the code: the others follow
+            slots, self.reload_waiting_slots = self.reload_waiting_slots, []
+            for slot in slots:
+                self.spawn(slot, self.reload_generation)
+            return
         if len(new) >= self.target and all(w.booted for w in new):
             for worker in list(self.workers.values()):
                 if worker.generation < self.reload_generation and not worker.stopping:
@@ -652,6 +672,12 @@ class Arbiter:
         error_log.info("arbiter: SIGUSR1, log files reopened")
 
     def handle_hup(self):
+        self.reload()
+
+    def reload(self, one_first=False):
+        """Re-reads the configuration and starts a new generation of workers
+        (all at once, or with one_first one, then the others once it serves);
+        the old generation drains once the new one serves (check_reload)."""
         if self.stop_deadline is not None:
             return
         try:
@@ -674,7 +700,40 @@ class Arbiter:
         setup_logging(config)
         self.newest_generation += 1
         self.reload_generation = self.newest_generation
-        error_log.info("arbiter: SIGHUP, reloading: starting generation %d", self.reload_generation)
-        for slot in range(self.target):
+        error_log.info("arbiter: %s, reloading: starting generation %d", "source change" if one_first else "SIGHUP",
+                       self.reload_generation)
+        slots = list(range(self.target))
+        self.reload_waiting_slots = slots[1:] if one_first else []
+        for slot in slots[:1] if one_first else slots:
             # the old generation drains once every new worker beats (check_reload)
             self.spawn(slot, self.reload_generation)
+
+    # -- --reload ----------------------------------------------------------------
+
+    def watch_sources(self):
+        from fastcore.reloader import SourceWatcher, watched_roots
+
+        if self.app_spec is None:
+            print("fastcore: reload: no application to watch (--reload restarts the workers when the "
+                  "application's code changes)", file=sys.stderr, flush=True)
+            return
+        roots = watched_roots(self.app_spec, os.getcwd())
+        # A worker must compile the file it reads: a .pyc written by one
+        # worker would pass for the source after an edit of the same size
+        # within the same second (the .pyc records size and whole seconds).
+        sys.dont_write_bytecode = True
+        try:
+            self.source_watcher = SourceWatcher(self.loop, roots, self.sources_changed)
+        except OSError as e:
+            print(f"fastcore: reload: cannot watch files ({e}); reload is off", file=sys.stderr, flush=True)
+            return
+        count = len(self.source_watcher.directories)
+        print(f"fastcore: reload: watching the .py files under {', '.join(roots)} "
+              f"({count} director{'y' if count == 1 else 'ies'}); for development only: "
+              f"every change restarts the workers", file=sys.stderr, flush=True)
+
+    def sources_changed(self, paths):
+        shown = ", ".join(os.path.relpath(p) if not p.startswith("(") else p for p in paths[:3])
+        more = f" and {len(paths) - 3} more" if len(paths) > 3 else ""
+        print(f"fastcore: reload: {shown}{more} changed; restarting the workers", file=sys.stderr, flush=True)
+        self.reload(one_first=True)
