@@ -8,9 +8,17 @@ a fifth of the size. FASTCORE_DEBUG_BUILD=1 gives -O0 -g for a debugger.
 The released wheel is built and checked by .ci/wheel-check."""
 import glob
 import os
+import sys
 
+import setuptools
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
+
+# pyproject.toml's license = "MIT" (an SPDX expression) needs setuptools 77;
+# pip's isolated builds fetch it, an in-place build uses the environment's
+if int(setuptools.__version__.split(".")[0]) < 77:
+    sys.exit(f"setup.py: setuptools {setuptools.__version__} is too old to read pyproject.toml "
+             f"(license = \"MIT\" needs 77 or later): pip install -U 'setuptools>=77'")
 
 try:
     from Cython import __version__ as cython_version
