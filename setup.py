@@ -3,8 +3,9 @@ plain C in src_c/. Metadata lives in pyproject.toml.
 
 A build from source (an sdist, or `pip install .` from a checkout) compiles
 the extensions in parallel, one per CPU, and without debug information
-(-g0 overrides the -g that Python's own flags bring): half the compile time,
-a fifth of the size. FASTCORE_DEBUG_BUILD=1 gives -O0 -g for a debugger.
+(-g0 overrides the -g that Python's own flags bring: connection.c compiles
+in a fifth less time, to an eighth of the object). FASTCORE_DEBUG_BUILD=1
+gives -O0 -g for a debugger.
 The released wheel is built and checked by .ci/wheel-check."""
 import glob
 import os
