@@ -143,6 +143,7 @@ class Arbiter:
         self.admin_sock = None
         self.source_watcher = None        # --reload: the inotify watcher of the application's files
         self.reload_waiting_slots = []    # slots of a reload that start once its first worker serves
+        self.waiting_for_fix = False      # --reload: the code on disk does not import; no worker is started
 
     # -- start-up --------------------------------------------------------------
 
@@ -445,7 +446,7 @@ class Arbiter:
 
     def maintain(self):
         """Spawns or stops workers until the current generation has `target`."""
-        if self.stop_deadline is not None:
+        if self.stop_deadline is not None or self.waiting_for_fix:
             return
         live = self.current()
         used = {w.slot for w in live}
@@ -518,10 +519,14 @@ class Arbiter:
         (at start-up, or a respawn) stops the arbiter with `reason`; one started
         by a reload fails that reload only, and the serving generation goes on.
         Every new worker of a bad reload fails the same way: the first one ends
-        the reload, the others are told apart by their generation."""
+        the reload, the others are told apart by their generation. With
+        --reload, the serving generation's failure waits for the next change
+        instead of stopping (wait_for_fix)."""
         if worker.generation != self.generation:
             if worker.generation == self.reload_generation:
-                error_log.error("reload failed: %s; the previous workers keep serving", reason)
+                error_log.error("reload failed: %s; %s", reason, "the previous workers keep serving"
+                                if any(w.generation == self.generation for w in self.current())
+                                else "waiting for the next change")
                 for other in self.current():
                     if other.generation == self.reload_generation:
                         self.stop_worker(other, signal.SIGQUIT)
@@ -534,7 +539,9 @@ class Arbiter:
                 error_log.info("worker %d of the failed reload (generation %d) exited too", worker.pid,
                                worker.generation)
             return
-        if self.stop_deadline is None:
+        if self.stop_deadline is None and self.source_watcher is not None:
+            self.wait_for_fix(reason)
+        elif self.stop_deadline is None:
             print(f"fastcore: error: {reason}", file=sys.stderr, flush=True)
             self.announced = True  # nothing to announce any more
             self.exit_status = 1
@@ -586,6 +593,7 @@ class Arbiter:
                 if worker.generation < self.reload_generation and not worker.stopping:
                     self.stop_worker(worker, signal.SIGTERM)
             error_log.info("reload done: generation %d serving", self.reload_generation)
+            self.waiting_for_fix = False
             self.generation = self.reload_generation
             self.reload_generation = None
             self.reload_from = None
@@ -731,6 +739,17 @@ class Arbiter:
         print(f"fastcore: reload: watching the .py files under {', '.join(roots)} "
               f"({count} director{'y' if count == 1 else 'ies'}); for development only: "
               f"every change restarts the workers", file=sys.stderr, flush=True)
+
+    def wait_for_fix(self, reason):
+        """--reload: a worker of the serving generation (at start-up, or one
+        replacing a worker that died) cannot import the code on disk. The
+        workers still up keep serving, none is started, and the next change
+        reloads (sources_changed); the error is said once."""
+        if not self.waiting_for_fix:
+            self.waiting_for_fix = True
+            print(f"fastcore: error: {reason}", file=sys.stderr, flush=True)
+            print("fastcore: reload: waiting for the next change to the application's files", file=sys.stderr,
+                  flush=True)
 
     def sources_changed(self, paths):
         shown = ", ".join(os.path.relpath(p) if not p.startswith("(") else p for p in paths[:3])

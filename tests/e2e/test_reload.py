@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 
-from tests.e2e.conftest import descriptors
+from tests.e2e.conftest import Server, descriptors
 
 APP = '''
 def app(environ, start_response):
@@ -108,3 +108,26 @@ def test_reload_with_preload_is_one_error_line(tmp_path):
     assert result.returncode == 2, result
     assert result.stderr.startswith("fastcore: error: setting reload (--reload): true cannot go with preload"), result
     assert result.stderr.count("\n") == 1
+
+
+def test_reload_start_with_broken_app_waits_for_the_fix(tmp_path, no_fd_leak):
+    (tmp_path / "app.py").write_text(BROKEN)
+    env = {key: value for key, value in os.environ.items() if not key.startswith("FASTCORE_")}
+    proc = subprocess.Popen([sys.executable, "-m", "fastcore", "serve", "app:app", "--reload", "--bind", "127.0.0.1:0"],
+                            cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    server = Server(proc, tmp_path)
+    try:
+        server.wait_for_stderr(r"fastcore: reload: waiting for the next change", timeout=DEADLINE)
+        assert proc.poll() is None, server.stderr_text()  # it did not stop
+        text = server.stderr_text()
+        assert "fastcore: error: importing app:app raised SyntaxError" in text, text
+        assert text.count("Traceback (most recent call last)") == 1, text
+
+        (tmp_path / "app.py").write_text(APP.format(word="one"))
+        server.wait_ready(1)
+        assert server.request().body == b"one"
+        assert server.stderr_text().count("Traceback (most recent call last)") == 1
+    finally:
+        status = server.stop()
+    assert status == 0, server.stderr_text()
