@@ -25,7 +25,9 @@ worker more/fewer, USR1 reopen log files.
 --reload (development): a change to the application's source files
 (fastcore.reloader) is a HUP reload that starts one new worker first and the
 others once it serves, so code that does not import fails once (one
-traceback), not once per worker; the old workers serve meanwhile.
+traceback), not once per worker; the old workers serve meanwhile. Code that
+does not import in the serving generation (at start-up, or replacing a dead
+worker) does not stop the arbiter: it waits for the next change.
 """
 import collections
 import dataclasses
