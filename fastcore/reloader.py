@@ -107,16 +107,34 @@ class SourceWatcher:
         self.changed = []         # names seen since the first event of this burst
         self.timer = None
         self.limit_reached = False
+        self.roots = list(roots)
         for root in roots:
             self.watch_tree(root)
         loop.add_reader(self.fd, self.read_events)
 
     def watch_tree(self, top):
-        for path, subdirectories, _ in os.walk(top):
+        """Watches top and the directories below it; returns whether it holds .py files."""
+        sources = False
+        for path, subdirectories, files in os.walk(top):
             if not self.watch(path):
                 subdirectories[:] = []
                 continue
+            sources = sources or any(name.endswith(".py") for name in files)
             subdirectories[:] = [name for name in subdirectories if not _skipped(os.path.join(path, name), name)]
+        return sources
+
+    def ignored(self, directory):
+        """A directory that became one we skip after it was watched (a
+        virtual environment being made in the project: its pyvenv.cfg comes
+        after the directory), or lies under one."""
+        while directory not in self.roots:
+            parent = os.path.dirname(directory)
+            if parent == directory:
+                return False
+            if _skipped(directory, os.path.basename(directory)):
+                return True
+            directory = parent
+        return False
 
     def watch(self, path):
         wd = self.libc.inotify_add_watch(self.fd, os.fsencode(path), WATCH_MASK)
@@ -158,11 +176,11 @@ class SourceWatcher:
         if directory is None:
             return
         path = os.path.join(directory, name)
+        if self.ignored(directory):
+            return
         if mask & IN_ISDIR:
-            if mask & (IN_CREATE | IN_MOVED_TO) and not _skipped(path, name):
-                self.watch_tree(path)
-                if any(f.endswith(".py") for _, _, files in os.walk(path) for f in files):
-                    self.note_change(path)
+            if mask & (IN_CREATE | IN_MOVED_TO) and not _skipped(path, name) and self.watch_tree(path):
+                self.note_change(path)
             return
         if name.endswith(".py") and mask & (IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | IN_DELETE):
             self.note_change(path)

@@ -131,3 +131,21 @@ def test_reload_start_with_broken_app_waits_for_the_fix(tmp_path, no_fd_leak):
     finally:
         status = server.stop()
     assert status == 0, server.stderr_text()
+
+
+def test_reload_ignores_a_virtual_environment_made_in_the_project(serve):
+    server = serve(APP.format(word="one"), "--reload")
+    venv = server.dir / "env"
+    venv.mkdir()
+    (venv / "first.py").write_text("X = 1\n")  # a source directory so far: watched, and a reload
+    server.wait_for_stderr(r"fastcore: reload: env(/first\.py)? changed")
+    server.wait_for_stderr(r"reload done: generation 1 serving")
+    (venv / "pyvenv.cfg").write_text("home = /usr/bin\n")  # now a virtual environment: ignored
+    (venv / "lib").mkdir()
+    (venv / "lib" / "installed.py").write_text("X = 1\n")
+    (venv / "first.py").write_text("X = 2\n")
+    (server.dir / "app.py").write_text(APP.format(word="two"))
+    wait_for_body(server, b"two")
+    server.wait_for_stderr(r"fastcore: reload: (.*)app\.py changed")  # the events come in order
+    changes = re.findall(r"^fastcore: reload: (.*) changed; restarting the workers$", server.stderr_text(), re.M)
+    assert changes[1:] == ["app.py"], server.stderr_text()
