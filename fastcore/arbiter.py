@@ -21,6 +21,13 @@ Theory of operation
 Signals: HUP reload (re-read the configuration, start new workers, then
 drain the old ones), TERM/INT graceful stop, QUIT fast stop, TTIN/TTOU one
 worker more/fewer, USR1 reopen log files.
+
+--reload (development): a change to the application's source files
+(fastcore.reloader) is a HUP reload that starts one new worker first and the
+others once it serves, so code that does not import fails once (one
+traceback), not once per worker; the old workers serve meanwhile. Code that
+does not import in the serving generation (at start-up, or replacing a dead
+worker) does not stop the arbiter: it waits for the next change.
 """
 import collections
 import dataclasses
@@ -155,6 +162,9 @@ class Arbiter:
         self.loop = None
         self.admin_server = None
         self.admin_sock = None
+        self.source_watcher = None        # --reload: the inotify watcher of the application's files
+        self.reload_waiting_slots = []    # slots of a reload that start once its first worker serves
+        self.waiting_for_fix = False      # --reload: the code on disk does not import; no worker is started
 
     # -- start-up --------------------------------------------------------------
 
@@ -335,11 +345,15 @@ class Arbiter:
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         self.loop.watch_signals()
         self.admin_url = admin_url
+        if self.config.reload:
+            self.watch_sources()
         self.maintain()
         self.loop.call_later(TICK, self.tick)
         try:
             self.loop.run()
         finally:
+            if self.source_watcher is not None:
+                self.source_watcher.close()
             self.cleanup()
             # The interpreter's finalisation puts SIG_DFL back for every signal
             # that had a Python handler: a second SIGTERM arriving while we
@@ -433,6 +447,8 @@ class Arbiter:
         # close their descriptors, the loop first so that nothing is removed
         # from the epoll instance the arbiter still uses.
         self.loop.close()
+        if self.source_watcher is not None:
+            self.source_watcher.close()
         if self.admin_server is not None:
             self.admin_server.close_all()
         if self.admin_sock is not None:
@@ -456,7 +472,7 @@ class Arbiter:
 
     def maintain(self):
         """Spawns or stops workers until the current generation has `target`."""
-        if self.stop_deadline is not None:
+        if self.stop_deadline is not None or self.waiting_for_fix:
             return
         live = self.current()
         used = {w.slot for w in live}
@@ -529,10 +545,14 @@ class Arbiter:
         (at start-up, or a respawn) stops the arbiter with `reason`; one started
         by a reload fails that reload only, and the serving generation goes on.
         Every new worker of a bad reload fails the same way: the first one ends
-        the reload, the others are told apart by their generation."""
+        the reload, the others are told apart by their generation. With
+        --reload, the serving generation's failure waits for the next change
+        instead of stopping (wait_for_fix)."""
         if worker.generation != self.generation:
             if worker.generation == self.reload_generation:
-                error_log.error("reload failed: %s; the previous workers keep serving", reason)
+                error_log.error("reload failed: %s; %s", reason, "the previous workers keep serving"
+                                if any(w.generation == self.generation for w in self.current())
+                                else "waiting for the next change")
                 for other in self.current():
                     if other.generation == self.reload_generation:
                         self.stop_worker(other, signal.SIGQUIT)
@@ -540,11 +560,14 @@ class Arbiter:
                 setup_logging(self.config)
                 self.reload_generation = None
                 self.reload_from = None
+                self.reload_waiting_slots = []
             else:
                 error_log.info("worker %d of the failed reload (generation %d) exited too", worker.pid,
                                worker.generation)
             return
-        if self.stop_deadline is None:
+        if self.stop_deadline is None and self.source_watcher is not None:
+            self.wait_for_fix(reason)
+        elif self.stop_deadline is None:
             print(f"fastcore: error: {reason}", file=sys.stderr, flush=True)
             self.announced = True  # nothing to announce any more
             self.exit_status = 1
@@ -585,11 +608,18 @@ class Arbiter:
         if self.reload_generation is None:
             return
         new = [w for w in self.workers.values() if w.generation == self.reload_generation and not w.stopping]
+        if self.reload_waiting_slots and new and all(w.booted for w in new):
+            # the first new worker imported the code: the others follow
+            slots, self.reload_waiting_slots = self.reload_waiting_slots, []
+            for slot in slots:
+                self.spawn(slot, self.reload_generation)
+            return
         if len(new) >= self.target and all(w.booted for w in new):
             for worker in list(self.workers.values()):
                 if worker.generation < self.reload_generation and not worker.stopping:
                     self.stop_worker(worker, signal.SIGTERM)
             error_log.info("reload done: generation %d serving", self.reload_generation)
+            self.waiting_for_fix = False
             self.generation = self.reload_generation
             self.reload_generation = None
             self.reload_from = None
@@ -676,6 +706,12 @@ class Arbiter:
         error_log.info("arbiter: SIGUSR1, log files reopened")
 
     def handle_hup(self):
+        self.reload()
+
+    def reload(self, one_first=False):
+        """Re-reads the configuration and starts a new generation of workers
+        (all at once, or with one_first one, then the others once it serves);
+        the old generation drains once the new one serves (check_reload)."""
         if self.stop_deadline is not None:
             return
         try:
@@ -703,7 +739,51 @@ class Arbiter:
         hand_over_logs(config)
         self.newest_generation += 1
         self.reload_generation = self.newest_generation
-        error_log.info("arbiter: SIGHUP, reloading: starting generation %d", self.reload_generation)
-        for slot in range(self.target):
+        error_log.info("arbiter: %s, reloading: starting generation %d", "source change" if one_first else "SIGHUP",
+                       self.reload_generation)
+        slots = list(range(self.target))
+        self.reload_waiting_slots = slots[1:] if one_first else []
+        for slot in slots[:1] if one_first else slots:
             # the old generation drains once every new worker beats (check_reload)
             self.spawn(slot, self.reload_generation)
+
+    # -- --reload ----------------------------------------------------------------
+
+    def watch_sources(self):
+        from fastcore.reloader import SourceWatcher, watched_roots
+
+        if self.app_spec is None:
+            print("fastcore: reload: no application to watch (--reload restarts the workers when the "
+                  "application's code changes)", file=sys.stderr, flush=True)
+            return
+        roots = watched_roots(self.app_spec, os.getcwd())
+        # A worker must compile the file it reads: a .pyc written by one
+        # worker would pass for the source after an edit of the same size
+        # within the same second (the .pyc records size and whole seconds).
+        sys.dont_write_bytecode = True
+        try:
+            self.source_watcher = SourceWatcher(self.loop, roots, self.sources_changed)
+        except OSError as e:
+            print(f"fastcore: reload: cannot watch files ({e}); reload is off", file=sys.stderr, flush=True)
+            return
+        count = len(self.source_watcher.directories)
+        print(f"fastcore: reload: watching the .py files under {', '.join(roots)} "
+              f"({count} director{'y' if count == 1 else 'ies'}); for development only: "
+              f"every change restarts the workers", file=sys.stderr, flush=True)
+
+    def wait_for_fix(self, reason):
+        """--reload: a worker of the serving generation (at start-up, or one
+        replacing a worker that died) cannot import the code on disk. The
+        workers still up keep serving, none is started, and the next change
+        reloads (sources_changed); the error is said once."""
+        if not self.waiting_for_fix:
+            self.waiting_for_fix = True
+            print(f"fastcore: error: {reason}", file=sys.stderr, flush=True)
+            print("fastcore: reload: waiting for the next change to the application's files", file=sys.stderr,
+                  flush=True)
+
+    def sources_changed(self, paths):
+        shown = ", ".join(os.path.relpath(p) if not p.startswith("(") else p for p in paths[:3])
+        more = f" and {len(paths) - 3} more" if len(paths) > 3 else ""
+        print(f"fastcore: reload: {shown}{more} changed; restarting the workers", file=sys.stderr, flush=True)
+        self.reload(one_first=True)

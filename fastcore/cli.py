@@ -23,7 +23,8 @@ import sys
 import traceback
 from typing import List, NoReturn, Optional, Sequence
 
-from fastcore import __version__
+import fastcore
+from fastcore import installation
 from fastcore.appload import AppLoadError, check_module_exists, load_app, parse_app_spec
 from fastcore.config import (SETTINGS, ConfigError, add_setting_arguments, build_config, settings_from_namespace,
                              settings_markdown)
@@ -50,7 +51,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="fastcore", allow_abbrev=False,
                      description="An HTTP/1.1 server for Python web applications.")
-    parser.add_argument("--version", action="version", version=f"fastcore {__version__}")
+    parser.add_argument("--version", action="version", version=f"fastcore {fastcore.__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
     app_help = "the WSGI application: MODULE, MODULE:NAME or MODULE:FACTORY(ARGS)"
@@ -229,6 +230,15 @@ def _load(app_spec: Optional[str], chdir: Optional[str]):
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command; returns the exit status (argparse exits by itself for
     ``--help``, ``--version`` and usage errors)."""
+    # Before anything trusts the package: fastai's fastcore, of the same
+    # import name, may have been installed over ours (fastcore.installation).
+    foreign = installation.foreign_package(fastcore)
+    if foreign is not None:
+        sys.stderr.write(_error_line(foreign))
+        return EXIT_FAILURE
+    other = installation.other_distribution()
+    if other is not None:
+        sys.stderr.write(f"fastcore: warning: {other}\n")
     parser = build_parser()
     argv = list(argv) if argv is not None else sys.argv[1:]
     args, extra = parser.parse_known_args(argv)

@@ -920,6 +920,11 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("preload", "server", ("--preload", "--no-preload"), parse_bool, False,
             "Import the application in the arbiter before forking (shared memory; a reload then keeps the old code).",
             kind="flag", annotation=bool),
+    Setting("reload", "server", ("--reload", "--no-reload"), parse_bool, False,
+            "For development: watch the application's .py files (inotify) and restart the workers when one "
+            "changes; an edit that does not import shows its error once and the running workers keep serving "
+            "until the next edit that does.",
+            kind="flag", annotation=bool),
     Setting("max_requests", "server", ("--max-requests",), integer(0), 0,
             "Recycle a worker (gracefully) after about this many requests; 0 never.",
             metavar="N", annotation=int),
@@ -1324,6 +1329,9 @@ def build_config(cli: Optional[Mapping[str, Any]] = None, environ: Optional[Mapp
         if location.balance == "hash" and location.hash_key is None:
             raise ConfigError(f"setting proxy ({location.prefix}): balance hash needs hash_key "
                               f"(client_ip, uri or header:NAME)")
+    if values["reload"] and values["preload"]:
+        raise ConfigError("setting reload (--reload): true cannot go with preload (--preload): the arbiter would "
+                          "keep the old code, and --reload needs the workers to import the changed code")
     return Config(**values)
 
 

@@ -20,6 +20,21 @@ static int forced_fallback = 0;
 
 int fc_openat2_state(void) { return openat2_state; }
 
+#if defined(__x86_64__) || defined(__aarch64__)
+int fc_fstat(int fd, struct stat *st) { return (int)syscall(SYS_fstat, fd, st); }
+
+int fc_fstatat(int dir_fd, const char *path, struct stat *st, int flags)
+{
+    return (int)syscall(SYS_newfstatat, dir_fd, path, st, flags);
+}
+#else
+int fc_fstat(int fd, struct stat *st) { return fstat(fd, st); }
+
+int fc_fstatat(int dir_fd, const char *path, struct stat *st, int flags) { return fstatat(dir_fd, path, st, flags); }
+#endif
+
+int fc_stat(const char *path, struct stat *st) { return fc_fstatat(AT_FDCWD, path, st, 0); }
+
 void fc_fs_force_fallback(int on) { forced_fallback = on; }
 
 /* The fallback's first check: the real path of fd, read back from
@@ -61,7 +76,7 @@ static int same_beneath(int root_fd, int path_fd, const char *rest)
     struct stat want, got;
     char name[NAME_MAX + 1];
     int dir = root_fd, next, same;
-    if (fstat(path_fd, &want) != 0)
+    if (fc_fstat(path_fd, &want) != 0)
         return 0;
     while (*rest) {
         const char *slash = strchr(rest, '/');
@@ -86,7 +101,7 @@ static int same_beneath(int root_fd, int path_fd, const char *rest)
         dir = next;
         rest += n + (slash != NULL);
     }
-    same = fstat(dir, &got) == 0 && got.st_dev == want.st_dev && got.st_ino == want.st_ino;
+    same = fc_fstat(dir, &got) == 0 && got.st_dev == want.st_dev && got.st_ino == want.st_ino;
     if (dir != root_fd)
         close(dir);
     return same;
@@ -148,7 +163,7 @@ static int open_checked(int root_fd, const char *rel, const char *root_real, int
     }
     if (want_path)
         return path_fd;
-    if (fstat(path_fd, &st) != 0 || !(S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))) {
+    if (fc_fstat(path_fd, &st) != 0 || !(S_ISREG(st.st_mode) || S_ISDIR(st.st_mode))) {
         /* a FIFO or a device is refused before it is opened */
         close(path_fd);
         errno = EACCES;
@@ -178,13 +193,13 @@ int fc_stat_beneath(int root_fd, const char *rel, const char *root_real, int ben
 {
     int fd, rc;
     if (!beneath)
-        return fstatat(root_fd, rel, st, 0);
+        return fc_fstatat(root_fd, rel, st, 0);
     fd = open_beneath_kernel(root_fd, rel, O_PATH | O_CLOEXEC);
     if (fd < 0 && (errno == ENOSYS || errno == EXDEV))
         fd = open_checked(root_fd, rel, root_real, 1);
     if (fd < 0)
         return -1;
-    rc = fstat(fd, st);
+    rc = fc_fstat(fd, st);
     close(fd);
     return rc;
 }

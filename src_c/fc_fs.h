@@ -39,6 +39,18 @@ int fc_open_beneath(int root_fd, const char *rel, const char *root_real, int ben
 struct stat;
 int fc_stat_beneath(int root_fd, const char *rel, const char *root_real, int beneath, struct stat *st);
 
+/* fstat(2), stat(2) and fstatat(2), with their contracts, made as system
+ * calls. glibc 2.33 turned stat, fstat and fstatat (and their *64 forms)
+ * into exported functions of symbol version GLIBC_2.33, where they had been
+ * inline wrappers of __xstat and friends: a module calling them can only
+ * load on glibc 2.33 or later, which makes the wheel manylinux_2_34. The
+ * system call is the same on every kernel, and on x86-64 and arm64 the
+ * kernel fills the C library's struct stat as it is; elsewhere these are
+ * the C library's functions. */
+int fc_fstat(int fd, struct stat *st);
+int fc_stat(const char *path, struct stat *st);
+int fc_fstatat(int dir_fd, const char *path, struct stat *st, int flags);
+
 /* 1 once the kernel has shown it has openat2(2), 0 once it has shown it has
  * not, -1 before the first call. For tests and the startup log line. */
 int fc_openat2_state(void);

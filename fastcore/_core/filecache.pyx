@@ -32,7 +32,7 @@ from libc.stdio cimport snprintf
 from posix.unistd cimport close
 
 from fastcore._core.includes.fc_fs cimport (
-    fc_fs_force_fallback, fc_open_beneath, fc_openat2_state, fc_stat_beneath,
+    fc_fs_force_fallback, fc_fstat, fc_open_beneath, fc_openat2_state, fc_stat, fc_stat_beneath,
 )
 from fastcore._core.includes.fc_static cimport FC_ENC_BR, FC_ENC_GZIP, FC_HTTP_DATE_LEN, fc_http_date_format
 from fastcore._core.includes.syscalls cimport *
@@ -67,7 +67,7 @@ cdef class Root:
         cdef int fd = open(self.path, O_PATH | O_DIRECTORY | O_CLOEXEC)
         if fd < 0:
             raise OSError(errno, f"cannot open the static root {self.path.decode('utf-8', 'replace')}")
-        if fstat(fd, &st) != 0 or realpath(self.path, resolved) == NULL:
+        if fc_fstat(fd, &st) != 0 or realpath(self.path, resolved) == NULL:
             close(fd)
             raise OSError(errno, f"cannot resolve the static root {self.path.decode('utf-8', 'replace')}")
         if self.fd >= 0:
@@ -87,7 +87,7 @@ cdef class Root:
         if now - self.checked < interval:
             return 0
         self.checked = now
-        if stat(self.path, &st) != 0:
+        if fc_stat(self.path, &st) != 0:
             return 0  # gone for now (mid-deploy): keep serving the directory held open
         if st.st_dev != self.dev or st.st_ino != self.ino:
             try:
@@ -208,7 +208,7 @@ cdef class FileCache:
         if fd < 0:
             self.error = errno
             return None
-        if fstat(fd, &st) != 0:
+        if fc_fstat(fd, &st) != 0:
             self.error = errno
             close(fd)
             return None

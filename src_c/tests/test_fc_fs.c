@@ -1,4 +1,4 @@
-/* Tests of fc_fs (fc_open_beneath, fc_stat_beneath) under AddressSanitizer
+/* Tests of fc_fs (fc_open_beneath, fc_stat_beneath, the stat calls) under AddressSanitizer
  * and UndefinedBehaviorSanitizer, on a real directory tree.
  *
  * A fresh directory under /tmp holds the served root and, beside it, the
@@ -593,6 +593,61 @@ static void test_short_of_descriptors(void)
         close(fd);
 }
 
+/* fc_fstat, fc_stat and fc_fstatat (system calls) fill struct stat exactly
+ * as the C library's fstat, stat and fstatat do, field for field, on a file,
+ * a directory, a FIFO and a symbolic link (not followed); and fail alike. */
+static void same_stat(const char *what, const struct stat *ours, const struct stat *libc)
+{
+    CHECK(memcmp(ours, libc, sizeof(*ours)) == 0,
+          "%s: ours (ino %llu, mode %o, size %lld, mtime %lld.%09ld) differs from the C library's "
+          "(ino %llu, mode %o, size %lld, mtime %lld.%09ld)", what,
+          (unsigned long long)ours->st_ino, (unsigned)ours->st_mode, (long long)ours->st_size,
+          (long long)ours->st_mtim.tv_sec, ours->st_mtim.tv_nsec,
+          (unsigned long long)libc->st_ino, (unsigned)libc->st_mode, (long long)libc->st_size,
+          (long long)libc->st_mtim.tv_sec, libc->st_mtim.tv_nsec);
+}
+
+static void test_stat_calls(void)
+{
+    static const char *const names[] = {"file.txt", "sub", "fifo", "rel_in"};
+    char path[PATH_MAX + 16];
+    struct stat ours, libc;
+    size_t i;
+    int fd, dir_fd, rc, err;
+    dir_fd = open(root_real, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir_fd < 0)
+        die("open", root_real);
+    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        snprintf(path, sizeof(path), "%s/%s", root_real, names[i]);
+        memset(&ours, 0xAA, sizeof(ours));
+        memset(&libc, 0x55, sizeof(libc));
+        CHECK(fc_stat(path, &ours) == 0 && stat(path, &libc) == 0, "stat %s: %s", path, strerror(errno));
+        same_stat(path, &ours, &libc);
+        memset(&ours, 0xAA, sizeof(ours));
+        memset(&libc, 0x55, sizeof(libc));
+        CHECK(fc_fstatat(dir_fd, names[i], &ours, AT_SYMLINK_NOFOLLOW) == 0 &&
+              fstatat(dir_fd, names[i], &libc, AT_SYMLINK_NOFOLLOW) == 0, "fstatat %s: %s", names[i], strerror(errno));
+        same_stat(names[i], &ours, &libc);
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+        if (fd < 0)
+            die("open", path);
+        memset(&ours, 0xAA, sizeof(ours));
+        memset(&libc, 0x55, sizeof(libc));
+        CHECK(fc_fstat(fd, &ours) == 0 && fstat(fd, &libc) == 0, "fstat %s: %s", path, strerror(errno));
+        same_stat(path, &ours, &libc);
+        close(fd);
+    }
+    errno = 0;
+    rc = fc_fstatat(dir_fd, "missing", &ours, 0);
+    err = errno;
+    CHECK(rc == -1 && err == ENOENT, "fc_fstatat of a missing file: %d (%s), want -1 ENOENT", rc, strerror(err));
+    errno = 0;
+    rc = fc_fstat(-1, &ours);
+    err = errno;
+    CHECK(rc == -1 && err == EBADF, "fc_fstat(-1): %d (%s), want -1 EBADF", rc, strerror(err));
+    close(dir_fd);
+}
+
 static void run_mode(int force)
 {
     fallback = force;
@@ -623,6 +678,7 @@ int main(void)
     CHECK(root_real[0] == '/' && root_real[strlen(root_real) - 1] != '/', "root_real '%s'", root_real);
     printf("  root %s\n", root_real);
 
+    test_stat_calls();
     run_mode(0);
     state = fc_openat2_state();
     CHECK(state == 0 || state == 1, "openat2 state %d after the first calls, want 0 or 1", state);

@@ -247,6 +247,7 @@ BAD_VALUES = {
     "timeout": ["0", "forever"],
     "reuse_port": ["maybe"],
     "preload": ["2"],
+    "reload": ["always"],
     "max_requests": ["-1", "many"],
     "max_requests_jitter": ["-5"],
     "pid": [""],
