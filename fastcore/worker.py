@@ -179,7 +179,8 @@ def static_locations(config, has_app):
         return config.static
     return (StaticLocation("/", os.getcwd(), index=config.index, autoindex=config.autoindex,
                            max_age=config.max_age, immutable=config.immutable, dotfiles=config.dotfiles,
-                           follow_symlinks=config.follow_symlinks, precompressed=config.precompressed),)
+                           follow_symlinks=config.follow_symlinks, precompressed=config.precompressed,
+                           limit_rate=config.limit_rate, limit_rate_after=config.limit_rate_after),)
 
 
 def forwarding_trust(config):

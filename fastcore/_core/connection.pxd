@@ -26,6 +26,11 @@ cdef enum ConnState:
 
 
 cdef class RequestHandler:
+    # the bandwidth limit of this handler's responses (limit_rate,
+    # limit_rate_after of its location); 0: none
+    cdef double limit_rate
+    cdef size_t limit_rate_after
+
     cdef int on_head(self, Connection conn) except -1
     cdef int on_body(self, Connection conn, const char *at, size_t n) except -1
     cdef int on_end(self, Connection conn) except -1

@@ -536,6 +536,10 @@ cdef class Connection(Stream):
                         server.on_request_limit()
                     self.handler = server.handler
                     self.handler.on_head(self)
+                    if self.handler.limit_rate > 0 or self.throttled:
+                        # the location's bandwidth limit, for this response (a
+                        # handler that answered in on_head has only queued it)
+                        self.limit_response(self.handler.limit_rate, self.handler.limit_rate_after)
                 elif ev == EV_BODY:
                     self.handler.on_body(self, self.parser.body_at, self.parser.body_len)
                 elif ev == EV_END:
@@ -579,7 +583,8 @@ cdef class Connection(Stream):
         if self.state == S_CLOSED or self.flush_scheduled:
             return 0  # the deferred flush decides, after trying to write
         if self.out.pending:
-            events |= EPOLLOUT
+            if self.token_timer is None:  # else a bandwidth limit's timer writes next
+                events |= EPOLLOUT
             if self.queue is not server.send_queue:
                 server.send_queue.arm(self, self.loop.now)
         elif self.queue is server.send_queue:

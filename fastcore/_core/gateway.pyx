@@ -506,6 +506,8 @@ cdef class Gateway(RequestHandler):
         self.slow_call = config.auto_threads_after
         self.threads_hold = config.auto_threads_hold
         self.last_slow_call = -1e18
+        self.limit_rate = config.limit_rate
+        self.limit_rate_after = config.limit_rate_after
         # chosen now: found first when a worker is out of descriptors, the
         # search fails as "no usable temporary directory" instead of EMFILE
         tempfile.gettempdir()

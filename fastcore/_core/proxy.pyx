@@ -217,6 +217,8 @@ cdef class ProxyLocation(RequestHandler):
             self.host_line = b"Host: " + (<str>options.host).encode("latin-1") + b"\r\n"
         self.peers = {}
         self.websocket = options.websocket
+        self.limit_rate = options.limit_rate or 0
+        self.limit_rate_after = options.limit_rate_after or 0
         self.trusted = trusted
 
     def __dealloc__(self):
