@@ -53,6 +53,8 @@ cdef class Server:
     cdef size_t max_connections
     cdef size_t read_size
     cdef size_t high_water
+    cdef double min_body_rate    # bytes a second a request body must average, once body_rate_grace has passed; 0: none
+    cdef double body_rate_grace
     cdef list listeners
     cdef readonly bint accepting
     cdef readonly bint draining
@@ -101,10 +103,13 @@ cdef class Connection(Stream):
     cdef bint response_started   # the current request's final response has begun (send / send_file)
     cdef sockaddr_storage peer
     cdef socklen_t peer_len
+    cdef double body_since       # loop time the current body's rate is measured from (its head, or a resumed read)
+    cdef size_t body_received    # bytes read since body_since
     cdef object peer_host_str
     cdef object peer_port_str
 
     cdef int _on_readable(self) except -1
+    cdef bint _body_too_slow(self) noexcept
     cdef int _on_writable(self) except -1
     cdef int _process(self) except -1
     cdef int _process_events(self) except -1
@@ -120,7 +125,7 @@ cdef class Connection(Stream):
     cdef int pause_reading(self) except -1
     cdef int resume_reading(self) except -1
     cdef int end_response(self, bint keep_alive) except -1
-    cdef int send_error(self, int status, str message, bint no_body=*) except -1
+    cdef int send_error(self, int status, str message, bint no_body=*, bytes extra=*) except -1
     cdef int _begin_linger(self) except -1
     cdef int _go_idle(self) except -1
     cdef int _peer_strings(self) except -1
