@@ -19,7 +19,8 @@ Theory of operation
   wait_writable() asks to be told (the subclass's way) once the queue is empty.
 - A bandwidth limit (limit_response: `after` bytes at full speed, then
   `rate` bytes a second) is a token bucket that refills continuously and
-  holds at most one second of the rate. The write path tests one flag,
+  holds at most one second of the rate; it starts with TOKEN_WAIT's worth,
+  so a small response under a limit leaves at once. The write path tests one flag,
   `throttled`; behind it each write is capped to the tokens there are
   (sendfile and writev alike). Out of tokens, the stream neither writes nor
   watches EPOLLOUT: a loop timer brings it back (_on_writable) once
@@ -76,7 +77,7 @@ cdef class Stream(TimedHandle):
         if full_speed:
             budget = self.limit_after
         else:
-            now = self.loop.clock()
+            now = self.loop.now
             self.tokens = min(self.tokens + (now - self.tokens_at) * self.limit_rate, self.limit_rate)
             self.tokens_at = now
             wanted = min(<double>self.out.pending, self.limit_rate * TOKEN_WAIT)
@@ -96,9 +97,7 @@ cdef class Stream(TimedHandle):
         if full_speed:
             self.limit_after -= self.out.written
             if self.limit_after == 0:
-                # the limit starts now, with an empty bucket
-                self.tokens = 0
-                self.tokens_at = self.loop.clock()
+                self.tokens_at = self.loop.now  # the limit starts now: tokens accrue from here
         else:
             self.tokens -= self.out.written
         if rc and self.out.written == budget:
@@ -124,8 +123,10 @@ cdef class Stream(TimedHandle):
             self.throttled = True
             self.limit_rate = rate
             self.limit_after = after
-            self.tokens = 0
-            self.tokens_at = self.loop.clock()
+            # a first TOKEN_WAIT's worth: a response smaller than that (a
+            # page, an API answer) goes at once, with no timer
+            self.tokens = rate * TOKEN_WAIT
+            self.tokens_at = self.loop.now
         elif self.throttled:
             self.throttled = False
             if self.token_timer is not None:
