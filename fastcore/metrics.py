@@ -27,9 +27,10 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 ROUTES = ("wsgi", "static", "proxy")
-# the `reason` labels of fastcore_refused_total, each counted in the stats
-# field refused_<reason>
-REFUSAL_REASONS = ("max_pending", "min_body_rate")
+# reasons of fastcore_limit_refused_total for the refusals that protect the
+# server itself (no dry run for them), each counted in the stats field
+# limit_refused_<reason>
+SERVER_REFUSAL_REASONS = ("max_pending", "min_body_rate")
 _BUCKET_FIELDS = (*(f"duration_le_{i}" for i in range(len(DURATION_BUCKETS))), "duration_inf")
 _LE_LABELS = (*(repr(float(bound)) for bound in DURATION_BUCKETS), "+Inf")
 # fields that only grow in a worker's life: carried over from exited workers
@@ -38,7 +39,7 @@ COUNTER_FIELDS = (
     *(f"status_{cls}" for cls in STATUS_CLASSES),
     *(f"route_{route}" for route in ROUTES),
     "overload_refused",
-    *(f"refused_{reason}" for reason in REFUSAL_REASONS),
+    *(f"limit_refused_{reason}" for reason in SERVER_REFUSAL_REASONS),
     "bytes_sent",
     "connections_total",
     *_BUCKET_FIELDS,
@@ -108,10 +109,11 @@ def render_prometheus(workers, arbiter):
     _family(lines, "fastcore_overload_refused_total", "counter",
             "Clients answered 503 at accept because their worker was out of file descriptors.",
             [("", [], total("overload_refused"))])
-    _family(lines, "fastcore_refused_total", "counter",
+    _family(lines, "fastcore_limit_refused_total", "counter",
             "Requests the server refused to protect itself, by reason: max_pending (503, the application's "
             "queue was full), min_body_rate (408, the body came too slowly).",
-            [("", [("reason", reason)], total(f"refused_{reason}")) for reason in REFUSAL_REASONS])
+            [("", [("reason", reason), ("dry_run", "false")], total(f"limit_refused_{reason}"))
+             for reason in SERVER_REFUSAL_REASONS])
     _family(lines, "fastcore_overloaded_workers", "gauge",
             "Workers whose accept fails now for lack of file descriptors.",
             [("", [], sum(1 for worker in workers if worker["overloaded"]))])

@@ -429,7 +429,7 @@ cdef class Connection(Stream):
             self.body_received += <size_t>n
             if self.server.min_body_rate > 0 and self._body_too_slow():
                 if self.server.stats is not None:
-                    self.server.stats.s.refused_min_body_rate += 1
+                    self.server.stats.s.limit_refused_min_body_rate += 1
                 self.send_error(408, "the request body arrived slower than min_body_rate")
                 return 0
         self.got_bytes = True

@@ -589,7 +589,7 @@ cdef class Gateway(RequestHandler):
         cdef WorkerStats stats = ex.conn.server.stats
         if stats is not None:
             stats.s.app_overloaded = 1
-            stats.s.refused_max_pending += 1
+            stats.s.limit_refused_max_pending += 1
         ex.conn.send_error(503, "the application is busy (max_pending requests wait), retry shortly", ex.is_head,
                            RETRY_AFTER)
         return 0

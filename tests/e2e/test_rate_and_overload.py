@@ -204,7 +204,7 @@ def test_max_pending_refuses_at_once_and_reports_overload(serve):
         status, text = admin_get(admin, "/health")
         assert status == 503 and "overloaded" in text and "max_pending" in text, (status, text)
         metrics = admin_get(admin, "/metrics")[1]
-        assert 'fastcore_refused_total{reason="max_pending"} 2' in metrics, metrics
+        assert 'fastcore_limit_refused_total{reason="max_pending",dry_run="false"} 2' in metrics, metrics
         for client in clients[:2] + waiting:
             client.assert_open(0.05)  # the held and the waiting ones are still waiting
         (server.dir / "release").write_text("")
@@ -212,6 +212,7 @@ def test_max_pending_refuses_at_once_and_reports_overload(serve):
             assert client.read_response().status == 200
         wait_for(lambda: admin_get(admin, "/health")[0] == 200, 5, "/health ok again")
     finally:
+        (server.dir / "release").write_text("")  # a failed test still lets the server stop
         for client in clients:
             client.close()
 
@@ -254,7 +255,7 @@ def test_min_body_rate_cuts_a_trickling_upload(serve):
     assert b"min_body_rate" in response.body
     assert seconds < 5.0, f"cut after {seconds:.1f} s ({sent} bytes): not before one body_timeout"
     metrics = admin_get(admin, "/metrics")[1]
-    assert 'fastcore_refused_total{reason="min_body_rate"} 1' in metrics, metrics
+    assert 'fastcore_limit_refused_total{reason="min_body_rate",dry_run="false"} 1' in metrics, metrics
 
 
 def test_min_body_rate_lets_a_slow_steady_upload_complete(serve):

@@ -72,7 +72,7 @@ def test_metrics_exposition_parses_with_expected_types(two_workers):
         "fastcore_worker_restarts": "counter",
         "fastcore_worker_timeouts": "counter",
         "fastcore_overload_refused": "counter",
-        "fastcore_refused": "counter",
+        "fastcore_limit_refused": "counter",
         "fastcore_overloaded_workers": "gauge",
         "fastcore_app_overloaded_workers": "gauge",
     }
@@ -213,12 +213,12 @@ def test_metrics_overload_counted_and_retired_kept():
 
 
 def test_metrics_refusals_by_reason_summed_and_retired_kept():
-    retired = retire_worker_stats({}, worker_stats(pid=5, refused_max_pending=4, refused_min_body_rate=1))
-    workers = [worker_stats(pid=6, refused_max_pending=3, app_overloaded=1),
-               worker_stats(pid=7, refused_min_body_rate=2)]
+    retired = retire_worker_stats({}, worker_stats(pid=5, limit_refused_max_pending=4, limit_refused_min_body_rate=1))
+    workers = [worker_stats(pid=6, limit_refused_max_pending=3, app_overloaded=1),
+               worker_stats(pid=7, limit_refused_min_body_rate=2)]
     samples, _ = parse(render_prometheus(workers, dict(ARBITER, retired=retired)))
-    assert value(samples, "fastcore_refused_total", reason="max_pending") == 7
-    assert value(samples, "fastcore_refused_total", reason="min_body_rate") == 3
+    assert value(samples, "fastcore_limit_refused_total", reason="max_pending", dry_run="false") == 7
+    assert value(samples, "fastcore_limit_refused_total", reason="min_body_rate", dry_run="false") == 3
     assert value(samples, "fastcore_app_overloaded_workers") == 1
     document = render_status(1, 0.0, workers, now=1.0)
     assert [w["app_overloaded"] for w in document["workers"]] == [True, False]
