@@ -40,6 +40,11 @@ def _health(snapshot):
         # out of descriptors: a balancer in front should send less here
         return "503 Service Unavailable", _TEXT, f"overloaded: {overloaded} of {len(workers)} workers out of file " \
                                                  f"descriptors\n".encode()
+    queued = sum(1 for worker in workers if worker.get("app_overloaded"))
+    if queued:
+        # max_pending requests wait for the application: new ones get 503 now
+        return "503 Service Unavailable", _TEXT, f"overloaded: {queued} of {len(workers)} workers have max_pending " \
+                                                 f"requests waiting for the application\n".encode()
     return "200 OK", _TEXT, b"ok\n"
 
 

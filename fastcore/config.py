@@ -308,9 +308,20 @@ class StaticLocation:
     dotfiles: Optional[bool] = None
     follow_symlinks: Optional[bool] = None
     precompressed: Optional[bool] = None
+    limit_rate: Optional[int] = None
+    limit_rate_after: Optional[int] = None
 
     def __str__(self) -> str:
         return f"{self.prefix}={self.root}"
+
+
+# The bandwidth limit of a location's responses: keys of a [[static]] or a
+# [[proxy]] table, each defaulting to the top-level setting of its name
+# (which is also the limit of the application's responses).
+_RATE_OPTIONS: Dict[str, Callable[[Any], Any]] = {
+    "limit_rate": lambda value: size(0)(value),
+    "limit_rate_after": lambda value: size(0)(value),
+}
 
 
 # The per-location options of a [[static]] table, with their parsers; each
@@ -323,6 +334,7 @@ _LOCATION_OPTIONS: Dict[str, Callable[[Any], Any]] = {
     "dotfiles": parse_bool,
     "follow_symlinks": parse_bool,
     "precompressed": parse_bool,
+    **_RATE_OPTIONS,
 }
 
 
@@ -452,6 +464,8 @@ class ProxyLocation:
     websocket: Optional[bool] = None
     forwarded: Optional[bool] = None
     via: Optional[bool] = None
+    limit_rate: Optional[int] = None
+    limit_rate_after: Optional[int] = None
 
     @property
     def pool_name(self) -> str:
@@ -579,7 +593,7 @@ def _proxy_location(item: Any) -> ProxyLocation:
         return ProxyLocation(prefix, tuple(_upstream_server(address.strip(), prefix)
                                            for address in servers.split(",") if address.strip()))
     if isinstance(item, dict):
-        known = {"prefix", "name", "servers", *_PROXY_OPTIONS}
+        known = {"prefix", "name", "servers", *_PROXY_OPTIONS, *_RATE_OPTIONS}
         unknown = set(item) - known
         if unknown:
             key = sorted(unknown)[0]
@@ -593,7 +607,7 @@ def _proxy_location(item: Any) -> ProxyLocation:
         if isinstance(servers, str) or not isinstance(servers, (list, tuple)) or not servers:
             raise _Invalid(f"[[proxy]] {prefix}: servers as a non-empty list", servers)
         options = {}
-        for key, parse in _PROXY_OPTIONS.items():
+        for key, parse in {**_PROXY_OPTIONS, **_RATE_OPTIONS}.items():
             if key in item:
                 try:
                     options[key] = parse(item[key])
@@ -1132,6 +1146,25 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("write_buffer_high", "limits", ("--write-buffer-high",), size(1), "256k",
             "Queued output per connection above which reading from it and producing the response pause.",
             metavar="SIZE", annotation=int),
+    Setting("limit_rate", "limits", ("--limit-rate",), size(0), 0,
+            "Bandwidth of each response, in bytes a second, once limit_rate_after bytes of it have gone; 0 for "
+            "none. Applies to the application's responses; a [[static]] or [[proxy]] table may set its own.",
+            metavar="SIZE", annotation=int),
+    Setting("limit_rate_after", "limits", ("--limit-rate-after",), size(0), 0,
+            "Bytes of each response (head included) sent at full speed before limit_rate applies.",
+            metavar="SIZE", annotation=int),
+    Setting("max_pending", "limits", ("--max-pending",), integer(1), 1024,
+            "Requests a worker lets wait for a free application thread; more are answered 503 with "
+            "Retry-After at once, and /health reports the worker overloaded while its queue is full.",
+            metavar="N", annotation=int),
+    Setting("min_body_rate", "limits", ("--min-body-rate",), size(0), 500,
+            "Slowest request body accepted, in bytes a second on average once min_body_rate_grace has passed; "
+            "slower gets 408. 0 for none (body_timeout still bounds a stall).",
+            metavar="SIZE", annotation=int),
+    Setting("min_body_rate_grace", "limits", ("--min-body-rate-grace",), parse_duration, 20,
+            "Time a request body may take before min_body_rate applies (a body of N bytes may take this plus "
+            "N / min_body_rate seconds).",
+            metavar="SECONDS", annotation=float),
     Setting("read_buffer_size", "limits", ("--read-buffer-size",), size(512), "16k",
             "Bytes read from a connection per read() once a request head is parsed (bodies); a head being "
             "received starts in a 2 KiB buffer that doubles only as the head needs it.",
@@ -1323,7 +1356,8 @@ def build_config(cli: Optional[Mapping[str, Any]] = None, environ: Optional[Mapp
         for location in values["static"])
     values["proxy"] = tuple(
         dataclasses.replace(location, **{key: values[f"proxy_{key}"] for key in _PROXY_OPTIONS
-                                         if getattr(location, key) is None})
+                                         if getattr(location, key) is None},
+                            **{key: values[key] for key in _RATE_OPTIONS if getattr(location, key) is None})
         for location in values["proxy"])
     for location in values["proxy"]:
         if location.balance == "hash" and location.hash_key is None:

@@ -27,6 +27,10 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 ROUTES = ("wsgi", "static", "proxy")
+# reasons of fastcore_limit_refused_total for the refusals that protect the
+# server itself (no dry run for them), each counted in the stats field
+# limit_refused_<reason>
+SERVER_REFUSAL_REASONS = ("max_pending", "min_body_rate")
 _BUCKET_FIELDS = (*(f"duration_le_{i}" for i in range(len(DURATION_BUCKETS))), "duration_inf")
 _LE_LABELS = (*(repr(float(bound)) for bound in DURATION_BUCKETS), "+Inf")
 # fields that only grow in a worker's life: carried over from exited workers
@@ -35,6 +39,7 @@ COUNTER_FIELDS = (
     *(f"status_{cls}" for cls in STATUS_CLASSES),
     *(f"route_{route}" for route in ROUTES),
     "overload_refused",
+    *(f"limit_refused_{reason}" for reason in SERVER_REFUSAL_REASONS),
     "bytes_sent",
     "connections_total",
     *_BUCKET_FIELDS,
@@ -104,9 +109,17 @@ def render_prometheus(workers, arbiter):
     _family(lines, "fastcore_overload_refused_total", "counter",
             "Clients answered 503 at accept because their worker was out of file descriptors.",
             [("", [], total("overload_refused"))])
+    _family(lines, "fastcore_limit_refused_total", "counter",
+            "Requests the server refused to protect itself, by reason: max_pending (503, the application's "
+            "queue was full), min_body_rate (408, the body came too slowly).",
+            [("", [("reason", reason), ("dry_run", "false")], total(f"limit_refused_{reason}"))
+             for reason in SERVER_REFUSAL_REASONS])
     _family(lines, "fastcore_overloaded_workers", "gauge",
             "Workers whose accept fails now for lack of file descriptors.",
             [("", [], sum(1 for worker in workers if worker["overloaded"]))])
+    _family(lines, "fastcore_app_overloaded_workers", "gauge",
+            "Workers whose application queue is full now (max_pending requests wait for a thread).",
+            [("", [], sum(1 for worker in workers if worker.get("app_overloaded")))])
     _family(lines, "fastcore_workers", "gauge",
             "Worker processes alive now.",
             [("", [], len(workers))])
@@ -162,6 +175,7 @@ def render_status(arbiter_pid, started, workers, now=None):
             "open_connections": worker["connections_open"],
             "draining": bool(worker["draining"]),
             "overloaded": bool(worker["overloaded"]),
+            "app_overloaded": bool(worker.get("app_overloaded")),
         })
     return {
         "arbiter_pid": arbiter_pid,

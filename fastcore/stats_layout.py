@@ -25,6 +25,9 @@ FIELDS = (
     "draining",            # 1 while the worker finishes in-flight requests before exiting
     "overloaded",          # 1 while accept fails for lack of descriptors (until one succeeds again)
     "overload_refused",    # clients answered 503 at accept because the worker had no descriptor for them
+    "app_overloaded",      # 1 while max_pending requests wait for an application thread (more are refused)
+    "limit_refused_max_pending",     # requests answered 503 because max_pending already waited for the application
+    "limit_refused_min_body_rate",   # requests answered 408 because their body arrived slower than min_body_rate
 )
 INDEX = {name: i for i, name in enumerate(FIELDS)}
 SIZE = 8 * len(FIELDS)

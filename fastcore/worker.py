@@ -196,7 +196,8 @@ def static_locations(config, has_app):
     return (StaticLocation("/", os.getcwd(), index=config.index,
                            autoindex=True if config.autoindex is None else config.autoindex,
                            max_age=config.max_age, immutable=config.immutable, dotfiles=config.dotfiles,
-                           follow_symlinks=config.follow_symlinks, precompressed=config.precompressed),)
+                           follow_symlinks=config.follow_symlinks, precompressed=config.precompressed,
+                           limit_rate=config.limit_rate, limit_rate_after=config.limit_rate_after),)
 
 
 def forwarding_trust(config):

@@ -123,6 +123,10 @@ class AppThreads:
         if len(self.threads) == 1 and self.on_start is not None:
             self.on_start()
 
+    def waiting(self):
+        """Jobs submitted that no thread has taken yet."""
+        return self.jobs.qsize()
+
     # loop thread
     def submit(self, gateway, exchange):
         self.flows[exchange] = _Flow()

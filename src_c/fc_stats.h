@@ -44,6 +44,9 @@ typedef struct {
     uint64_t draining;
     uint64_t overloaded;
     uint64_t overload_refused;
+    uint64_t app_overloaded;
+    uint64_t limit_refused_max_pending;
+    uint64_t limit_refused_min_body_rate;
 } fc_worker_stats_t;
 
 #endif /* FC_STATS_H */

@@ -1,7 +1,8 @@
 # Interface of fastcore._core.buffer: the per-connection output queue.
 # It keeps a reference to every bytes object queued until it is fully
 # written; file segments hold a descriptor that their owner (the response)
-# closes. flush() never blocks: the socket is non-blocking.
+# closes. flush() never blocks: the socket is non-blocking, and it writes
+# at most `budget` bytes (a bandwidth limit's allowance).
 from libc.stdint cimport int64_t
 
 
@@ -24,5 +25,5 @@ cdef class OutputQueue:
 
     cdef int push(self, bytes data) except -1
     cdef int push_file(self, FileSegment segment) except -1
-    cdef int flush(self, int fd) except -1
+    cdef int flush(self, int fd, size_t budget) except -1   # budget: most bytes to write (SIZE_MAX: no limit)
     cdef void clear(self) noexcept

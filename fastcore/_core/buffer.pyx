@@ -1,9 +1,10 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """Output queue of a connection: bytes go out with writev (up to 64 pieces
 per call), file segments with sendfile from the page cache. flush() writes
-what the socket accepts and returns 0 when the queue is empty, 1 when the
-socket is full (EAGAIN): the caller then waits for EPOLLOUT. A peer that
-has gone away raises ConnectionError."""
+what the socket accepts, up to a budget, and returns 0 when the queue is
+empty, 1 when the socket is full (EAGAIN) or the budget is spent: the
+caller then waits for EPOLLOUT (or, for a spent budget, for its bandwidth
+limit to allow more). A peer that has gone away raises ConnectionError."""
 import os
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
@@ -14,6 +15,18 @@ from posix.unistd cimport close
 from fastcore._core.includes.syscalls cimport *
 
 DEF MAX_IOV = 64
+
+
+cdef int trim_iovecs(iovec *iov, int count, size_t budget) noexcept:
+    """The number of iovecs that carry the first `budget` bytes (> 0), the
+    last one shortened to end there."""
+    cdef int i
+    for i in range(count):
+        if iov[i].iov_len >= budget:
+            iov[i].iov_len = budget
+            return i + 1
+        budget -= iov[i].iov_len
+    return count
 
 
 cdef class FileSegment:
@@ -72,7 +85,7 @@ cdef class OutputQueue:
         self.first_offset = 0
         self.pending = 0
 
-    cdef int flush(self, int fd) except -1:
+    cdef int flush(self, int fd, size_t budget) except -1:
         cdef iovec iov[MAX_IOV]
         cdef msghdr msg
         cdef int count
@@ -81,13 +94,19 @@ cdef class OutputQueue:
         cdef size_t left, size
         cdef object item
         cdef FileSegment seg
+        cdef bint limited
         self.written = 0
         while self.pending:
+            if budget == 0:
+                return 1
             n_items = len(self.items)
             item = self.items[self.first]
             if type(item) is FileSegment:
                 seg = <FileSegment>item
-                n = sendfile(fd, seg.fd, &seg.offset, <size_t>min(seg.remaining, 1 << 30))
+                size = <size_t>min(seg.remaining, 1 << 30)
+                if size > budget:
+                    size = budget  # sendfile sends no more than the allowance
+                n = sendfile(fd, seg.fd, &seg.offset, size)
                 if n < 0:
                     if errno == EAGAIN or errno == EINTR:
                         return 1
@@ -97,6 +116,7 @@ cdef class OutputQueue:
                 seg.remaining -= n
                 self.pending -= n
                 self.written += n
+                budget -= <size_t>n
                 if seg.remaining == 0:
                     self.items[self.first] = None
                     self.first += 1
@@ -115,7 +135,11 @@ cdef class OutputQueue:
                     iov[0].iov_len -= self.first_offset
                 count += 1
                 i += 1
-            if i < n_items and type(self.items[i]) is FileSegment:
+            limited = budget < self.pending
+            if limited:
+                # a bandwidth limit's allowance: the iovecs past it are cut
+                count = trim_iovecs(iov, count, budget)
+            if i < n_items and type(self.items[i]) is FileSegment and not limited:
                 # a file follows (a response head before its body): MSG_MORE
                 # lets the kernel fill whole segments with head and file
                 # together, as TCP_CORK would, instead of sending the head alone
@@ -131,6 +155,7 @@ cdef class OutputQueue:
                 raise ConnectionError(errno, f"writev: {os.strerror(errno)}")
             self.pending -= n
             self.written += n
+            budget -= <size_t>n
             left = <size_t>n
             while left:
                 size = PyBytes_GET_SIZE(self.items[self.first]) - self.first_offset

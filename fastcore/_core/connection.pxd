@@ -26,6 +26,11 @@ cdef enum ConnState:
 
 
 cdef class RequestHandler:
+    # the bandwidth limit of this handler's responses (limit_rate,
+    # limit_rate_after of its location); 0: none
+    cdef double limit_rate
+    cdef size_t limit_rate_after
+
     cdef int on_head(self, Connection conn) except -1
     cdef int on_body(self, Connection conn, const char *at, size_t n) except -1
     cdef int on_end(self, Connection conn) except -1
@@ -51,6 +56,8 @@ cdef class Server:
     cdef size_t max_connections
     cdef size_t read_size
     cdef size_t high_water
+    cdef double min_body_rate    # bytes a second a request body must average, once body_rate_grace has passed; 0: none
+    cdef double body_rate_grace
     cdef list listeners
     cdef readonly bint accepting
     cdef readonly bint draining
@@ -100,10 +107,13 @@ cdef class Connection(Stream):
     cdef bint response_started   # the current request's final response has begun (send / send_file)
     cdef sockaddr_storage peer
     cdef socklen_t peer_len
+    cdef double body_since       # loop time the current body's rate is measured from (its head, or a resumed read)
+    cdef size_t body_received    # bytes read since body_since
     cdef object peer_host_str
     cdef object peer_port_str
 
     cdef int _on_readable(self) except -1
+    cdef bint _body_too_slow(self) noexcept
     cdef int _on_writable(self) except -1
     cdef int _process(self) except -1
     cdef int _process_events(self) except -1
@@ -119,7 +129,7 @@ cdef class Connection(Stream):
     cdef int pause_reading(self) except -1
     cdef int resume_reading(self) except -1
     cdef int end_response(self, bint keep_alive) except -1
-    cdef int send_error(self, int status, str message, bint no_body=*, bint head_spans=*) except -1
+    cdef int send_error(self, int status, str message, bint no_body=*, bint head_spans=*, bytes extra=*) except -1
     cdef int _log_refusal(self, int status, str message, bytes answer, bint head_spans) except -1
     cdef tuple _head_request(self)
     cdef int _begin_linger(self) except -1

@@ -116,6 +116,8 @@ cdef class Server:
         self.max_connections = config.max_connections
         self.read_size = config.read_buffer_size
         self.high_water = config.write_buffer_high
+        self.min_body_rate = config.min_body_rate
+        self.body_rate_grace = config.min_body_rate_grace
         self.parser_limits = dict(
             max_body=config.max_body, max_request_line=config.max_request_line,
             max_header_bytes=config.max_header_bytes, max_headers=config.max_headers,
@@ -438,9 +440,24 @@ cdef class Connection(Stream):
             self.server.header_queue.arm(self, self.loop.now)
         elif self.state == S_BODY:
             self.server.body_queue.arm(self, self.loop.now)  # timeout between two reads
+            self.body_received += <size_t>n
+            if self.server.min_body_rate > 0 and self._body_too_slow():
+                if self.server.stats is not None:
+                    self.server.stats.s.limit_refused_min_body_rate += 1
+                self.send_error(408, "the request body arrived slower than min_body_rate", False, False)
+                return 0
         self.got_bytes = True
         self._process()
         return 0
+
+    cdef bint _body_too_slow(self) noexcept:
+        """The body so far averages less than min_body_rate since the grace
+        ran out (Apache's MinRate: a body of N bytes may take the grace plus
+        N / rate seconds). Checked as bytes arrive: one that trickles in
+        is cut at its first read past that, not body_timeout per read; one
+        that stops is cut by body_timeout."""
+        cdef double late = self.loop.now - self.body_since - self.server.body_rate_grace
+        return late > 0 and self.body_received < late * self.server.min_body_rate
 
     cdef int _on_writable(self) except -1:
         cdef int rc = self._write()
@@ -543,6 +560,8 @@ cdef class Connection(Stream):
                     self.response_started = False
                     self.state = S_BODY
                     server.body_queue.arm(self, self.loop.now)
+                    self.body_since = self.loop.now
+                    self.body_received = 0
                     server.requests += 1
                     if server.requests == server.request_limit and server.on_request_limit is not None:
                         # before the handler answers: the last request's response
@@ -550,6 +569,10 @@ cdef class Connection(Stream):
                         server.on_request_limit()
                     self.handler = server.handler
                     self.handler.on_head(self)
+                    if self.handler.limit_rate > 0 or self.throttled:
+                        # the location's bandwidth limit, for this response (a
+                        # handler that answered in on_head has only queued it)
+                        self.limit_response(self.handler.limit_rate, self.handler.limit_rate_after)
                 elif ev == EV_BODY:
                     self.handler.on_body(self, self.parser.body_at, self.parser.body_len)
                 elif ev == EV_END:
@@ -594,7 +617,8 @@ cdef class Connection(Stream):
         if self.state == S_CLOSED or self.flush_scheduled:
             return 0  # the deferred flush decides, after trying to write
         if self.out.pending:
-            events |= EPOLLOUT
+            if self.token_timer is None:  # else a bandwidth limit's timer writes next
+                events |= EPOLLOUT
             if self.queue is not server.send_queue:
                 server.send_queue.arm(self, self.loop.now)
         elif self.queue is server.send_queue:
@@ -654,6 +678,10 @@ cdef class Connection(Stream):
     cdef int resume_reading(self) except -1:
         if self.reading_paused and self.state == S_BODY and self.queue is None:
             self.server.body_queue.arm(self, self.loop.now)
+        if self.reading_paused and self.state == S_BODY:
+            # the pause was the far side's: min_body_rate measures from now
+            self.body_since = self.loop.now
+            self.body_received = 0
         Stream.resume_reading(self)
         return 0
 
@@ -704,15 +732,17 @@ cdef class Connection(Stream):
             self.state = S_CLOSING
         return 0
 
-    cdef int send_error(self, int status, str message, bint no_body=False, bint head_spans=True) except -1:
+    cdef int send_error(self, int status, str message, bint no_body=False, bint head_spans=True,
+                        bytes extra=b"") except -1:
         """Answers status with a short plain-text body (none for a HEAD
-        request: no_body) and closes (after the responses already queued, so
-        pipelined order holds). The one place a request the server refuses
-        by itself is accounted: stats, access log, and its reason in the
-        error log. head_spans: the parsed head's spans are still valid (in
-        a head event, which is where handlers refuse); False once a body
-        has been read into the buffer."""
-        cdef bytes answer = plain_response(status, message, False, no_body)
+        request: no_body) and `extra` header lines (a refusal's Retry-After),
+        and closes (after the responses already queued, so pipelined order
+        holds). The one place a request the server refuses by itself is
+        accounted: stats, access log, and its reason in the error log.
+        head_spans: the parsed head's spans are still valid (in a head
+        event, which is where handlers refuse); False once a body has been
+        read into the buffer."""
+        cdef bytes answer = plain_response(status, message, False, no_body, extra)
         self._log_refusal(status, message, answer, head_spans)  # before on_close drops the exchange
         if self.state == S_APP or (self.state == S_BODY and self.exchange is not None):
             try:

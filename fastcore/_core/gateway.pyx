@@ -113,6 +113,7 @@ class FileWrapper:
 cdef object SENTINEL = object()
 cdef bytes CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 cdef bytes LAST_CHUNK = b"0\r\n\r\n"
+cdef bytes RETRY_AFTER = b"Retry-After: 1\r\n"   # a refusal for overload: the queue moves within seconds
 cdef bytes ERROR_500 = (b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain; charset=utf-8\r\n"
                         b"Content-Length: 22\r\n\r\nInternal Server Error\n")
 
@@ -488,6 +489,7 @@ cdef class Gateway(RequestHandler):
     cdef bint server_header
     cdef size_t body_buffer_size
     cdef size_t high_water
+    cdef size_t max_pending          # requests that may wait for an application thread
     cdef str script_name
     cdef object threads              # fastcore.wsgi.AppThreads when threads > 1 or auto
     cdef bint auto_threads           # threads == "auto": inline until a call is slow
@@ -510,6 +512,9 @@ cdef class Gateway(RequestHandler):
         self.slow_call = config.auto_threads_after
         self.threads_hold = config.auto_threads_hold
         self.last_slow_call = -1e18
+        self.max_pending = config.max_pending
+        self.limit_rate = config.limit_rate
+        self.limit_rate_after = config.limit_rate_after
         # chosen now: found first when a worker is out of descriptors, the
         # search fails as "no usable temporary directory" instead of EMFILE
         tempfile.gettempdir()
@@ -566,6 +571,10 @@ cdef class Gateway(RequestHandler):
             # de-chunked: the application sees how much there is to read
             environ["CONTENT_LENGTH"] = str(ex.body_size)
         if self.threads is not None and (not self.auto_threads or conn.loop.now < self.threaded_until):
+            if self.threads.waiting() >= self.max_pending:
+                return self.refuse_pending(ex)
+            if conn.server.stats is not None and conn.server.stats.s.app_overloaded:
+                conn.server.stats.s.app_overloaded = 0  # there is room again
             ex.threaded = True
             self.threads.submit(self, ex)
             return 0
@@ -582,6 +591,20 @@ cdef class Gateway(RequestHandler):
             self.produce(ex)
         if self.auto_threads and self.threads is not None:
             self.note_call(conn.loop, conn.loop.clock() - started)
+        return 0
+
+    cdef int refuse_pending(self, Exchange ex) except -1:
+        """max_pending requests already wait for an application thread: 503
+        now, with Retry-After, rather than a wait of unbounded length; the
+        worker reports itself overloaded until its queue has room."""
+        cdef WorkerStats stats = ex.conn.server.stats
+        if stats is not None:
+            stats.s.app_overloaded = 1
+            stats.s.limit_refused_max_pending += 1
+        # at the request's end: the head's spans may be gone (the gateway's
+        # refused_request tells the access log the request from its environ)
+        ex.conn.send_error(503, "the application is busy (max_pending requests wait), retry shortly", ex.is_head,
+                           False, RETRY_AFTER)
         return 0
 
     cdef int note_call(self, Loop loop, double seconds) except -1:
@@ -711,6 +734,9 @@ cdef class Gateway(RequestHandler):
     def complete(self, Exchange ex, object error, double seconds=0):
         """The application thread is done with ex (error: its exc_info or
         None) after `seconds` of work on it."""
+        cdef WorkerStats stats = ex.conn.server.stats
+        if stats is not None and stats.s.app_overloaded and self.threads.waiting() < self.max_pending:
+            stats.s.app_overloaded = 0
         if self.auto_threads:
             self.note_call(ex.conn.loop, seconds)
         if ex.conn.state == S_CLOSED:

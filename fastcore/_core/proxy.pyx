@@ -231,6 +231,8 @@ cdef class ProxyLocation(RequestHandler):
         self.websocket = options.websocket
         self.forwarded = options.forwarded
         self.via = options.via
+        self.limit_rate = options.limit_rate or 0
+        self.limit_rate_after = options.limit_rate_after or 0
         self.trusted = trusted
 
     def __dealloc__(self):

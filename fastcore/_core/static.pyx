@@ -270,6 +270,8 @@ cdef class Location(RequestHandler):
         self.autoindex = location.autoindex
         self.dotfiles = location.dotfiles
         self.precompressed = location.precompressed
+        self.limit_rate = location.limit_rate or 0
+        self.limit_rate_after = location.limit_rate_after or 0
         self.server_line = b"Server: fastcore\r\n" if config.server_header else b""
         self.max_ranges = config.static_max_ranges
         self.listing_max = config.autoindex_max_entries

@@ -17,6 +17,16 @@ Theory of operation
   passes the high-water mark, the owner pauses this side's reading
   (pause_reading); when the far side drains it resumes (resume_reading).
   wait_writable() asks to be told (the subclass's way) once the queue is empty.
+- A bandwidth limit (limit_response: `after` bytes at full speed, then
+  `rate` bytes a second) is a token bucket that refills continuously and
+  holds at most one second of the rate; it starts with TOKEN_WAIT's worth,
+  so a small response under a limit leaves at once. The write path tests one flag,
+  `throttled`; behind it each write is capped to the tokens there are
+  (sendfile and writev alike). Out of tokens, the stream neither writes nor
+  watches EPOLLOUT: a loop timer brings it back (_on_writable) once
+  TOKEN_WAIT seconds' worth, or all that is pending, can go. A proxied
+  response stays within write_buffer_high meanwhile: the usual
+  backpressure pauses the upstream's reading while the queue is full.
 - close() runs once: it leaves the deadline queue and epoll, closes the
   descriptor, drops queued output, then calls _on_closed(), the one place
   a subclass releases what it holds and tells its owner. After it fd is -1
@@ -25,10 +35,16 @@ Theory of operation
 import os
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
+from libc.stdint cimport SIZE_MAX
 from posix.unistd cimport close as close_fd
 
 from fastcore._core.includes.syscalls cimport *
 from fastcore._core.buffer cimport FileSegment, OutputQueue
+
+# a throttled stream waits until this much time's worth of tokens is there
+# (or all that is pending): at most 20 wake-ups a second, each one write of
+# a twentieth of the rate, against a write per millisecond of a few bytes
+DEF TOKEN_WAIT = 0.05
 
 
 cdef class Stream(TimedHandle):
@@ -37,14 +53,91 @@ cdef class Stream(TimedHandle):
         """Writes what the socket takes now: 0 when the queue is empty, 1
         when output remains, -1 when the peer is gone (closed here)."""
         cdef int rc
+        if self.throttled:
+            return self._write_limited()
         try:
-            rc = self.out.flush(self.fd)
+            rc = self.out.flush(self.fd, SIZE_MAX)
         except ConnectionError:
             self.close()
             return -1
         if self.out.written and self.out.pending and self.send_queue is not None and self.queue is self.send_queue:
             self.send_queue.arm(self, self.loop.now)
         return rc
+
+    cdef int _write_limited(self) except -2:
+        """_write under a bandwidth limit: at most limit_after bytes, then at
+        most the tokens there are; with too few, a timer for when there are
+        enough (and 1: output remains)."""
+        cdef int rc
+        cdef size_t budget
+        cdef double now, wanted
+        cdef bint full_speed = self.limit_after > 0
+        if self.token_timer is not None:
+            return 1  # waiting for tokens: the timer writes
+        if full_speed:
+            budget = self.limit_after
+        else:
+            now = self.loop.now
+            self.tokens = min(self.tokens + (now - self.tokens_at) * self.limit_rate, self.limit_rate)
+            self.tokens_at = now
+            wanted = min(<double>self.out.pending, self.limit_rate * TOKEN_WAIT)
+            if wanted < 1:
+                wanted = 1
+            if self.tokens < wanted:
+                self._wait_tokens(wanted)
+                return 1
+            budget = <size_t>self.tokens
+        try:
+            rc = self.out.flush(self.fd, budget)
+        except ConnectionError:
+            self.close()
+            return -1
+        if self.out.written and self.out.pending and self.send_queue is not None and self.queue is self.send_queue:
+            self.send_queue.arm(self, self.loop.now)
+        if full_speed:
+            self.limit_after -= self.out.written
+            if self.limit_after == 0:
+                self.tokens_at = self.loop.now  # the limit starts now: tokens accrue from here
+        else:
+            self.tokens -= self.out.written
+        if rc and self.out.written == budget:
+            # the allowance is spent (not the socket full): wait for tokens
+            return self._write_limited()
+        return rc
+
+    cdef int _wait_tokens(self, double wanted) except -1:
+        self.token_timer = self.loop.call_later((wanted - self.tokens) / self.limit_rate, self._tokens_back)
+        return 0
+
+    def _tokens_back(self):
+        self.token_timer = None
+        if self.fd >= 0:
+            self._on_writable()
+
+    cdef int limit_response(self, double rate, size_t after) except -1:
+        """Limits the bandwidth of what is sent from now on (the response
+        about to start): `after` bytes at full speed, then at most `rate`
+        bytes a second. rate 0: no limit (output waiting for tokens goes
+        out at full speed)."""
+        if rate > 0:
+            self.throttled = True
+            self.limit_rate = rate
+            self.limit_after = after
+            # a first TOKEN_WAIT's worth: a response smaller than that (a
+            # page, an API answer) goes at once, with no timer
+            self.tokens = rate * TOKEN_WAIT
+            self.tokens_at = self.loop.now
+        elif self.throttled:
+            self.throttled = False
+            if self.token_timer is not None:
+                self.token_timer.cancel()
+                self.token_timer = None
+                if self.fd >= 0:
+                    self._update()
+        return 0
+
+    cdef int _on_writable(self) except -1:
+        return self.flush()
 
     cdef int send(self, bytes data) except -1:
         """Queues data; it goes out at the next flush()."""
@@ -65,6 +158,11 @@ cdef class Stream(TimedHandle):
         cdef ssize_t sent
         if self.fd < 0:
             return -1
+        if self.throttled:
+            # through the queue, where the limit counts what goes out
+            self.out.push(PyBytes_FromStringAndSize(at, n))
+            self.flush()
+            return 0 if self.fd >= 0 else -1
         if not self.out.pending:
             sent = send(self.fd, at, n, MSG_NOSIGNAL)
             if sent < 0:
@@ -113,6 +211,9 @@ cdef class Stream(TimedHandle):
             return 0
         self.disarm()
         self.unregister()
+        if self.token_timer is not None:
+            self.token_timer.cancel()
+            self.token_timer = None
         close_fd(self.fd)
         self.fd = -1
         self.out.clear()

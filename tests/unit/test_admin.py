@@ -25,11 +25,13 @@ class Server:
     def __init__(self):
         self.draining = False
         self.overloaded = 0
+        self.app_overloaded = 0
         self.calls = 0
 
     def snapshot(self):
         self.calls += 1
-        workers = [dict(worker_stats(pid=11, status_2xx=3, duration_le_0=3, connections_open=1), slot=0, restarts=0),
+        workers = [dict(worker_stats(pid=11, status_2xx=3, duration_le_0=3, connections_open=1,
+                                     app_overloaded=self.app_overloaded), slot=0, restarts=0),
                    dict(worker_stats(pid=12, status_4xx=1, duration_inf=1, overloaded=self.overloaded), slot=1,
                         restarts=2)]
         return 99, 1_700_000_000.0, workers, {"worker_restarts": 2, "worker_timeouts": 0}, self.draining
@@ -100,6 +102,15 @@ def test_admin_health_503_when_a_worker_is_out_of_descriptors(server):
     status, _, body = call(make_admin_app(server.snapshot), "/health")
     assert (status, body) == ("503 Service Unavailable", b"overloaded: 1 of 2 workers out of file descriptors\n")
     server.overloaded = 0
+    assert call(make_admin_app(server.snapshot), "/health")[0] == "200 OK"
+
+
+def test_admin_health_503_when_a_worker_has_max_pending_requests_waiting(server):
+    server.app_overloaded = 1
+    status, _, body = call(make_admin_app(server.snapshot), "/health")
+    assert (status, body) == ("503 Service Unavailable",
+                              b"overloaded: 1 of 2 workers have max_pending requests waiting for the application\n")
+    server.app_overloaded = 0
     assert call(make_admin_app(server.snapshot), "/health")[0] == "200 OK"
 
 

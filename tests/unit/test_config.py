@@ -237,6 +237,11 @@ BAD_VALUES = {
     "body_buffer_size": ["-1", "big"],
     "write_buffer_high": ["0", "256 kib"],
     "read_buffer_size": ["100", "16q"],
+    "limit_rate": ["-1", "1mb/s", "fast"],
+    "limit_rate_after": ["-1", "1.5m"],
+    "max_pending": ["0", "-1", "many"],
+    "min_body_rate": ["-1", "slow"],
+    "min_body_rate_grace": ["0", "x"],
     "header_timeout": ["0", "-1", "abc", "nan", "inf", "1h", ""],
     "body_timeout": ["0", "x"],
     "keepalive_timeout": ["0ms", "-5s"],
@@ -438,6 +443,39 @@ retries = 0
         ("10.0.0.2:8000", 3, 10, False), ("unix:/run/a.sock", 1, 0, False)]
     (x,) = build_config({"proxy": ["/x=backend.svc:80"]}, environ={}).proxy
     assert x.servers[0].is_name and x.pool_name == "/x" and x.balance == "round_robin"
+
+
+def test_config_limit_rate_per_location_defaults_to_the_top_level(tmp_path):
+    (tmp_path / "files").mkdir()
+    path = tmp_path / "fastcore.toml"
+    path.write_text(f"""
+limit_rate = "2m"
+limit_rate_after = "1m"
+[[proxy]]
+prefix = "/api"
+servers = ["127.0.0.1:9000"]
+limit_rate = "512k"
+[[proxy]]
+prefix = "/other"
+servers = ["127.0.0.1:9001"]
+limit_rate_after = 0
+[[static]]
+prefix = "/files"
+root = "{tmp_path / 'files'}"
+limit_rate = 0
+""")
+    config = build_config({"config": str(path)}, environ={})
+    assert (config.limit_rate, config.limit_rate_after) == (2 << 20, 1 << 20)
+    api, other = config.proxy
+    assert (api.limit_rate, api.limit_rate_after) == (512 << 10, 1 << 20)
+    assert (other.limit_rate, other.limit_rate_after) == (2 << 20, 0)
+    (files,) = config.static
+    assert (files.limit_rate, files.limit_rate_after) == (0, 1 << 20)
+    path.write_text('[[proxy]]\nprefix = "/"\nservers = ["127.0.0.1:80"]\nlimit_rate = "fast"\n')
+    with pytest.raises(ConfigError) as caught:
+        build_config({"config": str(path)}, environ={})
+    message = str(caught.value)
+    assert "\n" not in message and "limit_rate" in message and "'fast'" in message
 
 
 def test_config_proxy_hash_needs_a_key_and_tables_refuse_unknown_keys(tmp_path):

@@ -78,6 +78,7 @@ root = "{tmp_path / 'assets'}"
 max_age = "365d"
 immutable = true
 precompressed = false
+limit_rate = "1m"
 
 [[static]]
 prefix = "/"
@@ -87,7 +88,7 @@ autoindex = true
     assets, public = build_config({"config": path}, environ={}).static
     assert assets == StaticLocation("/assets", str(tmp_path / "assets"), index="index.html", autoindex=False,
                                     max_age=365 * 86400, immutable=True, dotfiles=False, follow_symlinks=False,
-                                    precompressed=False)
+                                    precompressed=False, limit_rate=1 << 20, limit_rate_after=0)
     assert (public.autoindex, public.max_age, public.immutable) == (True, 60, False)
 
 

@@ -72,7 +72,9 @@ def test_metrics_exposition_parses_with_expected_types(two_workers):
         "fastcore_worker_restarts": "counter",
         "fastcore_worker_timeouts": "counter",
         "fastcore_overload_refused": "counter",
+        "fastcore_limit_refused": "counter",
         "fastcore_overloaded_workers": "gauge",
+        "fastcore_app_overloaded_workers": "gauge",
     }
 
 
@@ -80,7 +82,7 @@ def test_metrics_every_family_has_help_and_type():
     text = render_prometheus([first_worker()], ARBITER)
     names = [line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")]
     helps = [line.split()[2] for line in text.splitlines() if line.startswith("# HELP ")]
-    assert names == helps and len(names) == 11
+    assert names == helps and len(names) == 13
     assert text.endswith("\n") and not text.endswith("\n\n")
 
 
@@ -171,9 +173,9 @@ def test_metrics_status_fields():
         "uptime_seconds": 3600.0,
         "workers": [
             {"pid": 101, "slot": None, "restarts": 0, "age_seconds": 90.5, "requests": 10, "open_connections": 2,
-             "draining": False, "overloaded": False},
+             "draining": False, "overloaded": False, "app_overloaded": False},
             {"pid": 102, "slot": None, "restarts": 0, "age_seconds": 60.5, "requests": 5, "open_connections": 1,
-             "draining": True, "overloaded": False},
+             "draining": True, "overloaded": False, "app_overloaded": False},
         ],
     }
 
@@ -208,3 +210,15 @@ def test_metrics_overload_counted_and_retired_kept():
     assert value(samples, "fastcore_overloaded_workers") == 1
     document = render_status(1, 0.0, workers, now=1.0)
     assert [w["overloaded"] for w in document["workers"]] == [True, False]
+
+
+def test_metrics_refusals_by_reason_summed_and_retired_kept():
+    retired = retire_worker_stats({}, worker_stats(pid=5, limit_refused_max_pending=4, limit_refused_min_body_rate=1))
+    workers = [worker_stats(pid=6, limit_refused_max_pending=3, app_overloaded=1),
+               worker_stats(pid=7, limit_refused_min_body_rate=2)]
+    samples, _ = parse(render_prometheus(workers, dict(ARBITER, retired=retired)))
+    assert value(samples, "fastcore_limit_refused_total", reason="max_pending", dry_run="false") == 7
+    assert value(samples, "fastcore_limit_refused_total", reason="min_body_rate", dry_run="false") == 3
+    assert value(samples, "fastcore_app_overloaded_workers") == 1
+    document = render_status(1, 0.0, workers, now=1.0)
+    assert [w["app_overloaded"] for w in document["workers"]] == [True, False]

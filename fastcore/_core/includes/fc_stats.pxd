@@ -40,3 +40,6 @@ cdef extern from "fc_stats.h" nogil:
         uint64_t draining
         uint64_t overloaded
         uint64_t overload_refused
+        uint64_t app_overloaded
+        uint64_t limit_refused_max_pending
+        uint64_t limit_refused_min_body_rate
