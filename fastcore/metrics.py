@@ -27,6 +27,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 ROUTES = ("wsgi", "static", "proxy")
+LIMIT_REASONS = ("deny", "rate", "conn")
 _BUCKET_FIELDS = (*(f"duration_le_{i}" for i in range(len(DURATION_BUCKETS))), "duration_inf")
 _LE_LABELS = (*(repr(float(bound)) for bound in DURATION_BUCKETS), "+Inf")
 # fields that only grow in a worker's life: carried over from exited workers
@@ -35,6 +36,8 @@ COUNTER_FIELDS = (
     *(f"status_{cls}" for cls in STATUS_CLASSES),
     *(f"route_{route}" for route in ROUTES),
     "overload_refused",
+    *(f"limit_refused_{reason}" for reason in LIMIT_REASONS),
+    *(f"limit_dry_run_{reason}" for reason in LIMIT_REASONS),
     "bytes_sent",
     "connections_total",
     *_BUCKET_FIELDS,
@@ -104,6 +107,13 @@ def render_prometheus(workers, arbiter):
     _family(lines, "fastcore_overload_refused_total", "counter",
             "Clients answered 503 at accept because their worker was out of file descriptors.",
             [("", [], total("overload_refused"))])
+    _family(lines, "fastcore_limit_refused_total", "counter",
+            "Requests the per-client limits refused, by reason: deny (403, allow/deny), rate (429, limit_req_rate), "
+            "conn (503, limit_conn); dry_run=\"true\": let through by limit_dry_run, would have been refused.",
+            [("", [("reason", reason), ("dry_run", "false")], total(f"limit_refused_{reason}"))
+             for reason in LIMIT_REASONS] +
+            [("", [("reason", reason), ("dry_run", "true")], total(f"limit_dry_run_{reason}"))
+             for reason in LIMIT_REASONS])
     _family(lines, "fastcore_overloaded_workers", "gauge",
             "Workers whose accept fails now for lack of file descriptors.",
             [("", [], sum(1 for worker in workers if worker["overloaded"]))])

@@ -25,6 +25,10 @@ FIELDS = (
     "draining",            # 1 while the worker finishes in-flight requests before exiting
     "overloaded",          # 1 while accept fails for lack of descriptors (until one succeeds again)
     "overload_refused",    # clients answered 503 at accept because the worker had no descriptor for them
+    # requests the limits refused, by reason (allow/deny 403, rate 429, conn 503) ...
+    "limit_refused_deny", "limit_refused_rate", "limit_refused_conn",
+    # ... and those a dry run let through but would have refused
+    "limit_dry_run_deny", "limit_dry_run_rate", "limit_dry_run_conn",
 )
 INDEX = {name: i for i, name in enumerate(FIELDS)}
 SIZE = 8 * len(FIELDS)

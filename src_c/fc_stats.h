@@ -44,6 +44,14 @@ typedef struct {
     uint64_t draining;
     uint64_t overloaded;
     uint64_t overload_refused;
+    /* requests the limits refused (limits.pyx), by reason; and those a dry
+     * run let through that it would have refused */
+    uint64_t limit_refused_deny;
+    uint64_t limit_refused_rate;
+    uint64_t limit_refused_conn;
+    uint64_t limit_dry_run_deny;
+    uint64_t limit_dry_run_rate;
+    uint64_t limit_dry_run_conn;
 } fc_worker_stats_t;
 
 #endif /* FC_STATS_H */

@@ -744,9 +744,7 @@ cdef class Gateway(RequestHandler):
         env["PATH_INFO"] = path
         env["QUERY_STRING"] = text(info.query.at, info.query.len, ascii) if info.query.len else ""
         env["SERVER_PROTOCOL"] = "HTTP/1.1" if h.minor_version == 1 else "HTTP/1.0"
-        if conn.peer_host_str is None:
-            conn._peer_strings()
-        env["REMOTE_ADDR"] = conn.peer_host_str
+        env["REMOTE_ADDR"] = conn.client_text()  # the peer, or the client a trusted proxy named
         env["REMOTE_PORT"] = conn.peer_port_str
         for i in range(h.num_headers):
             f = &p.fields[i]
@@ -761,6 +759,13 @@ cdef class Gateway(RequestHandler):
                     env[key] = old + ("; " if key == "HTTP_COOKIE" else ", ") + value
                 else:
                     env[key] = value
+        if conn.peer_trusted:
+            scheme = env.get("HTTP_X_FORWARDED_PROTO")
+            if scheme is not None:
+                # the last hop's word (a trusted proxy appends its own)
+                scheme = (<str>scheme).rpartition(",")[2].strip().lower()
+                if scheme == "https" or scheme == "http":
+                    env["wsgi.url_scheme"] = scheme
         if info.flags & FC_REQ_HAS_LENGTH:
             # the parsed decimal, not the field as sent: whatever the parser
             # lets through ("005", repeated fields), CONTENT_LENGTH is one number

@@ -151,7 +151,7 @@ cdef class RequestView:
 
     @property
     def client_ip(self):
-        return self.conn.peer_host
+        return self.conn.client_text()
 
     def header(self, str name):
         cdef RequestParser p = self.conn.parser
@@ -185,7 +185,7 @@ cdef class SavedView:
 cdef class ProxyLocation(RequestHandler):
     """Requests under `prefix` go to the servers of `pool` (a fastcore.proxy.Pool)."""
 
-    def __cinit__(self, Router router, Loop loop, str prefix, pool, options, config, trusted):
+    def __cinit__(self, Router router, Loop loop, str prefix, pool, options, config):
         self.router = router
         self.loop = loop
         self.prefix = prefix
@@ -217,7 +217,6 @@ cdef class ProxyLocation(RequestHandler):
             self.host_line = b"Host: " + (<str>options.host).encode("latin-1") + b"\r\n"
         self.peers = {}
         self.websocket = options.websocket
-        self.trusted = trusted
 
     def __dealloc__(self):
         free(self.writer.data)
@@ -296,12 +295,11 @@ cdef class ProxyLocation(RequestHandler):
         ex.start_try()
         return 0
 
-    cdef tuple peer(self, Connection conn):
-        """(forwarding fields trusted, address as bytes) of the client, cached by address."""
-        cdef str host = conn.peer_host
-        cdef tuple entry = self.peers.get(host)
+    cdef bytes address_bytes(self, str host):
+        """An address as it goes into a forwarding field, cached."""
+        cdef bytes entry = self.peers.get(host)
         if entry is None:
-            entry = (bool(self.trusted(host)), host.encode("ascii") if host else b"unix")
+            entry = host.encode("ascii") if host else b"unix"
             if len(self.peers) < 4096:
                 self.peers[host] = entry
         return entry
@@ -317,16 +315,18 @@ cdef class ProxyLocation(RequestHandler):
         cdef size_t i, count = p.head.num_headers
         cdef fc_field_kind_t kind
         cdef bint has_connection = False, trusted, listed_for = False
-        cdef fc_span_t host, proto, forwarded_host, real_ip
+        cdef fc_span_t host, proto, forwarded_host
         cdef unsigned flags = p.info.flags
         cdef char number[48]
         cdef int digits
-        cdef bytes client, path
-        cdef tuple peer = self.peer(conn)
-        trusted = peer[0]
-        client = peer[1]
-        host.at = proto.at = forwarded_host.at = real_ip.at = NULL
-        host.len = proto.len = forwarded_host.len = real_ip.len = 0
+        cdef bytes peer, client, path
+        # the chain goes on with the peer (the hop before us); X-Real-IP is
+        # the client the core resolved (the peer unless a trusted proxy named another)
+        trusted = conn.peer_trusted
+        peer = self.address_bytes(conn.peer_host)
+        client = self.address_bytes(conn.client_text())
+        host.at = proto.at = forwarded_host.at = NULL
+        host.len = proto.len = forwarded_host.len = 0
         w.len = 0
         put(w, p.head.method.at, p.head.method.len)
         put(w, " ", 1)
@@ -362,8 +362,6 @@ cdef class ProxyLocation(RequestHandler):
                     proto = f.value
                 elif kind == FC_FIELD_X_FORWARDED_HOST and forwarded_host.at == NULL:
                     forwarded_host = f.value
-                elif kind == FC_FIELD_X_REAL_IP and real_ip.at == NULL:
-                    real_ip = f.value
         if self.host_mode == HOST_PASS:
             if host.at != NULL:
                 put_field(w, "Host", 4, host.at, host.len)
@@ -379,18 +377,15 @@ cdef class ProxyLocation(RequestHandler):
                 if fc_field_kind(fields[i].name.at, fields[i].name.len) == FC_FIELD_X_FORWARDED_FOR:
                     put(w, fields[i].value.at, fields[i].value.len)
                     put(w, ", ", 2)
-        put_bytes(w, client)
+        put_bytes(w, peer)
         put(w, "\r\n", 2)
         if proto.at != NULL:
             put_field(w, "X-Forwarded-Proto", 17, proto.at, proto.len)
         else:
             put(w, "X-Forwarded-Proto: http\r\n", 25)
-        if real_ip.at != NULL:
-            put_field(w, "X-Real-IP", 9, real_ip.at, real_ip.len)
-        else:
-            put(w, "X-Real-IP: ", 11)
-            put_bytes(w, client)
-            put(w, "\r\n", 2)
+        put(w, "X-Real-IP: ", 11)
+        put_bytes(w, client)
+        put(w, "\r\n", 2)
         if forwarded_host.at != NULL:
             put_field(w, "X-Forwarded-Host", 16, forwarded_host.at, forwarded_host.len)
         elif host.at != NULL:
@@ -839,7 +834,7 @@ cdef class ProxyExchange(UpstreamOwner):
         log = self.location.access_log
         if log is not None:
             method, _, rest = self.request_line().partition(" ")
-            log.log(self.conn.peer_host, method, rest.rpartition(" ")[0], "HTTP/1.1" if self.http11 else "HTTP/1.0",
+            log.log(self.conn.client_text(), method, rest.rpartition(" ")[0], "HTTP/1.1" if self.http11 else "HTTP/1.0",
                     self.status, self.sent, int(seconds * 1e6), "", "", self.location.new_request_id())
         return 0
 

@@ -40,3 +40,9 @@ cdef extern from "fc_stats.h" nogil:
         uint64_t draining
         uint64_t overloaded
         uint64_t overload_refused
+        uint64_t limit_refused_deny
+        uint64_t limit_refused_rate
+        uint64_t limit_refused_conn
+        uint64_t limit_dry_run_deny
+        uint64_t limit_dry_run_rate
+        uint64_t limit_dry_run_conn
