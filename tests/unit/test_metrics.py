@@ -73,6 +73,7 @@ def test_metrics_exposition_parses_with_expected_types(two_workers):
         "fastcore_worker_timeouts": "counter",
         "fastcore_overload_refused": "counter",
         "fastcore_overloaded_workers": "gauge",
+        "fastcore_limit_refused": "counter",
     }
 
 
@@ -80,7 +81,7 @@ def test_metrics_every_family_has_help_and_type():
     text = render_prometheus([first_worker()], ARBITER)
     names = [line.split()[2] for line in text.splitlines() if line.startswith("# TYPE ")]
     helps = [line.split()[2] for line in text.splitlines() if line.startswith("# HELP ")]
-    assert names == helps and len(names) == 11
+    assert names == helps and len(names) == 12
     assert text.endswith("\n") and not text.endswith("\n\n")
 
 
