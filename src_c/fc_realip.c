@@ -248,6 +248,22 @@ int fc_realip_walk(fc_realip_kind_t kind, const char *value, size_t len, const f
     return 1;
 }
 
+int fc_forwarded_proto(const char *value, size_t len)
+{
+    size_t start = len;
+    while (start > 0 && value[start - 1] != ',')
+        --start;
+    const char *at = value + start;
+    size_t n = len - start;
+    trim(&at, &n);
+    if (n < 4 || n > 5 || (at[0] | 0x20) != 'h' || (at[1] | 0x20) != 't' || (at[2] | 0x20) != 't' ||
+        (at[3] | 0x20) != 'p')
+        return 0;
+    if (n == 4)
+        return FC_PROTO_HTTP;
+    return (at[4] | 0x20) == 's' ? FC_PROTO_HTTPS : 0;
+}
+
 size_t fc_addr_format(const uint8_t addr[16], char *out, size_t size)
 {
     if (fc_addr_is_v4(addr)) {

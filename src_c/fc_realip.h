@@ -67,6 +67,12 @@ int fc_cidr_contains(const fc_cidr_t *set, size_t n, const uint8_t addr[16]);
 int fc_realip_walk(fc_realip_kind_t kind, const char *value, size_t len, const fc_cidr_t *trusted,
                    size_t n_trusted, uint8_t client[16]);
 
+/* The scheme an X-Forwarded-Proto value names, the last hop's word (the
+ * rightmost element): FC_PROTO_HTTP, FC_PROTO_HTTPS, or 0 for anything else. */
+#define FC_PROTO_HTTP 1
+#define FC_PROTO_HTTPS 2
+int fc_forwarded_proto(const char *value, size_t len);
+
 /* The text of addr (IPv4 dotted for a mapped address), NUL terminated, in
  * out of size >= 46. Returns its length. */
 size_t fc_addr_format(const uint8_t addr[16], char *out, size_t size);

@@ -108,6 +108,7 @@ cdef class Connection(Stream):
     cdef uint8_t client_addr[16] # the client of the current request, same form
     cdef readonly bint peer_trusted      # the peer is in forwarded_allow_ips (decided at accept)
     cdef bint client_forwarded   # client_addr came from the field, not the peer
+    cdef readonly int forwarded_proto    # X-Forwarded-Proto of a trusted peer: FC_PROTO_HTTP(S), 0: none
     cdef object client_str       # its text, made when first asked
     # a request counted by the limits table (limits.pyx), released once when it ends
     cdef fc_limits_t *limit_table   # NULL: none held

@@ -808,7 +808,7 @@ cdef class Connection(Stream):
         cdef bint forwarded
         memcpy(self.client_addr, self.peer_addr, 16)
         forwarded = self.server.resolver.resolve(self.parser.head.headers, self.parser.head.num_headers,
-                                                 self.client_addr)
+                                                 self.client_addr, &self.forwarded_proto)
         if forwarded or self.client_forwarded:
             self.client_str = None
         self.client_forwarded = forwarded

@@ -48,6 +48,7 @@ from fastcore._core.includes.fc_http cimport (
 )
 from fastcore._core.parser cimport RequestParser, ascii_only, is_head_request, method_str, text
 from fastcore._core.connection cimport Connection, RequestHandler, S_APP, S_CLOSED
+from fastcore._core.includes.fc_realip cimport FC_PROTO_HTTPS
 from fastcore._core.response cimport date_line
 from fastcore._core.loop cimport Loop
 from fastcore._core.buffer cimport FileSegment
@@ -744,7 +745,10 @@ cdef class Gateway(RequestHandler):
         env["PATH_INFO"] = path
         env["QUERY_STRING"] = text(info.query.at, info.query.len, ascii) if info.query.len else ""
         env["SERVER_PROTOCOL"] = "HTTP/1.1" if h.minor_version == 1 else "HTTP/1.0"
-        env["REMOTE_ADDR"] = conn.client_text()  # the peer, or the client a trusted proxy named
+        if conn.peer_host_str is None:
+            conn._peer_strings()
+        # the peer, or the client a trusted proxy named (realip.pyx)
+        env["REMOTE_ADDR"] = conn.client_text() if conn.client_forwarded else conn.peer_host_str
         env["REMOTE_PORT"] = conn.peer_port_str
         for i in range(h.num_headers):
             f = &p.fields[i]
@@ -759,13 +763,9 @@ cdef class Gateway(RequestHandler):
                     env[key] = old + ("; " if key == "HTTP_COOKIE" else ", ") + value
                 else:
                     env[key] = value
-        if conn.peer_trusted:
-            scheme = env.get("HTTP_X_FORWARDED_PROTO")
-            if scheme is not None:
-                # the last hop's word (a trusted proxy appends its own)
-                scheme = (<str>scheme).rpartition(",")[2].strip().lower()
-                if scheme == "https" or scheme == "http":
-                    env["wsgi.url_scheme"] = scheme
+        if conn.forwarded_proto:
+            # X-Forwarded-Proto of a trusted peer (read by resolve_client)
+            env["wsgi.url_scheme"] = "https" if conn.forwarded_proto == FC_PROTO_HTTPS else "http"
         if info.flags & FC_REQ_HAS_LENGTH:
             # the parsed decimal, not the field as sent: whatever the parser
             # lets through ("005", repeated fields), CONTENT_LENGTH is one number

@@ -20,10 +20,12 @@ cdef class ClientResolver:
     cdef readonly NetworkSet trusted
     cdef fc_realip_kind_t kind
     cdef bytes name              # the field, lower case
+    cdef const char *name_at     # its bytes (kept by name)
+    cdef size_t name_len
     cdef readonly str header     # as configured, for messages
 
     cdef bint trusts(self, const uint8_t *peer) noexcept
-    cdef bint resolve(self, const fc_header_t *fields, size_t count, uint8_t *client) noexcept
+    cdef bint resolve(self, const fc_header_t *fields, size_t count, uint8_t *client, int *proto) noexcept
 
 
 # The 16-byte form (IPv4 mapped) of a socket address; zeros for a unix socket.

@@ -21,7 +21,7 @@ from libc.string cimport memcpy, memset
 
 from fastcore._core.includes.fc_realip cimport (
     FC_REALIP_CF_CONNECTING_IP, FC_REALIP_FORWARDED, FC_REALIP_X_FORWARDED_FOR, FC_REALIP_X_REAL_IP,
-    fc_addr_format, fc_addr_parse, fc_cidr_contains, fc_cidr_parse, fc_realip_walk,
+    fc_addr_format, fc_addr_parse, fc_cidr_contains, fc_cidr_parse, fc_forwarded_proto, fc_realip_walk,
 )
 from fastcore._core.includes.syscalls cimport AF_INET, AF_INET6, sockaddr_in, sockaddr_in6
 
@@ -76,32 +76,36 @@ cdef class ClientResolver:
         self.kind = KINDS[header]
         self.header = header
         self.name = header.lower().encode("ascii")
+        self.name_at = self.name
+        self.name_len = len(self.name)
 
     cdef bint trusts(self, const uint8_t *peer) noexcept:
         return self.trusted.contains(peer)
 
-    cdef bint resolve(self, const fc_header_t *fields, size_t count, uint8_t *client) noexcept:
-        """Walks the fields named real_ip_header, the last one first; client
-        holds the peer on entry and the client on return. True if one was
-        found (the client may still be the peer: a field of garbage)."""
-        cdef const char *name = self.name
-        cdef size_t name_len = len(self.name)
-        cdef size_t i = count, k
+    cdef bint resolve(self, const fc_header_t *fields, size_t count, uint8_t *client, int *proto) noexcept:
+        """One pass over a trusted peer's request fields, the last one first:
+        walks those named real_ip_header (client holds the peer on entry and
+        the client on return) and reads the last X-Forwarded-Proto into
+        *proto (FC_PROTO_HTTP, FC_PROTO_HTTPS, 0: none or another word).
+        True if a real_ip_header field was found (the client may still be
+        the peer: a field of garbage)."""
+        cdef const char *name = self.name_at
+        cdef size_t name_len = self.name_len
+        cdef size_t i = count
         cdef const fc_header_t *f
-        cdef bint found = False
+        cdef bint found = False, walking = True, proto_seen = False
+        proto[0] = 0
         while i > 0:
             i -= 1
             f = &fields[i]
-            if f.name.len != name_len:
-                continue
-            k = 0
-            while k < name_len and (<unsigned char>f.name.at[k] | 0x20) == <unsigned char>name[k]:
-                k += 1
-            if k != name_len:
-                continue
-            found = True
-            if fc_realip_walk(self.kind, f.value.at, f.value.len, self.trusted.nets, self.trusted.count, client):
-                break
+            if f.name.len == name_len:
+                if walking and same_name(f.name.at, name, name_len):
+                    found = True
+                    walking = not fc_realip_walk(self.kind, f.value.at, f.value.len, self.trusted.nets,
+                                                 self.trusted.count, client)
+            elif f.name.len == 17 and not proto_seen and same_name(f.name.at, "x-forwarded-proto", 17):
+                proto_seen = True
+                proto[0] = fc_forwarded_proto(f.value.at, f.value.len)
         return found
 
     def client_of(self, str peer, headers):
@@ -119,6 +123,14 @@ cdef class ClientResolver:
             if fc_realip_walk(self.kind, data, len(data), self.trusted.nets, self.trusted.count, addr):
                 break
         return address_text(addr)
+
+
+cdef inline bint same_name(const char *name, const char *lower, size_t n) noexcept:
+    """A field name (any case) equals `lower` (a lower-case token)."""
+    cdef size_t k = 0
+    while k < n and (<unsigned char>name[k] | 0x20) == <unsigned char>lower[k]:
+        k += 1
+    return k == n
 
 
 cdef void address_of(const sockaddr_storage *peer, uint8_t *out) noexcept:

@@ -147,8 +147,27 @@ static void test_walk(void)
           "long Forwarded chain is cut on the left");
 }
 
+static int proto(const char *value)
+{
+    guarded_t g = guarded_copy(value, strlen(value));
+    int answer = fc_forwarded_proto(g.data, strlen(value));
+    guarded_free(g);
+    return answer;
+}
+
+static void test_proto(void)
+{
+    CHECK(proto("https") == FC_PROTO_HTTPS, "https");
+    CHECK(proto("HTTP") == FC_PROTO_HTTP, "HTTP");
+    CHECK(proto("http, https ") == FC_PROTO_HTTPS, "the last hop's");
+    CHECK(proto("https,http") == FC_PROTO_HTTP, "the last hop's, http");
+    CHECK(proto("") == 0 && proto("ftp") == 0 && proto("httpss") == 0 && proto("https,") == 0 && proto("htt") == 0,
+          "others");
+}
+
 int main(void)
 {
+    test_proto();
     test_addresses();
     test_networks();
     test_walk();

@@ -20,4 +20,8 @@ cdef extern from "fc_realip.h" nogil:
     int fc_cidr_contains(const fc_cidr_t *set, size_t n, const uint8_t *addr)
     int fc_realip_walk(fc_realip_kind_t kind, const char *value, size_t len, const fc_cidr_t *trusted,
                        size_t n_trusted, uint8_t *client)
+    enum:
+        FC_PROTO_HTTP
+        FC_PROTO_HTTPS
+    int fc_forwarded_proto(const char *value, size_t len)
     size_t fc_addr_format(const uint8_t *addr, char *out, size_t size)
