@@ -103,10 +103,12 @@ cdef class Connection(Stream):
     cdef object peer_host_str
     cdef object peer_port_str
     # who the client is (realip.pyx): the peer, unless a trusted peer names
-    # another in real_ip_header; decided at each request head
+    # another in real_ip_header; decided once per request, when first asked
+    # (client_ready), while its head's spans are valid
     cdef uint8_t peer_addr[16]   # the peer, 16 bytes, IPv4 mapped (zeros: unix socket)
     cdef uint8_t client_addr[16] # the client of the current request, same form
     cdef readonly bint peer_trusted      # the peer is in forwarded_allow_ips (decided at accept)
+    cdef bint client_pending     # a trusted peer's request whose client is not resolved yet
     cdef bint client_forwarded   # client_addr came from the field, not the peer
     cdef readonly int forwarded_proto    # X-Forwarded-Proto of a trusted peer: FC_PROTO_HTTP(S), 0: none
     cdef object client_str       # its text, made when first asked
@@ -135,7 +137,19 @@ cdef class Connection(Stream):
     cdef int _begin_linger(self) except -1
     cdef int _go_idle(self) except -1
     cdef int _peer_strings(self) except -1
-    cdef int resolve_client(self) except -1
+    cdef int resolve_client(self) except -1   # use client_ready()
     cdef str client_text(self)
     cdef void release_limit(self) noexcept
     cdef int hold_request(self, double delay) except -1
+
+
+cdef inline int client_ready(Connection conn) except -1:
+    """Makes client_addr, client_forwarded and forwarded_proto those of the
+    current request: resolved at the first call after its head (from a
+    trusted peer; the peer's own need nothing). Call it where the head's
+    spans are valid (on_head); client_text() calls it too. A request whose
+    client nobody asks for (a static file without an access log) pays
+    nothing for it."""
+    if conn.client_pending:
+        conn.resolve_client()
+    return 0

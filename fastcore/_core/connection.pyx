@@ -534,7 +534,7 @@ cdef class Connection(Stream):
                     break
                 if ev == EV_HEAD:
                     if self.peer_trusted:
-                        self.resolve_client()
+                        self.client_pending = True  # resolved when first asked (client_ready)
                     self.request_keep_alive = (self.parser.info.flags & FC_REQ_KEEP_ALIVE) != 0
                     self.response_started = False
                     self.state = S_BODY
@@ -806,6 +806,7 @@ cdef class Connection(Stream):
         """At a request head from a trusted peer: the client it names in
         real_ip_header, or the peer when it names none."""
         cdef bint forwarded
+        self.client_pending = False
         memcpy(self.client_addr, self.peer_addr, 16)
         forwarded = self.server.resolver.resolve(self.parser.head.headers, self.parser.head.num_headers,
                                                  self.client_addr, &self.forwarded_proto)
@@ -817,6 +818,8 @@ cdef class Connection(Stream):
     cdef str client_text(self):
         """The client's address as text (the peer's unless forwarded; "" for
         a unix socket peer)."""
+        if self.client_pending:
+            self.resolve_client()
         if not self.client_forwarded:
             if self.peer_host_str is None:
                 self._peer_strings()

@@ -47,7 +47,7 @@ from fastcore._core.includes.fc_http cimport (
     fc_request_head_t, fc_request_info_t,
 )
 from fastcore._core.parser cimport RequestParser, ascii_only, is_head_request, method_str, text
-from fastcore._core.connection cimport Connection, RequestHandler, S_APP, S_CLOSED
+from fastcore._core.connection cimport Connection, RequestHandler, S_APP, S_CLOSED, client_ready
 from fastcore._core.includes.fc_realip cimport FC_PROTO_HTTPS
 from fastcore._core.response cimport date_line
 from fastcore._core.loop cimport Loop
@@ -747,6 +747,7 @@ cdef class Gateway(RequestHandler):
         env["SERVER_PROTOCOL"] = "HTTP/1.1" if h.minor_version == 1 else "HTTP/1.0"
         if conn.peer_host_str is None:
             conn._peer_strings()
+        client_ready(conn)
         # the peer, or the client a trusted proxy named (realip.pyx)
         env["REMOTE_ADDR"] = conn.client_text() if conn.client_forwarded else conn.peer_host_str
         env["REMOTE_PORT"] = conn.peer_port_str
@@ -764,7 +765,7 @@ cdef class Gateway(RequestHandler):
                 else:
                     env[key] = value
         if conn.forwarded_proto:
-            # X-Forwarded-Proto of a trusted peer (read by resolve_client)
+            # X-Forwarded-Proto of a trusted peer (read by client_ready)
             env["wsgi.url_scheme"] = "https" if conn.forwarded_proto == FC_PROTO_HTTPS else "http"
         if info.flags & FC_REQ_HAS_LENGTH:
             # the parsed decimal, not the field as sent: whatever the parser

@@ -33,7 +33,7 @@ import logging
 from cpython.buffer cimport PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from libc.stdint cimport uint8_t, uint64_t
 
-from fastcore._core.connection cimport Connection, RequestHandler
+from fastcore._core.connection cimport Connection, RequestHandler, client_ready
 from fastcore._core.parser cimport is_head_request
 from fastcore._core.realip cimport NetworkSet, address_text
 from fastcore._core.stats cimport WorkerStats
@@ -157,6 +157,7 @@ cdef class Limiter(RequestHandler):
     cdef int on_head(self, Connection conn) except -1:
         cdef const uint8_t *client = conn.client_addr
         cdef fc_limit_key_t key
+        client_ready(conn)
         cdef fc_limit_result_t result
         cdef uint64_t wait = 0
         cdef int reason = 0
