@@ -52,7 +52,7 @@ from fastcore._core.includes.fc_forward cimport (
     FC_FIELD_X_FORWARDED_FOR, FC_FIELD_X_FORWARDED_HOST, FC_FIELD_X_FORWARDED_PROTO, FC_FIELD_X_REAL_IP,
     fc_field_kind, fc_field_kind_t, fc_list_names,
 )
-from fastcore._core.connection cimport Connection, RequestHandler, S_BODY, S_CLOSED, S_TUNNEL
+from fastcore._core.connection cimport client_ready, Connection, RequestHandler, S_BODY, S_CLOSED, S_TUNNEL
 from fastcore._core.loop cimport Loop
 from fastcore._core.parser cimport (
     EV_BODY, EV_END, EV_HEAD, EV_NEED_DATA, ST_UNTIL_CLOSE, ST_END, RequestParser, ResponseParser, latin1,
@@ -324,7 +324,8 @@ cdef class ProxyLocation(RequestHandler):
         # the client the core resolved (the peer unless a trusted proxy named another)
         trusted = conn.peer_trusted
         peer = self.address_bytes(conn.peer_host)
-        client = self.address_bytes(conn.client_text())
+        client_ready(conn)
+        client = self.address_bytes(conn.client_text()) if conn.client_forwarded else peer
         host.at = proto.at = forwarded_host.at = NULL
         host.len = proto.len = forwarded_host.len = 0
         w.len = 0
