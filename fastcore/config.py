@@ -306,7 +306,7 @@ _REAL_IP_HEADERS = {"x-forwarded-for": "X-Forwarded-For", "x-real-ip": "X-Real-I
 
 def parse_limit_rate(value: Any) -> float:
     """Requests a second (a number >= 0.001, or 0 for no limit)."""
-    expected = f"requests a second, a number from 0.001 to {_MAX_RATE:g} (0: no limit)"
+    expected = f"requests a second, a number from 0.001 to {_MAX_RATE:.0f} (0: no limit)"
     if isinstance(value, bool):
         raise _Invalid(expected, value)
     try:
