@@ -7,6 +7,7 @@ processes, with clients bound to loopback aliases (on Linux all of
 import http.client
 import json
 import re
+import signal
 import socket
 import threading
 import time
@@ -290,3 +291,16 @@ def test_limits_dry_run_refuses_nothing_and_counts(serve):
     assert refused(samples, "deny", dry_run=True) == 1
     assert refused(samples, "rate") == 0
     server.wait_for_stderr(r"limit rate \(application\): dry run, would refuse 127\.0\.0\.1")
+
+
+def test_limits_configured_by_a_reload(serve, tmp_path):
+    """A reload (HUP) that adds a rate limit: the arbiter makes the shared
+    table then, before forking the new workers, which use it."""
+    config = tmp_path / "fastcore.toml"
+    config.write_text("workers = 2\n")
+    server = serve(APP, "--config", str(config))
+    assert [ask(server)[0] for _ in range(5)] == [200] * 5
+    config.write_text("workers = 2\nlimit_req_rate = 1\nlimit_req_nodelay = true\n")
+    server.proc.send_signal(signal.SIGHUP)
+    assert until(lambda: ask(server)[0], 429, 10.0) == 429
+    server.wait_for_stderr(r"limit rate \(application\): refused 127\.0\.0\.1")
