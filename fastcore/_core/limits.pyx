@@ -38,7 +38,7 @@ from fastcore._core.parser cimport is_head_request
 from fastcore._core.realip cimport NetworkSet, address_text
 from fastcore._core.stats cimport WorkerStats
 from fastcore._core.includes.fc_limits cimport (
-    FC_LIMIT_CONN, FC_LIMIT_DELAY, FC_LIMIT_PASS, FC_LIMIT_RATE, FC_LIMITS_MAGIC,
+    FC_LIMIT_CONN, FC_LIMIT_DELAY, FC_LIMIT_PASS, FC_LIMIT_RATE, FC_LIMIT_WAYS, FC_LIMITS_MAGIC,
     fc_limit_key, fc_limit_key_t, fc_limit_request, fc_limit_release, fc_limit_result_t, fc_limit_rule_t,
     fc_limits_capacity, fc_limits_init, fc_limits_size, fc_limits_t, fc_limits_used,
 )
@@ -81,7 +81,7 @@ cdef class LimitTable:
                 raise ValueError(f"limits buffer too small: {self.view.len} < {fc_limits_size(entries)}")
             fc_limits_init(self.t, entries, seed)
         elif <size_t>self.view.len < sizeof(fc_limits_t) or self.t.magic != FC_LIMITS_MAGIC or \
-                <size_t>self.view.len < fc_limits_size(self.t.buckets * 7):
+                <size_t>self.view.len < fc_limits_size(self.t.buckets * FC_LIMIT_WAYS):
             self.t = NULL
             PyBuffer_Release(&self.view)
             raise ValueError("not a limits table")
