@@ -40,6 +40,9 @@ C_SOURCES = {
     "filecache": ["src_c/fc_static.c", "src_c/fc_fs.c"],
     "static": ["src_c/fc_static.c"],
     "proxy": ["src_c/fc_forward.c"],
+    "realip": ["src_c/fc_realip.c"],
+    "connection": ["src_c/fc_limits.c"],  # releases a request's count in the limits table
+    "limits": ["src_c/fc_limits.c", "src_c/fc_realip.c"],
 }
 
 
@@ -93,8 +96,8 @@ def extension(name):
     )
 
 
-extensions = [extension(name) for name in ("parser", "stats", "buffer", "loop", "response", "stream", "connection", "gateway",
-                                        "router", "filecache", "static", "upstream", "proxy")]
+extensions = [extension(name) for name in ("parser", "stats", "buffer", "loop", "response", "stream", "realip", "connection",
+                                        "gateway", "router", "limits", "filecache", "static", "upstream", "proxy")]
 if cythonize:
     extensions = cythonize(
         extensions,

@@ -44,8 +44,8 @@ import traceback
 from fastcore import preflight, stats_layout
 from fastcore.proxy import control
 from fastcore.config import ConfigError, build_config, parse_address
-from fastcore.worker import (APP_LOAD_ERROR, BOOT_ERROR, BindError, bind_socket, describe, run_worker, static_locations,
-                             setup_logging)
+from fastcore.worker import (APP_LOAD_ERROR, BOOT_ERROR, BindError, bind_socket, describe, limit_table_needed,
+                             make_limit_table, run_worker, static_locations, setup_logging)
 
 error_log = logging.getLogger("fastcore.error")
 
@@ -165,6 +165,8 @@ class Arbiter:
         self.source_watcher = None        # --reload: the inotify watcher of the application's files
         self.reload_waiting_slots = []    # slots of a reload that start once its first worker serves
         self.waiting_for_fix = False      # --reload: the code on disk does not import; no worker is started
+        self.limits_buffer = None         # the shared limits table (make_limit_table), made before the first fork
+        self.limits_entries = None        # its limit_table_entries
 
     # -- start-up --------------------------------------------------------------
 
@@ -403,6 +405,7 @@ class Arbiter:
         # the slot's sockets are made here, in the arbiter, so they outlive the worker
         self.sockets_for_slot(slot)
         stats = mmap.mmap(-1, mmap.PAGESIZE)
+        limits = self.limit_table()
         board, channel = (control.Board(), control.Channel()) if self.config.proxy else (None, None)
         report_r, report_w = os.pipe()
         pid = os.fork()
@@ -410,7 +413,7 @@ class Arbiter:
             status = BOOT_ERROR
             try:
                 os.close(report_r)
-                status = self.become_worker(slot, stats, report_w, board, channel)
+                status = self.become_worker(slot, stats, report_w, board, channel, limits)
             except SystemExit as e:
                 status = e.code if isinstance(e.code, int) else BOOT_ERROR
             except BaseException as e:
@@ -437,7 +440,20 @@ class Arbiter:
         error_log.debug("spawned worker %d (slot %d)", pid, slot)
         return pid
 
-    def become_worker(self, slot, stats, report_fd, board=None, channel=None):
+    def limit_table(self):
+        """The shared limits table of the current configuration, or None if
+        it needs none: one for every worker (a client's connections land on
+        any of them), made once before the first fork that needs it, and
+        again only when a reload changes its size (workers of the old
+        generation keep theirs until they go)."""
+        if not limit_table_needed(self.config):
+            return None
+        if self.limits_buffer is None or self.limits_entries != self.config.limit_table_entries:
+            self.limits_buffer = make_limit_table(self.config)
+            self.limits_entries = self.config.limit_table_entries
+        return self.limits_buffer
+
+    def become_worker(self, slot, stats, report_fd, board=None, channel=None, limits=None):
         """In the forked child: shed the arbiter's state, then run the worker."""
         signal.set_wakeup_fd(-1)
         for name in HANDLED:
@@ -465,7 +481,7 @@ class Arbiter:
         drop_privileges(self.config.user, self.config.group)
         return run_worker(self.config, mine, app=self.app, app_spec=self.app_spec, stats_buffer=stats,
                           exclusive=not self.reuse_port, report_fd=report_fd,
-                          multiprocess=self.target > 1, board=board, channel=channel)
+                          multiprocess=self.target > 1, board=board, channel=channel, limits_buffer=limits)
 
     def current(self):
         return [w for w in self.workers.values() if not w.stopping]

@@ -45,6 +45,8 @@ __all__ = [
     "MiddlewareEntry",
     "ProxyLocation",
     "UpstreamServer",
+    "LIMIT_KEYS",
+    "limits_active",
     "add_setting_arguments",
     "build_config",
     "load_config",
@@ -58,7 +60,7 @@ __all__ = [
 ]
 
 ENV_PREFIX = "FASTCORE_"
-SECTIONS = ("server", "static", "proxy", "limits", "timeouts", "wsgi", "logging")
+SECTIONS = ("server", "static", "proxy", "limits", "protection", "timeouts", "wsgi", "logging")
 _MAX_REPR = 80  # a pasted blob in an error line helps nobody past this
 
 
@@ -293,6 +295,86 @@ def parse_index_name(value: Any) -> str:
     return name
 
 
+# ---------------------------------------------------------------------------
+# Traffic protection: per-client limits, per location. Each key below is a
+# top-level setting (the default, and what the application location uses)
+# and a key of every [[static]] and [[proxy]] table.
+
+_MAX_RATE = 1_000_000.0   # requests a second; the core counts thousandths in 64 bits
+_MAX_BURST = 2_000_000    # the table keeps the excess in thousandths, in 32 bits (fc_limits.h)
+_REAL_IP_HEADERS = {"x-forwarded-for": "X-Forwarded-For", "x-real-ip": "X-Real-IP",
+                    "cf-connecting-ip": "CF-Connecting-IP", "forwarded": "Forwarded"}
+
+
+def parse_limit_rate(value: Any) -> float:
+    """Requests a second (a number >= 0.001, or 0 for no limit)."""
+    expected = f"requests a second, a number from 0.001 to {_MAX_RATE:.0f} (0: no limit)"
+    if isinstance(value, bool):
+        raise _Invalid(expected, value)
+    try:
+        rate = float(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        raise _Invalid(expected, value) from None
+    if rate == 0:
+        return 0.0
+    if not (math.isfinite(rate) and 0.001 <= rate <= _MAX_RATE):
+        raise _Invalid(expected, value)
+    return rate
+
+
+def parse_networks(value: Any) -> Tuple[str, ...]:
+    """Addresses or networks (CIDR), repeated or comma-separated; ``all`` is
+    every IPv4 and IPv6 address."""
+    expected = "addresses or networks such as 10.0.0.0/8, 2001:db8::/32 or all"
+    if isinstance(value, str):
+        items: List[Any] = [value]
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        raise _Invalid(expected, value)
+    out: List[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise _Invalid(expected, value)
+        for part in item.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            if part.lower() == "all":
+                out.extend(("0.0.0.0/0", "::/0"))
+                continue
+            try:
+                out.append(str(ipaddress.ip_network(part, strict=False)))
+            except ValueError:
+                raise _Invalid(expected, part) from None
+    return tuple(out)
+
+
+def parse_real_ip_header(value: Any) -> str:
+    if isinstance(value, str) and value.strip().lower() in _REAL_IP_HEADERS:
+        return _REAL_IP_HEADERS[value.strip().lower()]
+    raise _Invalid("one of " + ", ".join(_REAL_IP_HEADERS.values()), value)
+
+
+_LIMIT_OPTIONS: Dict[str, Callable[[Any], Any]] = {
+    "limit_req_rate": parse_limit_rate,
+    "limit_req_burst": lambda value: integer(0, _MAX_BURST)(value),
+    "limit_req_nodelay": parse_bool,
+    "limit_conn": lambda value: integer(0, 1_000_000)(value),
+    "allow": parse_networks,
+    "deny": parse_networks,
+    "limit_dry_run": parse_bool,
+}
+
+
+LIMIT_KEYS = tuple(_LIMIT_OPTIONS)
+
+
+def limits_active(options: Any) -> bool:
+    """Does a location (or the top level, for the application) limit anything?"""
+    return bool(options.limit_req_rate or options.limit_conn or options.allow or options.deny)
+
+
 @dataclasses.dataclass(frozen=True)
 class StaticLocation:
     """One ``static`` location: requests under ``prefix`` are files under
@@ -310,6 +392,13 @@ class StaticLocation:
     precompressed: Optional[bool] = None
     limit_rate: Optional[int] = None
     limit_rate_after: Optional[int] = None
+    limit_req_rate: Optional[float] = None
+    limit_req_burst: Optional[int] = None
+    limit_req_nodelay: Optional[bool] = None
+    limit_conn: Optional[int] = None
+    allow: Optional[Tuple[str, ...]] = None
+    deny: Optional[Tuple[str, ...]] = None
+    limit_dry_run: Optional[bool] = None
 
     def __str__(self) -> str:
         return f"{self.prefix}={self.root}"
@@ -369,17 +458,17 @@ def _static_location(item: Any) -> StaticLocation:
             raise _Invalid("PREFIX=DIR with PREFIX starting with '/' (such as /assets=./public)", item) from None
         return StaticLocation(prefix, _static_root(root.strip(), item))
     if isinstance(item, dict):
-        unknown = set(item) - {"prefix", "root"} - set(_LOCATION_OPTIONS)
+        unknown = set(item) - {"prefix", "root"} - set(_LOCATION_OPTIONS) - set(_LIMIT_OPTIONS)
         if unknown:
             key = sorted(unknown)[0]
-            close = difflib.get_close_matches(key, ["prefix", "root", *_LOCATION_OPTIONS], n=1)
+            close = difflib.get_close_matches(key, ["prefix", "root", *_LOCATION_OPTIONS, *_LIMIT_OPTIONS], n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise _Invalid(f"a [[static]] table without the unknown key {key!r}{hint}", item)
         if "prefix" not in item or "root" not in item:
             raise _Invalid("a [[static]] table with 'prefix' and 'root'", item)
         prefix = _static_prefix(item["prefix"])
         options = {}
-        for key, parse in _LOCATION_OPTIONS.items():
+        for key, parse in {**_LOCATION_OPTIONS, **_LIMIT_OPTIONS}.items():
             if key in item:
                 try:
                     options[key] = parse(item[key])
@@ -466,6 +555,13 @@ class ProxyLocation:
     via: Optional[bool] = None
     limit_rate: Optional[int] = None
     limit_rate_after: Optional[int] = None
+    limit_req_rate: Optional[float] = None
+    limit_req_burst: Optional[int] = None
+    limit_req_nodelay: Optional[bool] = None
+    limit_conn: Optional[int] = None
+    allow: Optional[Tuple[str, ...]] = None
+    deny: Optional[Tuple[str, ...]] = None
+    limit_dry_run: Optional[bool] = None
 
     @property
     def pool_name(self) -> str:
@@ -593,7 +689,7 @@ def _proxy_location(item: Any) -> ProxyLocation:
         return ProxyLocation(prefix, tuple(_upstream_server(address.strip(), prefix)
                                            for address in servers.split(",") if address.strip()))
     if isinstance(item, dict):
-        known = {"prefix", "name", "servers", *_PROXY_OPTIONS, *_RATE_OPTIONS}
+        known = {"prefix", "name", "servers", *_PROXY_OPTIONS, *_RATE_OPTIONS, *_LIMIT_OPTIONS}
         unknown = set(item) - known
         if unknown:
             key = sorted(unknown)[0]
@@ -607,7 +703,7 @@ def _proxy_location(item: Any) -> ProxyLocation:
         if isinstance(servers, str) or not isinstance(servers, (list, tuple)) or not servers:
             raise _Invalid(f"[[proxy]] {prefix}: servers as a non-empty list", servers)
         options = {}
-        for key, parse in {**_PROXY_OPTIONS, **_RATE_OPTIONS}.items():
+        for key, parse in {**_PROXY_OPTIONS, **_RATE_OPTIONS, **_LIMIT_OPTIONS}.items():
             if key in item:
                 try:
                     options[key] = parse(item[key])
@@ -1118,8 +1214,9 @@ SETTINGS: Tuple[Setting, ...] = (
             "7.6.3; off by default, as in nginx and HAProxy).",
             kind="flag", annotation=bool),
     Setting("forwarded_allow_ips", "proxy", ("--forwarded-allow-ips",), parse_cidrs, "127.0.0.1/8,::1",
-            "Clients whose X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host and X-Real-IP are passed on "
-            "(appended to); from anyone else they are replaced. '*' trusts every client.",
+            "Peers trusted as proxies: their real_ip_header names the client (REMOTE_ADDR, the access log, the "
+            "limits), their X-Forwarded-Proto sets wsgi.url_scheme, and a proxy location passes their X-Forwarded-* "
+            "and X-Real-IP on (appended to); from anyone else they are replaced. '*' trusts every peer.",
             metavar="CIDRS", annotation=Tuple[str, ...]),
     Setting("resolver", "proxy", ("--resolver",), parse_resolver, None,
             "HOST:PORT of the DNS server that resolves servers given by name; the system's when unset.",
@@ -1169,6 +1266,40 @@ SETTINGS: Tuple[Setting, ...] = (
             "Bytes read from a connection per read() once a request head is parsed (bodies); a head being "
             "received starts in a 2 KiB buffer that doubles only as the head needs it.",
             metavar="SIZE", annotation=int),
+    # protection: who the client is, and the per-client limits (README "Traffic protection")
+    Setting("real_ip_header", "protection", ("--real-ip-header",), parse_real_ip_header, "X-Forwarded-For",
+            "The field a trusted peer (forwarded_allow_ips) names the client in: X-Forwarded-For, X-Real-IP, "
+            "CF-Connecting-IP or Forwarded (RFC 7239 for=); the client is its rightmost untrusted address.",
+            metavar="FIELD", annotation=str),
+    Setting("limit_req_rate", "protection", ("--limit-req-rate",), parse_limit_rate, 0,
+            "Requests a second per client (0: no limit); above rate and burst, 429 with Retry-After. Also a key "
+            "of [[static]] and [[proxy]] tables.",
+            metavar="N", annotation=float),
+    Setting("limit_req_burst", "protection", ("--limit-req-burst",), _LIMIT_OPTIONS["limit_req_burst"], 0,
+            "Requests a client may send above limit_req_rate before 429; they are delayed to the rate unless "
+            "limit_req_nodelay.",
+            metavar="N", annotation=int),
+    Setting("limit_req_nodelay", "protection", ("--limit-req-nodelay", "--no-limit-req-nodelay"), parse_bool, False,
+            "Serve requests within the burst at once instead of delaying them to the rate.",
+            kind="flag", annotation=bool),
+    Setting("limit_conn", "protection", ("--limit-conn",), _LIMIT_OPTIONS["limit_conn"], 0,
+            "Requests in progress at once per client (0: no limit); one more gets 503.",
+            metavar="N", annotation=int),
+    Setting("allow", "protection", ("--allow",), parse_networks, [],
+            "Only these clients (CIDR; repeat or comma-separate) are served; any entry refuses everyone else "
+            "with 403.",
+            metavar="CIDR", kind="list", annotation=Tuple[str, ...]),
+    Setting("deny", "protection", ("--deny",), parse_networks, [],
+            "Clients refused with 403 (CIDR; repeat or comma-separate; 'all' for everyone); deny wins over allow.",
+            metavar="CIDR", kind="list", annotation=Tuple[str, ...]),
+    Setting("limit_dry_run", "protection", ("--limit-dry-run", "--no-limit-dry-run"), parse_bool, False,
+            "Refuse nothing: log and count (fastcore_limit_refused_total{dry_run=\"true\"}) what the limits "
+            "would refuse.",
+            kind="flag", annotation=bool),
+    Setting("limit_table_entries", "protection", ("--limit-table-entries",), integer(64, 100_000_000), 100000,
+            "Clients the shared limits table holds (rounded up; 36.6 bytes each); when a bucket is full the client "
+            "seen least recently is forgotten.",
+            metavar="N", annotation=int),
     # timeouts
     Setting("header_timeout", "timeouts", ("--header-timeout",), parse_duration, 20,
             "Time allowed to receive a request head; slower gets 408.",
@@ -1358,6 +1489,15 @@ def build_config(cli: Optional[Mapping[str, Any]] = None, environ: Optional[Mapp
         dataclasses.replace(location, **{key: values[f"proxy_{key}"] for key in _PROXY_OPTIONS
                                          if getattr(location, key) is None},
                             **{key: values[key] for key in _RATE_OPTIONS if getattr(location, key) is None})
+        for location in values["proxy"])
+    # and the limits, the top-level setting of the same name
+    values["static"] = tuple(
+        dataclasses.replace(location, **{key: values[key] for key in _LIMIT_OPTIONS
+                                         if getattr(location, key) is None})
+        for location in values["static"])
+    values["proxy"] = tuple(
+        dataclasses.replace(location, **{key: values[key] for key in _LIMIT_OPTIONS
+                                         if getattr(location, key) is None})
         for location in values["proxy"])
     for location in values["proxy"]:
         if location.balance == "hash" and location.hash_key is None:

@@ -31,6 +31,7 @@ ROUTES = ("wsgi", "static", "proxy")
 # server itself (no dry run for them), each counted in the stats field
 # limit_refused_<reason>
 SERVER_REFUSAL_REASONS = ("max_pending", "min_body_rate")
+LIMIT_REASONS = ("deny", "rate", "conn")
 _BUCKET_FIELDS = (*(f"duration_le_{i}" for i in range(len(DURATION_BUCKETS))), "duration_inf")
 _LE_LABELS = (*(repr(float(bound)) for bound in DURATION_BUCKETS), "+Inf")
 # fields that only grow in a worker's life: carried over from exited workers
@@ -40,6 +41,8 @@ COUNTER_FIELDS = (
     *(f"route_{route}" for route in ROUTES),
     "overload_refused",
     *(f"limit_refused_{reason}" for reason in SERVER_REFUSAL_REASONS),
+    *(f"limit_refused_{reason}" for reason in LIMIT_REASONS),
+    *(f"limit_dry_run_{reason}" for reason in LIMIT_REASONS),
     "bytes_sent",
     "connections_total",
     *_BUCKET_FIELDS,
@@ -110,8 +113,14 @@ def render_prometheus(workers, arbiter):
             "Clients answered 503 at accept because their worker was out of file descriptors.",
             [("", [], total("overload_refused"))])
     _family(lines, "fastcore_limit_refused_total", "counter",
-            "Requests the server refused to protect itself, by reason: max_pending (503, the application's "
-            "queue was full), min_body_rate (408, the body came too slowly).",
+            "Requests refused, by reason: the per-client limits deny (403, allow/deny), rate (429, "
+            "limit_req_rate), conn (503, limit_conn), with dry_run=\"true\" for those limit_dry_run let through "
+            "that would have been refused; and the server's own protection max_pending (503, the application's "
+            "queue was full) and min_body_rate (408, the body came too slowly).",
+            [("", [("reason", reason), ("dry_run", "false")], total(f"limit_refused_{reason}"))
+             for reason in LIMIT_REASONS] +
+            [("", [("reason", reason), ("dry_run", "true")], total(f"limit_dry_run_{reason}"))
+             for reason in LIMIT_REASONS] +
             [("", [("reason", reason), ("dry_run", "false")], total(f"limit_refused_{reason}"))
              for reason in SERVER_REFUSAL_REASONS])
     _family(lines, "fastcore_overloaded_workers", "gauge",

@@ -28,6 +28,10 @@ FIELDS = (
     "app_overloaded",      # 1 while max_pending requests wait for an application thread (more are refused)
     "limit_refused_max_pending",     # requests answered 503 because max_pending already waited for the application
     "limit_refused_min_body_rate",   # requests answered 408 because their body arrived slower than min_body_rate
+    # requests the limits refused, by reason (allow/deny 403, rate 429, conn 503) ...
+    "limit_refused_deny", "limit_refused_rate", "limit_refused_conn",
+    # ... and those a dry run let through but would have refused
+    "limit_dry_run_deny", "limit_dry_run_rate", "limit_dry_run_conn",
 )
 INDEX = {name: i for i, name in enumerate(FIELDS)}
 SIZE = 8 * len(FIELDS)

@@ -17,6 +17,7 @@ import errno
 import faulthandler
 import functools
 import logging
+import mmap
 import os
 import random
 import resource
@@ -28,14 +29,14 @@ import traceback
 
 from fastcore._core.connection import Server
 from fastcore._core.filecache import FileCache
+from fastcore._core.limits import Limiter, LimitTable, table_size
 from fastcore._core.loop import Loop
 from fastcore._core.router import Router
 from fastcore._core.proxy import ProxyLocation
 from fastcore._core.static import Location
 from fastcore._core.stats import SIZE, WorkerStats
-from fastcore.config import StaticLocation, parse_address
+from fastcore.config import LIMIT_KEYS, StaticLocation, limits_active, parse_address
 from fastcore.logs import AccessLog, make_request_id
-from fastcore.middleware.trust import trusted_peers
 from fastcore.proxy.balancer import Member, Pool
 from fastcore.proxy.discovery import Discovery
 from fastcore.proxy.health import HealthCheck, Prober
@@ -197,32 +198,52 @@ def static_locations(config, has_app):
                            autoindex=True if config.autoindex is None else config.autoindex,
                            max_age=config.max_age, immutable=config.immutable, dotfiles=config.dotfiles,
                            follow_symlinks=config.follow_symlinks, precompressed=config.precompressed,
-                           limit_rate=config.limit_rate, limit_rate_after=config.limit_rate_after),)
+                           limit_rate=config.limit_rate, limit_rate_after=config.limit_rate_after,
+                           **{key: getattr(config, key) for key in LIMIT_KEYS}),)
 
 
-def forwarding_trust(config):
-    """A callable(client ip) -> bool: may the client's forwarding fields be
-    passed on (forwarded_allow_ips)? Answers are cached per address."""
-    return trusted_peers(config.forwarded_allow_ips)
+def limit_table_needed(config):
+    """Does any location count clients in the shared table (a rate or a
+    connection limit, not only allow/deny)?"""
+    return any(options.limit_req_rate or options.limit_conn
+               for options in (config, *config.static, *config.proxy))
 
 
-def build_proxies(config, router, loop, access_log):
+def make_limit_table(config):
+    """A shared mapping holding the limits table, set up: made by the arbiter
+    before it forks, so that every worker counts in the same one."""
+    buffer = mmap.mmap(-1, table_size(config.limit_table_entries))
+    LimitTable(buffer, config.limit_table_entries, int.from_bytes(os.urandom(8), "little"))
+    return buffer
+
+
+def limited(handler, options, table, zone, name):
+    """handler behind a Limiter when options (a location's, or the top-level
+    settings for the application) limit anything; else handler itself, and
+    its requests pay nothing. zone: the location's number in the table's
+    keys: the application 1, then the static and the proxy locations in
+    order, the same in every worker."""
+    if not limits_active(options):
+        return handler
+    return Limiter(handler, table, options, zone, name)
+
+
+def build_proxies(config, router, loop, access_log, limit_table):
     """A ProxyLocation per configured proxy location, each with its own Pool
     (per worker, as nginx without a shared zone), its health checks and its
     DNS discovery. Returns the locations and what must be stopped at exit."""
-    trusted = forwarding_trust(config)
     built, services = [], []
-    for spec in config.proxy:
+    for number, spec in enumerate(config.proxy):
         members = [Member(server.address, server.weight, server.backup, server.max_conns)
                    for server in spec.servers if not server.is_name]
         pool = Pool(spec.pool_name, members, balance=spec.balance, hash_key=spec.hash_key,
                     max_fails=spec.max_fails, fail_timeout=spec.fail_timeout, slow_start=spec.slow_start,
                     panic=spec.panic)
-        location = ProxyLocation(router, loop, spec.prefix, pool, spec, config, trusted)
+        location = ProxyLocation(router, loop, spec.prefix, pool, spec, config)
         if access_log is not None:
             location.access_log = access_log
             location.new_request_id = make_request_id
-        router.add(spec.prefix, location)
+        router.add(spec.prefix, limited(location, spec, limit_table, 2 + len(config.static) + number, spec.prefix))
         # the pool's DNS-named servers, by name: the admin API adds and removes them too
         pool.discoveries = {}
         pool.start_discovery = functools.partial(start_discovery, loop, pool, config.resolver, spec.resolve_interval)
@@ -257,20 +278,23 @@ def start_discovery(loop, pool, resolver, resolve_interval, address, weight=1, b
     return discovery
 
 
-def build_handler(config, gateway, access_log, loop=None):
+def build_handler(config, gateway, access_log, loop=None, limit_table=None):
     """What the server hands each request to: the gateway alone, or a router
     over the static and proxy locations with the gateway (or 404) for the
-    rest. Returns (handler, file cache or None, proxy locations, services)."""
+    rest, each behind a Limiter when it has limits. Returns (handler, file
+    cache or None, proxy locations, services)."""
+    if gateway is not None:
+        gateway = limited(gateway, config, limit_table, 1, "(application)")
     locations = static_locations(config, gateway is not None)
     if not locations and not config.proxy:
         return gateway, None, [], []
     router = Router(gateway)
-    proxies, services = build_proxies(config, router, loop, access_log) if config.proxy else ([], [])
+    proxies, services = build_proxies(config, router, loop, access_log, limit_table) if config.proxy else ([], [])
     if not locations:
         return router, None, proxies, services
     cache = FileCache(config)
     boundary = os.urandom(12).hex().encode("ascii")
-    for location in locations:
+    for number, location in enumerate(locations):
         try:
             handler = Location(router, cache, location, config, boundary)
         except OSError as e:
@@ -279,7 +303,7 @@ def build_handler(config, gateway, access_log, loop=None):
         if access_log is not None:
             handler.access_log = access_log
             handler.new_request_id = make_request_id
-        router.add(location.prefix, handler)
+        router.add(location.prefix, limited(handler, location, limit_table, 2 + number, location.prefix))
     return router, cache, proxies, services
 
 
@@ -317,9 +341,11 @@ def watch_pools(loop, proxies, board, channel):
 
 
 def run_worker(config, sockets, *, app=None, app_spec=None, stats_buffer=None, exclusive=False,
-               report_fd=None, multiprocess=False, board=None, channel=None):
+               report_fd=None, multiprocess=False, board=None, channel=None, limits_buffer=None):
     """Serves until stopped; returns the exit status. `sockets` are listening
-    sockets; `exclusive` when other workers wait on the same ones."""
+    sockets; `exclusive` when other workers wait on the same ones;
+    `limits_buffer` the shared limits table (make_limit_table), made here
+    when a limit needs one and none is given."""
     handler = setup_logging(config)
     faulthandler.enable(file=error_stream(handler), all_threads=True)
     if app is None and app_spec is not None:
@@ -343,8 +369,11 @@ def run_worker(config, sockets, *, app=None, app_spec=None, stats_buffer=None, e
         if gateway is not None:
             gateway.access_log = access_log
             gateway.new_request_id = make_request_id
+    limit_table = None
+    if limit_table_needed(config):
+        limit_table = LimitTable(limits_buffer if limits_buffer is not None else make_limit_table(config))
     try:
-        handler, file_cache, proxies, services = build_handler(config, gateway, access_log, loop)
+        handler, file_cache, proxies, services = build_handler(config, gateway, access_log, loop, limit_table)
     except BindError as e:
         error_log.error("%s", e)
         report(report_fd, str(e))

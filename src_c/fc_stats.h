@@ -47,6 +47,14 @@ typedef struct {
     uint64_t app_overloaded;
     uint64_t limit_refused_max_pending;
     uint64_t limit_refused_min_body_rate;
+    /* requests the limits refused (limits.pyx), by reason; and those a dry
+     * run let through that it would have refused */
+    uint64_t limit_refused_deny;
+    uint64_t limit_refused_rate;
+    uint64_t limit_refused_conn;
+    uint64_t limit_dry_run_deny;
+    uint64_t limit_dry_run_rate;
+    uint64_t limit_dry_run_conn;
 } fc_worker_stats_t;
 
 #endif /* FC_STATS_H */

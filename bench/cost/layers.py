@@ -8,6 +8,9 @@ workload at two sizes and taking the difference).
     parser_py    RequestParser.feed on the realistic request, Python objects made
     wsgi_hello   a hello-world WSGI round trip through `fastcore serve`
     flask_hello  a Flask hello round trip through `fastcore serve`
+    limits       wsgi_hello with a per-client rate limit configured but never reached
+                 (the client resolved, the shared table asked once per request); the
+                 goal is at most 3% over wsgi_hello
     static_1k    a 1 KiB file from the static-file cache (`fastcore serve` with no app)
     static_304   a conditional GET of that file answered 304 (If-None-Match)
     proxy_small  a hello-world response through `fastcore serve --proxy` (the proxy
@@ -110,6 +113,14 @@ def wsgi_hello():
                        children_only=True)
 
 
+def limits():
+    serve = serve_command("hello")
+    # a burst and nodelay: however close two requests come, none is delayed or refused
+    return per_request(lambda port: serve(port) + ["--limit-req-rate", "1000000", "--limit-req-burst", "1000",
+                                                   "--limit-req-nodelay"],
+                       REQUEST, b"Hello, World!", env=server_env(), cwd=str(LOAD), children_only=True)
+
+
 def flask_hello():
     return per_request(serve_command("flask_hello"), REQUEST, b"Hello, World!", env=server_env(), cwd=str(LOAD),
                        children_only=True)
@@ -196,6 +207,7 @@ LAYERS = {
     "parser_py": parser_py,
     "wsgi_hello": wsgi_hello,
     "flask_hello": flask_hello,
+    "limits": limits,
     "static_1k": static_1k,
     "static_304": static_304,
     "proxy_small": proxy_small,

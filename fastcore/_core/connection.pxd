@@ -4,13 +4,15 @@
 # keep-alive idle, closing) and hands complete requests to a RequestHandler.
 # The handler produces the response through send()/send_file() and ends it
 # with end_response(); it is told on_close() if the connection dies first.
-from libc.stdint cimport uint32_t
+from libc.stdint cimport uint8_t, uint32_t
 from fastcore._core.includes.syscalls cimport sockaddr_storage, socklen_t
 from fastcore._core.loop cimport DeadlineQueue, Handle, Loop, TimedHandle
 from fastcore._core.parser cimport RequestParser
 from fastcore._core.buffer cimport FileSegment, OutputQueue
 from fastcore._core.stream cimport Stream
 from fastcore._core.stats cimport WorkerStats
+from fastcore._core.realip cimport ClientResolver
+from fastcore._core.includes.fc_limits cimport fc_limit_key_t, fc_limits_t
 
 cdef enum ConnState:
     S_HEAD       # waiting for or reading a request head
@@ -20,6 +22,7 @@ cdef enum ConnState:
     S_CLOSING    # flushing a last response, then close
     S_LINGER     # response sent, write side shut, discarding input briefly
     S_TUNNEL     # after a 101 (proxied Upgrade): bytes both ways, to and from the handler
+    S_HELD       # a request head held back by a rate limit's delay (hold_request), reading nothing
     S_CLOSED
 
 
@@ -74,6 +77,7 @@ cdef class Server:
     cdef readonly bint overloaded                  # accept failed for lack of descriptors, none accepted since
     cdef readonly unsigned long long refused       # clients answered 503 for lack of descriptors
     cdef public object access_log                  # fastcore.logs.AccessLog for refused requests, or None
+    cdef ClientResolver resolver                   # forwarded_allow_ips + real_ip_header; None: trust no peer
 
     cdef int add_connection(self, int fd, Listener listener, sockaddr_storage *addr, socklen_t addr_len) except -1
     cdef int connection_closed(self, Connection conn) except -1
@@ -111,6 +115,20 @@ cdef class Connection(Stream):
     cdef size_t body_received    # bytes read since body_since
     cdef object peer_host_str
     cdef object peer_port_str
+    # who the client is (realip.pyx): the peer, unless a trusted peer names
+    # another in real_ip_header; decided once per request, when first asked
+    # (client_ready), while its head's spans are valid
+    cdef uint8_t peer_addr[16]   # the peer, 16 bytes, IPv4 mapped (zeros: unix socket)
+    cdef uint8_t client_addr[16] # the client of the current request, same form
+    cdef readonly bint peer_trusted      # the peer is in forwarded_allow_ips (decided at accept)
+    cdef bint client_pending     # a trusted peer's request whose client is not resolved yet
+    cdef bint client_forwarded   # client_addr came from the field, not the peer
+    cdef readonly int forwarded_proto    # X-Forwarded-Proto of a trusted peer: FC_PROTO_HTTP(S), 0: none
+    cdef object client_str       # its text, made when first asked
+    # a request counted by the limits table (limits.pyx), released once when it ends
+    cdef fc_limits_t *limit_table   # NULL: none held
+    cdef fc_limit_key_t limit_key
+    cdef bint limit_passed       # a delayed request's head is parsed again: the limits let it through already
 
     cdef int _on_readable(self) except -1
     cdef bint _body_too_slow(self) noexcept
@@ -135,3 +153,19 @@ cdef class Connection(Stream):
     cdef int _begin_linger(self) except -1
     cdef int _go_idle(self) except -1
     cdef int _peer_strings(self) except -1
+    cdef int resolve_client(self) except -1   # use client_ready()
+    cdef str client_text(self)
+    cdef void release_limit(self) noexcept
+    cdef int hold_request(self, double delay) except -1
+
+
+cdef inline int client_ready(Connection conn) except -1:
+    """Makes client_addr, client_forwarded and forwarded_proto those of the
+    current request: resolved at the first call after its head (from a
+    trusted peer; the peer's own need nothing). Call it where the head's
+    spans are valid (on_head); client_text() calls it too. A request whose
+    client nobody asks for (a static file without an access log) pays
+    nothing for it."""
+    if conn.client_pending:
+        conn.resolve_client()
+    return 0

@@ -49,6 +49,8 @@ from fastcore._core.includes.fc_http cimport FC_REQ_KEEP_ALIVE
 from fastcore._core.response cimport date_line, plain_response
 from fastcore._core.buffer cimport FileSegment, OutputQueue
 from fastcore._core.stream cimport Stream
+from fastcore._core.realip cimport ClientResolver, address_of, address_text
+from fastcore._core.includes.fc_limits cimport fc_limit_release
 from fastcore._core.parser import ParseError
 
 cdef object error_log = logging.getLogger("fastcore.error")
@@ -125,6 +127,8 @@ cdef class Server:
             shared_fields=FieldArray(config.max_headers),
         )
         self.accept_backoff = config.accept_backoff
+        if config.forwarded_allow_ips:
+            self.resolver = ClientResolver(config.forwarded_allow_ips, config.real_ip_header)
         self.listeners = []
         self.live = set()
         self.accepting = True
@@ -192,6 +196,10 @@ cdef class Server:
         conn.listener = listener
         memcpy(&conn.peer, addr, addr_len)
         conn.peer_len = addr_len
+        address_of(addr, conn.peer_addr)
+        memcpy(conn.client_addr, conn.peer_addr, 16)
+        # a unix socket's peer is local: trusted as a proxy (if anyone is)
+        conn.peer_trusted = self.resolver is not None and (listener.is_unix or self.resolver.trusts(conn.peer_addr))
         conn.parser = RequestParser(**self.parser_limits)
         conn.out = OutputQueue()
         conn.send_queue = self.send_queue
@@ -215,7 +223,7 @@ cdef class Server:
         """{state name: count}, for /status and tests."""
         cdef Connection conn
         names = {S_HEAD: "head", S_BODY: "body", S_APP: "app", S_IDLE: "idle",
-                 S_CLOSING: "closing", S_LINGER: "linger", S_CLOSED: "closed"}
+                 S_CLOSING: "closing", S_LINGER: "linger", S_TUNNEL: "tunnel", S_HELD: "held", S_CLOSED: "closed"}
         out = {}
         for conn in self.live:
             key = names[conn.state]
@@ -385,7 +393,7 @@ cdef class Connection(Stream):
         if self.state == S_CLOSED:
             return 0
         if events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP):
-            if self.state == S_APP or self.state == S_CLOSING:
+            if self.state == S_APP or self.state == S_CLOSING or self.state == S_HELD:
                 # not reading now; HUP (both directions gone) is reported even
                 # so, and level-triggered: act on it or it repeats forever
                 if events & EPOLLHUP:
@@ -556,6 +564,8 @@ cdef class Connection(Stream):
                 if ev == EV_NEED_DATA:
                     break
                 if ev == EV_HEAD:
+                    if self.peer_trusted:
+                        self.client_pending = True  # resolved when first asked (client_ready)
                     self.request_keep_alive = (self.parser.info.flags & FC_REQ_KEEP_ALIVE) != 0
                     self.response_started = False
                     self.state = S_BODY
@@ -717,6 +727,8 @@ cdef class Connection(Stream):
         """The handler has queued the whole response of the current request."""
         if self.state == S_CLOSED:
             return 0
+        if self.limit_table != NULL:
+            self.release_limit()
         self.exchange = None
         self.producing = False
         # written after this event batch, with the other responses of the batch
@@ -744,6 +756,7 @@ cdef class Connection(Stream):
         read into the buffer."""
         cdef bytes answer = plain_response(status, message, False, no_body, extra)
         self._log_refusal(status, message, answer, head_spans)  # before on_close drops the exchange
+        self.release_limit()
         if self.state == S_APP or (self.state == S_BODY and self.exchange is not None):
             try:
                 self.handler.on_close(self)
@@ -823,6 +836,7 @@ cdef class Connection(Stream):
         server's count."""
         cdef ConnState was = self.state
         self.state = S_CLOSED
+        self.release_limit()
         if (was == S_APP or was == S_BODY or was == S_TUNNEL) and self.exchange is not None:
             try:
                 self.handler.on_close(self)
@@ -832,6 +846,36 @@ cdef class Connection(Stream):
         self.parser.release_buffer()
         self.server.connection_closed(self)
         return 0
+
+    # -- limits ------------------------------------------------------------------
+
+    cdef void release_limit(self) noexcept:
+        """The request counted against a limit_conn has ended (once)."""
+        if self.limit_table != NULL:
+            fc_limit_release(self.limit_table, self.limit_key)
+            self.limit_table = NULL
+
+    cdef int hold_request(self, double delay) except -1:
+        """From a handler's on_head: handle this request after `delay`
+        seconds instead of now (a rate limit's burst, limits.pyx). The head
+        goes back into the parser (the shared field array is another
+        request's by then), the connection reads nothing meanwhile, and the
+        head is parsed and routed again once the delay is over, with
+        limit_passed set so that the limits let it through."""
+        self.parser.unread_head()
+        self.state = S_HELD
+        self.server.requests -= 1  # counted again when its head is parsed again
+        self.disarm()
+        self.loop.call_later(delay, self.end_hold)
+        return 0
+
+    def end_hold(self):
+        if self.state != S_HELD:
+            return  # closed meanwhile
+        self.state = S_HEAD
+        self.limit_passed = True
+        self.server.header_queue.arm(self, self.loop.now)
+        self._process()
 
     # -- peer address ----------------------------------------------------------
 
@@ -853,6 +897,39 @@ cdef class Connection(Stream):
             self.peer_host_str = ""
             self.peer_port_str = ""
         return 0
+
+    # -- the client (realip.pyx) ----------------------------------------------
+
+    cdef int resolve_client(self) except -1:
+        """At a request head from a trusted peer: the client it names in
+        real_ip_header, or the peer when it names none."""
+        cdef bint forwarded
+        self.client_pending = False
+        memcpy(self.client_addr, self.peer_addr, 16)
+        forwarded = self.server.resolver.resolve(self.parser.head.headers, self.parser.head.num_headers,
+                                                 self.client_addr, &self.forwarded_proto)
+        if forwarded or self.client_forwarded:
+            self.client_str = None
+        self.client_forwarded = forwarded
+        return 0
+
+    cdef str client_text(self):
+        """The client's address as text (the peer's unless forwarded; "" for
+        a unix socket peer)."""
+        if self.client_pending:
+            self.resolve_client()
+        if not self.client_forwarded:
+            if self.peer_host_str is None:
+                self._peer_strings()
+            return self.peer_host_str
+        if self.client_str is None:
+            self.client_str = address_text(self.client_addr)
+        return self.client_str
+
+    @property
+    def client_host(self):
+        """The client of the current request: REMOTE_ADDR, the access log's address."""
+        return self.client_text()
 
     @property
     def peer_host(self):

@@ -48,7 +48,8 @@ from fastcore._core.includes.fc_http cimport (
     fc_request_head_t, fc_request_info_t,
 )
 from fastcore._core.parser cimport RequestParser, ascii_only, is_head_request, method_str, text
-from fastcore._core.connection cimport Connection, RequestHandler, S_APP, S_CLOSED
+from fastcore._core.connection cimport Connection, RequestHandler, S_APP, S_CLOSED, client_ready
+from fastcore._core.includes.fc_realip cimport FC_PROTO_HTTPS
 from fastcore._core.response cimport date_line
 from fastcore._core.loop cimport Loop
 from fastcore._core.buffer cimport FileSegment
@@ -799,7 +800,9 @@ cdef class Gateway(RequestHandler):
         env["SERVER_PROTOCOL"] = "HTTP/1.1" if h.minor_version == 1 else "HTTP/1.0"
         if conn.peer_host_str is None:
             conn._peer_strings()
-        env["REMOTE_ADDR"] = conn.peer_host_str
+        client_ready(conn)
+        # the peer, or the client a trusted proxy named (realip.pyx)
+        env["REMOTE_ADDR"] = conn.client_text() if conn.client_forwarded else conn.peer_host_str
         env["REMOTE_PORT"] = conn.peer_port_str
         for i in range(h.num_headers):
             f = &p.fields[i]
@@ -814,6 +817,9 @@ cdef class Gateway(RequestHandler):
                     env[key] = old + ("; " if key == "HTTP_COOKIE" else ", ") + value
                 else:
                     env[key] = value
+        if conn.forwarded_proto:
+            # X-Forwarded-Proto of a trusted peer (read by client_ready)
+            env["wsgi.url_scheme"] = "https" if conn.forwarded_proto == FC_PROTO_HTTPS else "http"
         if info.flags & FC_REQ_HAS_LENGTH:
             # the parsed decimal, not the field as sent: whatever the parser
             # lets through ("005", repeated fields), CONTENT_LENGTH is one number

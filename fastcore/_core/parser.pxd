@@ -83,6 +83,9 @@ cdef class Framer:
 cdef class RequestParser(Framer):
     cdef fc_request_head_t head
     cdef fc_request_info_t info
+    cdef size_t head_len           # bytes of the last head parsed (for unread_head)
+
+    cdef void unread_head(self) noexcept   # right after EV_HEAD: the head is parsed again next
     cdef Request make_request(self)
 
 

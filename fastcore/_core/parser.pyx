@@ -594,9 +594,19 @@ cdef class RequestParser(Framer):
         if fc_http_request_info(&self.head, &self.info) != 0:
             self.fail(self.info.error)
         self.start += rc
+        self.head_len = rc
         self._start_body(self.info.flags & FC_REQ_CHUNKED, self.info.flags & FC_REQ_HAS_LENGTH,
                          self.info.content_length)
         return EV_HEAD
+
+    cdef void unread_head(self) noexcept:
+        """Puts the head handed out by the last EV_HEAD back (no body byte
+        may have been taken since): the next next_event() parses it again.
+        For a request that is held before it is handled (a rate limit's delay)."""
+        self.start -= self.head_len
+        self.state = ST_HEAD
+        self.last_len = 0
+        self.remaining = 0
 
     cdef Request make_request(self):
         cdef Request r = Request.__new__(Request)

@@ -40,9 +40,8 @@ cdef class ProxyLocation(RequestHandler):
     cdef bint strip_prefix
     cdef HostMode host_mode
     cdef bytes host_line                    # HOST_FIXED: "Host: NAME\r\n"
-    cdef dict peers                         # client address -> (forwarding trusted, address as bytes)
+    cdef dict peers                         # address text -> as bytes for a forwarding field
     cdef HeadWriter writer                  # where request and response heads are written, one at a time
-    cdef object trusted                     # callable(peer ip str) -> bool: forwarded_allow_ips
     cdef bint websocket
     cdef bint forwarded                     # send RFC 7239 Forwarded
     cdef bint via                           # add our Via both ways
@@ -53,7 +52,7 @@ cdef class ProxyLocation(RequestHandler):
     cdef public object new_request_id
 
     cdef tuple server_for(self, object member)
-    cdef tuple peer(self, Connection conn)
+    cdef bytes address_bytes(self, str host)
     cdef UpstreamConnection connection_to(self, object member, bint peek)
     cdef bytes request_head(self, Connection conn, ProxyExchange ex)
     cdef int put_forwarded(self, HeadWriter *w, fc_header_t *fields, size_t count, bint listed,

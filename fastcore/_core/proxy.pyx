@@ -53,7 +53,7 @@ from fastcore._core.includes.fc_forward cimport (
     FC_FIELD_FORWARDED,
     fc_field_kind, fc_field_kind_t, fc_list_names,
 )
-from fastcore._core.connection cimport Connection, RequestHandler, S_BODY, S_CLOSED, S_TUNNEL
+from fastcore._core.connection cimport client_ready, Connection, RequestHandler, S_BODY, S_CLOSED, S_TUNNEL
 from fastcore._core.loop cimport Loop
 from fastcore._core.parser cimport (
     EV_BODY, EV_END, EV_HEAD, EV_NEED_DATA, ST_UNTIL_CLOSE, ST_END, RequestParser, ResponseParser, latin1,
@@ -105,6 +105,16 @@ cdef int put(HeadWriter *w, const char *at, size_t n) except -1:
 
 cdef inline int put_bytes(HeadWriter *w, bytes data) except -1:
     return put(w, PyBytes_AS_STRING(data), <size_t>PyBytes_GET_SIZE(data))
+
+
+cdef bytes rfc7239_node(bytes address):
+    """An address as RFC 7239's for= takes it: IPv6 quoted in brackets, a
+    unix socket's client "unknown"."""
+    if address == b"unix":
+        return b"unknown"
+    if b":" in address:
+        return b'"[' + address + b']"'
+    return address
 
 
 cdef int put_elements(HeadWriter *w, fc_header_t *fields, size_t count, fc_field_kind_t kind) except -1:
@@ -163,7 +173,7 @@ cdef class RequestView:
 
     @property
     def client_ip(self):
-        return self.conn.peer_host
+        return self.conn.client_text()
 
     def header(self, str name):
         cdef RequestParser p = self.conn.parser
@@ -197,7 +207,7 @@ cdef class SavedView:
 cdef class ProxyLocation(RequestHandler):
     """Requests under `prefix` go to the servers of `pool` (a fastcore.proxy.Pool)."""
 
-    def __cinit__(self, Router router, Loop loop, str prefix, pool, options, config, trusted):
+    def __cinit__(self, Router router, Loop loop, str prefix, pool, options, config):
         self.router = router
         self.loop = loop
         self.prefix = prefix
@@ -233,7 +243,6 @@ cdef class ProxyLocation(RequestHandler):
         self.via = options.via
         self.limit_rate = options.limit_rate or 0
         self.limit_rate_after = options.limit_rate_after or 0
-        self.trusted = trusted
 
     def __dealloc__(self):
         free(self.writer.data)
@@ -332,16 +341,11 @@ cdef class ProxyLocation(RequestHandler):
         ex.start_try()
         return 0
 
-    cdef tuple peer(self, Connection conn):
-        """(forwarding fields trusted, address as bytes, RFC 7239 node) of
-        the client, cached by address."""
-        cdef str host = conn.peer_host
-        cdef tuple entry = self.peers.get(host)
-        cdef bytes address
+    cdef bytes address_bytes(self, str host):
+        """An address as it goes into a forwarding field, cached."""
+        cdef bytes entry = self.peers.get(host)
         if entry is None:
-            address = host.encode("ascii") if host else b"unix"
-            entry = (bool(self.trusted(host)), address,
-                     b"unknown" if not host else b'"[' + address + b']"' if ":" in host else address)
+            entry = host.encode("ascii") if host else b"unix"
             if len(self.peers) < 4096:
                 self.peers[host] = entry
         return entry
@@ -357,17 +361,20 @@ cdef class ProxyLocation(RequestHandler):
         cdef size_t i, count = p.head.num_headers
         cdef fc_field_kind_t kind
         cdef bint has_connection = False, trusted, listed_for = False
-        cdef fc_span_t host, proto, forwarded_host, real_ip
+        cdef fc_span_t host, proto, forwarded_host
         cdef bint listed_forwarded = False
         cdef unsigned flags = p.info.flags
         cdef char number[48]
         cdef int digits
-        cdef bytes client, path
-        cdef tuple peer = self.peer(conn)
-        trusted = peer[0]
-        client = peer[1]
-        host.at = proto.at = forwarded_host.at = real_ip.at = NULL
-        host.len = proto.len = forwarded_host.len = real_ip.len = 0
+        cdef bytes peer, client, path
+        # the chain goes on with the peer (the hop before us); X-Real-IP is
+        # the client the core resolved (the peer unless a trusted proxy named another)
+        trusted = conn.peer_trusted
+        peer = self.address_bytes(conn.peer_host)
+        client_ready(conn)
+        client = self.address_bytes(conn.client_text()) if conn.client_forwarded else peer
+        host.at = proto.at = forwarded_host.at = NULL
+        host.len = proto.len = forwarded_host.len = 0
         w.len = 0
         put(w, p.head.method.at, p.head.method.len)
         put(w, " ", 1)
@@ -403,8 +410,6 @@ cdef class ProxyLocation(RequestHandler):
                     proto = f.value
                 elif kind == FC_FIELD_X_FORWARDED_HOST and forwarded_host.at == NULL:
                     forwarded_host = f.value
-                elif kind == FC_FIELD_X_REAL_IP and real_ip.at == NULL:
-                    real_ip = f.value
                 elif kind == FC_FIELD_FORWARDED:
                     if self.forwarded:
                         listed_forwarded = True  # joined with ours below
@@ -422,24 +427,21 @@ cdef class ProxyLocation(RequestHandler):
         put(w, "X-Forwarded-For: ", 17)
         if listed_for:
             put_elements(w, fields, count, FC_FIELD_X_FORWARDED_FOR)
-        put_bytes(w, client)
+        put_bytes(w, peer)
         put(w, "\r\n", 2)
         if proto.at != NULL:
             put_field(w, "X-Forwarded-Proto", 17, proto.at, proto.len)
         else:
             put(w, "X-Forwarded-Proto: http\r\n", 25)
-        if real_ip.at != NULL:
-            put_field(w, "X-Real-IP", 9, real_ip.at, real_ip.len)
-        else:
-            put(w, "X-Real-IP: ", 11)
-            put_bytes(w, client)
-            put(w, "\r\n", 2)
+        put(w, "X-Real-IP: ", 11)
+        put_bytes(w, client)
+        put(w, "\r\n", 2)
         if forwarded_host.at != NULL:
             put_field(w, "X-Forwarded-Host", 16, forwarded_host.at, forwarded_host.len)
         elif host.at != NULL:
             put_field(w, "X-Forwarded-Host", 16, host.at, host.len)
         if self.forwarded:
-            self.put_forwarded(w, fields, count, listed_forwarded, peer[2], host, proto)
+            self.put_forwarded(w, fields, count, listed_forwarded, rfc7239_node(peer), host, proto)
         if self.via:
             put(w, "Via: 1.1 fastcore\r\n", 19)
         if ex.upgrade is not None:
@@ -923,7 +925,7 @@ cdef class ProxyExchange(UpstreamOwner):
         log = self.location.access_log
         if log is not None:
             method, _, rest = self.request_line().partition(" ")
-            log.log(self.conn.peer_host, method, rest.rpartition(" ")[0], "HTTP/1.1" if self.http11 else "HTTP/1.0",
+            log.log(self.conn.client_text(), method, rest.rpartition(" ")[0], "HTTP/1.1" if self.http11 else "HTTP/1.0",
                     self.status, self.sent, int(seconds * 1e6), "", "", self.location.new_request_id())
         return 0
 

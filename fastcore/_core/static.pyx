@@ -383,7 +383,7 @@ cdef class Location(RequestHandler):
         if self.access_log is not None:
             p = conn.parser
             request_id = field_text(p, F_X_REQUEST_ID) or self.new_request_id()
-            self.access_log.log(conn.peer_host, method_str(p.head.method.at, p.head.method.len),
+            self.access_log.log(conn.client_text(), method_str(p.head.method.at, p.head.method.len),
                                 text(p.head.target.at, p.head.target.len, False),
                                 "HTTP/1.1" if p.head.minor_version == 1 else "HTTP/1.0", status, body_bytes,
                                 int(seconds * 1e6), field_text(p, F_USER_AGENT), field_text(p, F_REFERER),

@@ -184,7 +184,8 @@ def test_proxy_removes_hop_by_hop_and_appends_forwarded_for(upstreams, proxy):
     assert headers["x-custom"] == "end-to-end"
     assert headers["x-forwarded-for"] == "10.1.1.1, 127.0.0.1"  # loopback is trusted by default
     assert headers["x-forwarded-proto"] == "http"
-    assert headers["x-real-ip"] == "127.0.0.1"
+    # X-Real-IP is the client the core resolved: the trusted peer named it
+    assert headers["x-real-ip"] == "10.1.1.1"
     assert headers["host"] == "127.0.0.1"  # the client's (proxy_host pass)
     assert document["path"] == "/headers?q=1"
 

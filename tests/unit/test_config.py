@@ -282,6 +282,15 @@ BAD_VALUES = {
     "etag_inode": ["inode"],
     "middleware": ["module_only", "x:Y(1)", "x:Y(level=open(1))"],
     "static_allow_app": ["maybe"],
+    "real_ip_header": ["X-Client-IP", "", "forwarded-for"],
+    "limit_req_rate": ["-1", "fast", "0.0001", "2000000", "nan", "inf"],
+    "limit_req_burst": ["-1", "1.5", "2000001"],
+    "limit_req_nodelay": ["sometimes"],
+    "limit_conn": ["-1", "many", "1000001"],
+    "allow": ["10.0.0.0/33", "nope", "1.2.3.4:80"],
+    "deny": ["300.1.1.1", "everyone"],
+    "limit_dry_run": ["perhaps"],
+    "limit_table_entries": ["63", "0", "lots"],
 }
 
 

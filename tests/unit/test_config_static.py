@@ -88,7 +88,9 @@ autoindex = true
     assets, public = build_config({"config": path}, environ={}).static
     assert assets == StaticLocation("/assets", str(tmp_path / "assets"), index="index.html", autoindex=False,
                                     max_age=365 * 86400, immutable=True, dotfiles=False, follow_symlinks=False,
-                                    precompressed=False, limit_rate=1 << 20, limit_rate_after=0)
+                                    precompressed=False, limit_rate=1 << 20, limit_rate_after=0,
+                                    limit_req_rate=0.0, limit_req_burst=0,
+                                    limit_req_nodelay=False, limit_conn=0, allow=(), deny=(), limit_dry_run=False)
     assert (public.autoindex, public.max_age, public.immutable) == (True, 60, False)
 
 

@@ -199,20 +199,16 @@ def test_compress_accept_encoding_weights():
 
 # ---- the listing -------------------------------------------------------------------------------
 
-def test_listing_core_stages_take_settings_added_later(monkeypatch):
-    """A limit setting added by another change appears in the limits stage
-    with no change to the listing (read by name and section)."""
-    extra = config_module.Setting("limit_req_rate", "limits", ("--limit-req-rate",), lambda value: value, None,
-                                  "Requests per second per client.")
-    config = build_config({}, {})
-    monkeypatch.setattr(config_module, "SETTINGS", config_module.SETTINGS + (extra,))
-
-    class WithLimit:
-        def __getattr__(self, name):
-            return "10r/s" if name == "limit_req_rate" else getattr(config, name)
-
-    stages = {layer.name: layer for layer in core_layers(WithLimit())}
-    assert stages["limits"].settings["limit_req_rate"] == "10r/s"
+def test_listing_core_stages_show_the_limit_settings():
+    """The limits stage lists the protection settings with the values the
+    server runs with (read by name and section: a setting added later shows
+    with no change to the listing)."""
+    config = build_config({"limit_req_rate": "10", "limit_conn": "4"}, {})
+    stages = {layer.name: layer for layer in core_layers(config)}
     assert list(stages) == ["listen", "head", "real-ip", "limits", "body", "response"]
-    plain = {layer.name: layer for layer in core_layers(config)}
-    assert "limit_req_rate" not in plain["limits"].settings  # unset there: not listed
+    assert stages["limits"].settings["limit_req_rate"] == 10.0
+    assert stages["limits"].settings["limit_conn"] == 4
+    plain = {layer.name: layer for layer in core_layers(build_config({}, {}))}
+    assert plain["limits"].settings["limit_req_rate"] == 0.0
+
+

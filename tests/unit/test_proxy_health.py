@@ -165,9 +165,8 @@ def data_path(loop, pool, *args):
     (settings as `fastcore serve --proxy ... ARGS` would give it)."""
     from fastcore._core.proxy import ProxyLocation
     from fastcore._core.router import Router
-    from fastcore.worker import forwarding_trust
     config = build_config({"proxy": ["/=127.0.0.1:9"], **dict(args)}, environ={})
-    location = ProxyLocation(Router(), loop, "/", pool, config.proxy[0], config, forwarding_trust(config))
+    location = ProxyLocation(Router(), loop, "/", pool, config.proxy[0], config)
     return location
 
 

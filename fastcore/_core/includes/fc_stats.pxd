@@ -43,3 +43,9 @@ cdef extern from "fc_stats.h" nogil:
         uint64_t app_overloaded
         uint64_t limit_refused_max_pending
         uint64_t limit_refused_min_body_rate
+        uint64_t limit_refused_deny
+        uint64_t limit_refused_rate
+        uint64_t limit_refused_conn
+        uint64_t limit_dry_run_deny
+        uint64_t limit_dry_run_rate
+        uint64_t limit_dry_run_conn
