@@ -1351,6 +1351,11 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("access_log", "logging", ("--access-log",), parse_log_target, None,
             "Access log: '-' for stdout, or a file path; off when unset.",
             metavar="PATH", annotation=Optional[str]),
+    Setting("refusal_log_rate", "logging", ("--refusal-log-rate",), integer(0), 10,
+            "Error-log lines per second per worker that give the reason of a request the server refused "
+            "itself (400, 408, 413, 429, ...); beyond it one line counts the rest each second (a flood of "
+            "bad requests must not become a flood of writes). The access log still has each. 0: none.",
+            metavar="N", annotation=int),
     Setting("access_log_format", "logging", ("--access-log-format",), choice("combined", "combined_id", "json"), "combined",
             "Access log line format: combined, combined_id (combined with the request id as a last quoted field) "
             "or json.",

@@ -77,6 +77,10 @@ cdef class Server:
     cdef readonly bint overloaded                  # accept failed for lack of descriptors, none accepted since
     cdef readonly unsigned long long refused       # clients answered 503 for lack of descriptors
     cdef public object access_log                  # fastcore.logs.AccessLog for refused requests, or None
+    cdef unsigned long refusal_log_rate            # error-log lines a second for refusals (refusal_log_rate)
+    cdef double refusal_second                     # the second (loop clock) refusals are being counted in
+    cdef unsigned long refusal_lines               # lines written in it
+    cdef unsigned long refusals_unlogged           # refusals beyond the rate since the last summary
     cdef ClientResolver resolver                   # forwarded_allow_ips + real_ip_header; None: trust no peer
 
     cdef int add_connection(self, int fd, Listener listener, sockaddr_storage *addr, socklen_t addr_len) except -1
@@ -84,6 +88,7 @@ cdef class Server:
     cdef int pause_accepting(self) except -1
     cdef int resume_accepting(self) except -1
     cdef int reserve_spare(self) except -1
+    cdef bint may_log_refusal(self, double now) except -1
     cdef int out_of_descriptors(self, Listener listener, str reason) except -1
 
 

@@ -127,6 +127,7 @@ cdef class Server:
             shared_fields=FieldArray(config.max_headers),
         )
         self.accept_backoff = config.accept_backoff
+        self.refusal_log_rate = config.refusal_log_rate
         if config.forwarded_allow_ips:
             self.resolver = ClientResolver(config.forwarded_allow_ips, config.real_ip_header)
         self.listeners = []
@@ -134,6 +135,24 @@ cdef class Server:
         self.accepting = True
         self.spare_fd = -1
         self.reserve_spare()
+
+    cdef bint may_log_refusal(self, double now) except -1:
+        """Whether the reason of one more refusal goes to the error log:
+        refusal_log_rate lines a second at most; the first refusal of a new
+        second first says how many the last ones left out."""
+        if now - self.refusal_second >= 1.0:
+            if self.refusals_unlogged:
+                error_log.info("refused %d more requests in the last second(s) without a line each "
+                               "(refusal_log_rate %d; the access log and /metrics have them)",
+                               self.refusals_unlogged, self.refusal_log_rate)
+                self.refusals_unlogged = 0
+            self.refusal_second = now
+            self.refusal_lines = 0
+        if self.refusal_lines < self.refusal_log_rate:
+            self.refusal_lines += 1
+            return True
+        self.refusals_unlogged += 1
+        return False
 
     def __dealloc__(self):
         if self.spare_fd >= 0:
@@ -794,10 +813,11 @@ cdef class Connection(Stream):
         elif (self.state == S_BODY or self.state == S_APP) and self.handler is not None:
             request = self.handler.refused_request(self)
         method, target, version = request if request is not None else (None, None, None)
-        error_log.info("refused %d %s from %s: %s", status,
-                       "(no request head)" if request is None else
-                       f"{method} {target if len(target) <= 200 else target[:200] + '...'} {version}",
-                       self.peer_host or "unix socket", message)
+        if self.server.may_log_refusal(self.loop.now):
+            error_log.info("refused %d %s from %s: %s", status,
+                           "(no request head)" if request is None else
+                           f"{method} {target if len(target) <= 200 else target[:200] + '...'} {version}",
+                           self.peer_host or "unix socket", message)
         log = self.server.access_log
         if log is not None:
             try:

@@ -219,7 +219,7 @@ cdef class Limiter(RequestHandler):
             conn.send_error(403, REASON_TEXTS[reason], is_head_request(conn.parser))
         elif reason == R_RATE:
             # whole seconds, rounded up: a client retrying after it passes
-            conn.send_error(429, REASON_TEXTS[reason], is_head_request(conn.parser),
+            conn.send_error(429, REASON_TEXTS[reason], is_head_request(conn.parser), True,
                             b"Retry-After: %d\r\n" % ((wait_ms + 999) // 1000))
         else:
             conn.send_error(503, REASON_TEXTS[reason], is_head_request(conn.parser))

@@ -103,7 +103,8 @@ def test_serve_refused_requests_reach_the_access_log(serve, tmp_path, fmt):
     log = tmp_path / f"access-{fmt}.log"
     server = serve(APP, "--access-log", str(log), "--access-log-format", fmt, "--max-body", "1k",
                    "--max-request-line", "256", "--max-header-bytes", "1k", "--header-timeout", "0.3",
-                   "--body-timeout", "0.3", "--static", "/static=.", "--static-allow-app")
+                   "--body-timeout", "0.3", "--static", "/static=.", "--static-allow-app",
+                   "--refusal-log-rate", "100")
     for data, status, _, _ in REFUSALS:
         assert raw(server, data) == status, data
     # a head that never completes: 408, nothing known of the request
@@ -192,3 +193,19 @@ def test_serve_log_files_created_by_a_root_arbiter_are_writable_by_its_workers(s
         assert '"GET /x HTTP/1.1" 200' in open(access_log).read()
     finally:
         shutil.rmtree(directory)
+
+
+def test_serve_refusal_reasons_in_the_error_log_are_rate_limited(serve):
+    """A flood of bad requests is not a flood of error-log writes: at most
+    refusal_log_rate reason lines a second, and a line that counts the rest."""
+    server = serve(APP, "--refusal-log-rate", "5")
+    for _ in range(30):
+        assert raw(server, b"GET / HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n") == 400
+    time.sleep(1.1)
+    assert raw(server, b"GET / HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n") == 400
+    server.wait_for_stderr(r"refused (\d+) more requests")
+    text = server.stderr_text()
+    lines = re.findall(r"\[INFO\] refused 400 ", text)
+    counted = sum(int(n) for n in re.findall(r"refused (\d+) more requests", text))
+    assert len(lines) <= 11, len(lines)  # 5 a second; the burst may straddle two seconds, then the last
+    assert len(lines) + counted == 31, (len(lines), counted)

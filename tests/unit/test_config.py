@@ -282,6 +282,7 @@ BAD_VALUES = {
     "etag_inode": ["inode"],
     "middleware": ["module_only", "x:Y(1)", "x:Y(level=open(1))"],
     "static_allow_app": ["maybe"],
+    "refusal_log_rate": ["-1", "many"],
     "real_ip_header": ["X-Client-IP", "", "forwarded-for"],
     "limit_req_rate": ["-1", "fast", "0.0001", "2000000", "nan", "inf"],
     "limit_req_burst": ["-1", "1.5", "2000001"],
