@@ -36,7 +36,7 @@ def extension(name):
 
 
 extensions = [extension(name) for name in ("parser", "stats", "buffer", "loop", "response", "stream", "connection", "gateway",
-                                        "router", "filecache", "static", "upstream", "proxy")]
+                                        "router", "filecache", "static", "upstream", "proxy", "asgi")]
 if cythonize:
     extensions = cythonize(
         extensions,

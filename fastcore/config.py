@@ -900,6 +900,18 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("auto_threads_hold", "server", ("--auto-threads-hold",), parse_duration, 30,
             "With --threads auto: how long the calls stay on threads after the last slow one.",
             metavar="SECONDS", annotation=float),
+    Setting("interface", "server", ("--interface",), choice("auto", "wsgi", "asgi"), "auto",
+            "How the application is called. 'auto': ASGI when it is a coroutine function or an object whose "
+            "__call__ is one (an ASGI 2 double callable: a class whose instances' __call__ is one), else WSGI.",
+            metavar="INTERFACE", annotation=str),
+    Setting("lifespan", "server", ("--lifespan",), choice("auto", "on", "off"), "auto",
+            "ASGI lifespan protocol (startup, shutdown). 'auto': run it, and run without it an application "
+            "that raises before answering startup (Django's handler); 'on': that is an error; 'off': never.",
+            metavar="MODE", annotation=str),
+    Setting("asyncio_loop", "server", ("--asyncio-loop",), choice("auto", "asyncio", "uvloop"), "asyncio",
+            "The event loop of an ASGI worker: asyncio's; 'uvloop' (it must be installed); 'auto': uvloop when "
+            "it is installed, else asyncio's.",
+            metavar="LOOP", annotation=str),
     Setting("workers", "server", ("--workers", "-w"), parse_workers, 1,
             "Worker processes, or 'auto' for one per available CPU.",
             metavar="N", annotation=int),
@@ -1161,6 +1173,9 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("graceful_idle_timeout", "timeouts", ("--graceful-idle-timeout",), parse_duration, 1,
             "On stop or reload, how long an idle keep-alive connection may still bring a request (answered "
             "with Connection: close) before it is closed.",
+            metavar="SECONDS", annotation=float),
+    Setting("lifespan_timeout", "timeouts", ("--lifespan-timeout",), parse_duration, 60,
+            "Time an ASGI application's lifespan startup, and its shutdown, may take.",
             metavar="SECONDS", annotation=float),
     Setting("graceful_timeout", "timeouts", ("--graceful-timeout",), parse_duration, 30,
             "Time given to in-flight requests on stop or reload before workers are killed.",

@@ -39,6 +39,7 @@ from fastcore.proxy.balancer import Member, Pool
 from fastcore.proxy.discovery import Discovery
 from fastcore.proxy.health import HealthCheck, Prober
 from fastcore.wsgi import AppThreads, Gateway, listener_environ
+from fastcore.asgi import ASGI, AsgiWorker, LifespanError, asgi_or_refuse
 
 # Everything a worker runs is imported above, by the arbiter before it forks:
 # a worker that drops privileges (--user) may not be able to read the
@@ -177,6 +178,11 @@ def load_application(config, app_spec, report_fd):
     except Exception as e:  # raised inside the user's module: they need the traceback
         traceback.print_exc()
         return refuse(f"importing {app_spec} raised {type(e).__name__}: {e}")
+    try:
+        if asgi_or_refuse(app, config) == ASGI:
+            return app  # the WSGI middleware chain does not apply
+    except ValueError as e:
+        return refuse(str(e))
     try:
         return wrap_application(app, config.middleware, config)
     except MiddlewareError as e:
@@ -317,10 +323,16 @@ def run_worker(config, sockets, *, app=None, app_spec=None, stats_buffer=None, e
     loop = Loop()
     loop.set_stats(stats)
     threads = None
-    if app is not None and (config.threads == "auto" or config.threads > 1):
-        threads = AppThreads(loop, config.auto_threads if config.threads == "auto" else config.threads,
-                             high_water=config.write_buffer_high)
-    gateway = Gateway(app, config, threads) if app is not None else None
+    asgi = None
+    if app is not None and asgi_or_refuse(app, config) == ASGI:
+        # an asyncio loop runs the application's tasks and drives the core loop (fastcore.asgi)
+        asgi = AsgiWorker(app, config, loop)
+        gateway = asgi.gateway
+    else:
+        if app is not None and (config.threads == "auto" or config.threads > 1):
+            threads = AppThreads(loop, config.auto_threads if config.threads == "auto" else config.threads,
+                                 high_water=config.write_buffer_high)
+        gateway = Gateway(app, config, threads) if app is not None else None
     access_log = None
     if config.access_log:
         access_log = AccessLog(config.access_log, config.access_log_format)
@@ -429,8 +441,18 @@ def run_worker(config, sockets, *, app=None, app_spec=None, stats_buffer=None, e
                     "inline" if threads is None else
                     f"inline, on up to {threads.count} threads after a slow call" if config.threads == "auto" else
                     f"on {threads.count} threads")
+    if asgi is not None:
+        try:
+            asgi.start()  # the lifespan startup, before the first request
+        except LifespanError as e:
+            error_log.error("%s", e)
+            report(report_fd, str(e))
+            return APP_LOAD_ERROR
     try:
-        loop.run()
+        if asgi is not None:
+            asgi.run()
+        else:
+            loop.run()
     finally:
         for service in services:
             service.stop()
@@ -439,6 +461,8 @@ def run_worker(config, sockets, *, app=None, app_spec=None, stats_buffer=None, e
         server.close_all()
         if threads is not None:
             threads.stop()
+        if asgi is not None:
+            asgi.close()  # after close_all: the tasks left were told http.disconnect
         if access_log is not None:
             access_log.close()
     error_log.info("worker %d stopped after %d requests", os.getpid(), server.requests)
