@@ -198,6 +198,7 @@ cdef class Exchange:
     cdef Py_ssize_t head_bytes
     cdef double began
     cdef str raw_target              # for the access log
+    cdef bint websocket              # a WebSocket handshake (not supported yet: 403)
 
     # -- the application's side (runs in its task) ------------------------------
 
@@ -562,6 +563,11 @@ cdef class AsgiGateway(RequestHandler):
         ex.scope = self.build_scope(conn, p, ex)
         ex.expect_continue = (p.info.flags & FC_REQ_EXPECT_CONTINUE) != 0 and (
             p.info.flags & FC_REQ_CHUNKED or (p.info.flags & FC_REQ_HAS_LENGTH and p.info.content_length))
+        if ex.websocket:
+            # no websocket scope yet: refused as the spec says a server refuses
+            # a handshake the application does not accept
+            conn.send_error(403, "WebSocket is not supported yet", ex.is_head)
+            return 0
         conn.exchange = ex
         task = self.create_task(ex.run(self.app))
         self.tasks.add(task)
@@ -611,9 +617,14 @@ cdef class AsgiGateway(RequestHandler):
         cdef bytes raw_path = PyBytes_FromStringAndSize(info.path.at, info.path.len)
         cdef str path
         cdef list headers = []
+        cdef bytes name, value
         for i in range(h.num_headers):
             f = &p.fields[i]
-            headers.append((lower_name(f.name.at, f.name.len), PyBytes_FromStringAndSize(f.value.at, f.value.len)))
+            name = lower_name(f.name.at, f.name.len)
+            value = PyBytes_FromStringAndSize(f.value.at, f.value.len)
+            headers.append((name, value))
+            if name == b"upgrade" and b"websocket" in value.lower():
+                ex.websocket = True
         if ascii and memchr(info.path.at, c'%', info.path.len) == NULL:
             path = text(info.path.at, info.path.len, True)
         else:
