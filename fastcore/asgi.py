@@ -32,61 +32,16 @@ Signals: the core loop's signal pipe is one of its descriptors, so signals
 reach the worker's handlers as they do in a WSGI worker.
 """
 import asyncio
-import inspect
 import logging
 import math
 
 from fastcore._core.asgi import AsgiGateway, ClientDisconnected  # noqa: F401
+from fastcore.appload import as_asgi3
 
 error_log = logging.getLogger("fastcore.error")
 
-WSGI = "wsgi"
-ASGI = "asgi"
-
-
 class LifespanError(Exception):
     """The application's startup failed; the message is one line."""
-
-
-def _is_coroutine_callable(obj):
-    if inspect.iscoroutinefunction(obj):
-        return True
-    call = getattr(obj, "__call__", None)
-    return call is not None and inspect.iscoroutinefunction(call)
-
-
-def _is_asgi2(app):
-    """An ASGI 2 double callable: app(scope) gives an object whose __call__
-    is a coroutine function taking (receive, send). Recognised by its form:
-    a class (or a callable taking one argument) whose instances' __call__ is
-    a coroutine function."""
-    if inspect.isclass(app):
-        return inspect.iscoroutinefunction(getattr(app, "__call__", None))
-    return False
-
-
-def detect_interface(app, wanted="auto"):
-    """'asgi' or 'wsgi' for app, as `wanted` (auto|wsgi|asgi) allows; raises
-    ValueError with one line when the choice contradicts the application."""
-    if wanted == WSGI:
-        return WSGI
-    if _is_coroutine_callable(app) and not inspect.isclass(app) or _is_asgi2(app):
-        return ASGI
-    if wanted == ASGI:
-        raise ValueError("interface asgi: the application is not an ASGI application (a coroutine function, or an "
-                         "object whose __call__ is one, taking scope, receive, send)")
-    return WSGI
-
-
-def as_asgi3(app):
-    """An ASGI 3 callable for app: ASGI 2 double callables are wrapped."""
-    if _is_asgi2(app):
-        async def asgi2_adapter(scope, receive, send):
-            instance = app(scope)
-            await instance(receive, send)
-        asgi2_adapter.__wrapped__ = app
-        return asgi2_adapter
-    return app
 
 
 def new_event_loop(choice="auto"):
@@ -274,14 +229,4 @@ class AsgiWorker:
             aio.close()
 
 
-def asgi_or_refuse(app, config):
-    """The interface of app under config.interface; ValueError (one line) if refused."""
-    interface = detect_interface(app, config.interface)
-    if interface == ASGI and config.middleware:
-        raise ValueError(f"middleware {config.middleware[0].factory}: the middleware chain wraps WSGI "
-                         f"applications, and this application is ASGI (use its framework's middleware)")
-    return interface
-
-
-__all__ = ["AsgiWorker", "CoreDriver", "Lifespan", "LifespanError", "as_asgi3", "asgi_or_refuse",
-           "detect_interface", "new_event_loop"]
+__all__ = ["AsgiWorker", "CoreDriver", "Lifespan", "LifespanError", "new_event_loop"]

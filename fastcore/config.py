@@ -912,6 +912,9 @@ SETTINGS: Tuple[Setting, ...] = (
             "The event loop of an ASGI worker: asyncio's; 'uvloop' (it must be installed); 'auto': uvloop when "
             "it is installed, else asyncio's.",
             metavar="LOOP", annotation=str),
+    Setting("lifespan_timeout", "server", ("--lifespan-timeout",), parse_duration, 60,
+            "Time an ASGI application's lifespan startup, and its shutdown, may take.",
+            metavar="SECONDS", annotation=float),
     Setting("workers", "server", ("--workers", "-w"), parse_workers, 1,
             "Worker processes, or 'auto' for one per available CPU.",
             metavar="N", annotation=int),
@@ -1173,9 +1176,6 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("graceful_idle_timeout", "timeouts", ("--graceful-idle-timeout",), parse_duration, 1,
             "On stop or reload, how long an idle keep-alive connection may still bring a request (answered "
             "with Connection: close) before it is closed.",
-            metavar="SECONDS", annotation=float),
-    Setting("lifespan_timeout", "timeouts", ("--lifespan-timeout",), parse_duration, 60,
-            "Time an ASGI application's lifespan startup, and its shutdown, may take.",
             metavar="SECONDS", annotation=float),
     Setting("graceful_timeout", "timeouts", ("--graceful-timeout",), parse_duration, 30,
             "Time given to in-flight requests on stop or reload before workers are killed.",

@@ -39,7 +39,8 @@ from fastcore.proxy.balancer import Member, Pool
 from fastcore.proxy.discovery import Discovery
 from fastcore.proxy.health import HealthCheck, Prober
 from fastcore.wsgi import AppThreads, Gateway, listener_environ
-from fastcore.asgi import ASGI, AsgiWorker, LifespanError, asgi_or_refuse
+from fastcore.appload import ASGI, check_interface
+from fastcore.asgi import AsgiWorker, LifespanError
 
 # Everything a worker runs is imported above, by the arbiter before it forks:
 # a worker that drops privileges (--user) may not be able to read the
@@ -179,9 +180,9 @@ def load_application(config, app_spec, report_fd):
         traceback.print_exc()
         return refuse(f"importing {app_spec} raised {type(e).__name__}: {e}")
     try:
-        if asgi_or_refuse(app, config) == ASGI:
+        if check_interface(app, config) == ASGI:
             return app  # the WSGI middleware chain does not apply
-    except ValueError as e:
+    except AppLoadError as e:
         return refuse(str(e))
     try:
         return wrap_application(app, config.middleware, config)
@@ -324,7 +325,7 @@ def run_worker(config, sockets, *, app=None, app_spec=None, stats_buffer=None, e
     loop.set_stats(stats)
     threads = None
     asgi = None
-    if app is not None and asgi_or_refuse(app, config) == ASGI:
+    if app is not None and check_interface(app, config) == ASGI:
         # an asyncio loop runs the application's tasks and drives the core loop (fastcore.asgi)
         asgi = AsgiWorker(app, config, loop)
         gateway = asgi.gateway

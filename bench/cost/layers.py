@@ -8,6 +8,8 @@ workload at two sizes and taking the difference).
     parser_py    RequestParser.feed on the realistic request, Python objects made
     wsgi_hello   a hello-world WSGI round trip through `fastcore serve`
     flask_hello  a Flask hello round trip through `fastcore serve`
+    asgi_hello   a raw ASGI hello round trip through `fastcore serve` (the asyncio
+                 loop driving the core loop, one task per request)
     static_1k    a 1 KiB file from the static-file cache (`fastcore serve` with no app)
     static_304   a conditional GET of that file answered 304 (If-None-Match)
     proxy_small  a hello-world response through `fastcore serve --proxy` (the proxy
@@ -140,6 +142,11 @@ def static_command(port):
             "--static-revalidate", "3600", "--no-etag-inode"]
 
 
+def asgi_hello():
+    return per_request(serve_command("asgi_hello"), REQUEST, b"Hello, World!", env=server_env(), cwd=str(LOAD),
+                       children_only=True)
+
+
 def static_1k():
     site, _ = static_site()
     request = b"GET /1k.bin HTTP/1.1\r\nHost: localhost\r\nUser-Agent: cost\r\nAccept: */*\r\n\r\n"
@@ -196,6 +203,7 @@ LAYERS = {
     "parser_py": parser_py,
     "wsgi_hello": wsgi_hello,
     "flask_hello": flask_hello,
+    "asgi_hello": asgi_hello,
     "static_1k": static_1k,
     "static_304": static_304,
     "proxy_small": proxy_small,
