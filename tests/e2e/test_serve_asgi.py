@@ -504,3 +504,50 @@ def test_interface_wsgi_forced_on_an_asgi_app_is_a_wsgi_call(serve, interface):
     # forced to WSGI, the coroutine function is called as WSGI: a 500, the worker keeps serving
     server = serve(LIFESPAN_UNSUPPORTED, "--interface", interface)
     assert server.request("GET", "/").status == 500
+
+
+DJANGO_ASGI_APP = '''
+import asyncio
+from django.conf import settings
+
+settings.configure(DEBUG=False, ROOT_URLCONF=__name__, ALLOWED_HOSTS=["*"], SECRET_KEY="test",
+                   MIDDLEWARE=["django.middleware.common.CommonMiddleware"])
+
+from django.core.asgi import get_asgi_application
+from django.http import HttpResponse, JsonResponse
+from django.urls import path
+
+
+async def hello(request, name):
+    await asyncio.sleep(0.01)
+    return JsonResponse({"hello": name, "q": request.GET.get("q"), "async": True})
+
+
+async def echo(request):
+    return HttpResponse(request.body[::-1], content_type="application/octet-stream")
+
+
+urlpatterns = [path("hello/<str:name>", hello), path("echo", echo)]
+app = get_asgi_application()
+'''
+
+
+def test_django_asgi_handler_with_an_async_view(serve):
+    # Django's handler refuses the lifespan scope: served without it (lifespan auto)
+    server = serve(DJANGO_ASGI_APP)
+    with requests.Session() as session:
+        response = session.get(f"{server.url}/hello/world?q=1", timeout=10)
+        assert response.json() == {"hello": "world", "q": "1", "async": True}
+        posted = session.post(f"{server.url}/echo", data=b"123456", headers={"Content-Type": "text/plain"},
+                              timeout=10)
+        assert posted.content == b"654321"
+        assert session.get(f"{server.url}/missing", timeout=10).status_code == 404
+    server.wait_for_stderr(r"does not support lifespan")
+
+
+def test_access_log_has_asgi_requests(serve):
+    server = serve(RAW_APP, "--access-log", "access.log")
+    assert server.request("GET", "/logged?x=1", headers=[("User-Agent", "tester/1")]).status == 200
+    assert server.stop() == 0
+    lines = (server.dir / "access.log").read_text().splitlines()
+    assert any('"GET /logged?x=1 HTTP/1.1" 200 13' in line and '"tester/1"' in line for line in lines), lines
