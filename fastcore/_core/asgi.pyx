@@ -30,10 +30,9 @@ and once per event (receive/send), never per header.
 - on_close (the client went, or the server gave up on it) wakes receive()
   with http.disconnect; send() then raises ClientDisconnected (an OSError,
   as spec 2.4+ asks).
-- A finished response is handed back with end_response(); the flush of
-  every response finished in one turn of the asyncio loop runs once,
-  after that turn (call_soon), so responses leave in batches as they do
-  under the core loop alone.
+- A finished response is handed back with end_response() and written at
+  once (flush_now): the core's deferred flush runs at the end of a core
+  batch, and a task is not inside one.
 
 Invariants: an exchange's task is started once; end_response() runs once
 per exchange (complete); after on_close nothing is written.
@@ -58,6 +57,7 @@ from fastcore._core.response cimport date_line, reason
 from fastcore._core.loop cimport Loop
 from fastcore._core.buffer cimport FileSegment
 from fastcore._core.stats cimport WorkerStats
+from fastcore._core.includes.syscalls cimport EAGAIN, EINTR, MSG_DONTWAIT, MSG_PEEK, errno, recv
 
 cdef object error_log = logging.getLogger("fastcore.error")
 
@@ -199,6 +199,7 @@ cdef class Exchange:
     cdef double began
     cdef str raw_target              # for the access log
     cdef bint websocket              # a WebSocket handshake (not supported yet: 403)
+    cdef int hangup_fd               # a duplicate of the socket asyncio watches for the client's end, or -1
 
     # -- the application's side (runs in its task) ------------------------------
 
@@ -224,11 +225,16 @@ cdef class Exchange:
                     self.conn.send_interim(CONTINUE)
             if not self.body_done:
                 self.conn.resume_reading()
+            elif self.hangup_fd < 0:
+                # only the disconnect is left to wait for, and the core does
+                # not watch the socket while the application holds it
+                self.watch_hangup()
             self.waiter = self.gateway.aio.create_future()
             try:
                 await self.waiter
             finally:
                 self.waiter = None
+                self.unwatch_hangup()
 
     async def send(self, message):
         cdef str kind
@@ -274,13 +280,16 @@ cdef class Exchange:
         """The application's task: runs it and settles what it left undone."""
         try:
             await app(self.scope, self.receive, self.send)
-        except BaseException as error:
+        except Exception as error:
             if self.disconnected and isinstance(error, OSError):
                 return  # ClientDisconnected, passed through by the application
             self.fail(error)
-            if not isinstance(error, Exception):
-                raise  # cancellation, KeyboardInterrupt: not ours to swallow
             return
+        except BaseException:
+            # cancelled (the worker stops) or interrupted: not ours to swallow or log
+            if not self.complete and not self.disconnected and self.conn.fd >= 0:
+                self.cut()
+            raise
         if not self.complete and not self.disconnected:
             if not self.started:
                 error_log.error("the application returned without sending a response for %s %s",
@@ -410,7 +419,7 @@ cdef class Exchange:
         self.complete = True
         self.account(self.status)
         self.conn.end_response(keep and self.keep_alive)
-        self.gateway.flush_soon()
+        self.gateway.flush_now()
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)  # a receive() waiting for the disconnect: the response is over
         return 0
@@ -453,7 +462,7 @@ cdef class Exchange:
         self.account(500)
         self.conn.send(ERROR_500)
         self.conn.end_response(self.body_done)
-        self.gateway.flush_soon()
+        self.gateway.flush_now()
         return 0
 
     cdef int cut(self) except -1:
@@ -484,6 +493,35 @@ cdef class Exchange:
                     fields.get(b"x-request-id") or self.gateway.new_request_id())
         return 0
 
+    # -- a client's end while the application waits for it ----------------------
+
+    cdef int watch_hangup(self) except -1:
+        """asyncio watches a duplicate of the socket (the core's epoll keeps
+        its own registration): readable with nothing to read is the client's
+        end. Only for an application waiting on receive() after the body (a
+        long poll): no cost on the usual path."""
+        if self.conn.fd < 0:
+            return 0
+        self.hangup_fd = os.dup(self.conn.fd)
+        self.gateway.aio.add_reader(self.hangup_fd, self.on_hangup_readable)
+        return 0
+
+    cdef int unwatch_hangup(self) except -1:
+        if self.hangup_fd >= 0:
+            self.gateway.aio.remove_reader(self.hangup_fd)
+            os.close(self.hangup_fd)
+            self.hangup_fd = -1
+        return 0
+
+    def on_hangup_readable(self):
+        cdef char byte
+        cdef ssize_t n = recv(self.hangup_fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT)
+        if n < 0 and (errno == EAGAIN or errno == EINTR):
+            return
+        self.unwatch_hangup()  # bytes (a pipelined request: not an end) or the end: watched no more
+        if n <= 0 and self.conn.exchange is self:
+            self.conn.close()  # on_close: receive() gives http.disconnect
+
     # -- the core's side (loop callbacks) ---------------------------------------
 
     cdef int give(self, bytes chunk) except -1:
@@ -511,7 +549,6 @@ cdef class AsgiGateway(RequestHandler):
     cdef size_t high_water
     cdef str root_path
     cdef bytes root_path_bytes
-    cdef bint flush_pending
     cdef public object state             # the lifespan state (None: no lifespan), copied into each scope
     cdef public object access_log
     cdef public object new_request_id
@@ -529,18 +566,16 @@ cdef class AsgiGateway(RequestHandler):
         self.root_path_bytes = config.root_path.encode("utf-8")
         self.tasks = set()
 
-    cdef int flush_soon(self) except -1:
-        """The responses finished in this turn of the asyncio loop go out
-        together after it (Connection.end_response deferred their flush)."""
-        if not self.flush_pending:
-            self.flush_pending = True
-            self.aio.call_soon(self.flush)
-        return 0
-
-    def flush(self):
-        self.flush_pending = False
+    cdef int flush_now(self) except -1:
+        """Writes the response just finished (Connection.end_response
+        deferred its flush to the end of a core batch, which is not running:
+        this is an asyncio task). Responses of different connections go out
+        in their own writes either way; waiting for the end of the asyncio
+        turn cost one more asyncio iteration per request (about a tenth of
+        a hello world's instructions) for nothing."""
         self.loop.now = self.loop.clock()
         self.loop._run_deferred()
+        return 0
 
     # -- RequestHandler ----------------------------------------------------------
 
@@ -554,6 +589,7 @@ cdef class AsgiGateway(RequestHandler):
     cdef int on_head(self, Connection conn) except -1:
         cdef Exchange ex = Exchange.__new__(Exchange)
         cdef RequestParser p = conn.parser
+        ex.hangup_fd = -1
         ex.gateway = self
         ex.conn = conn
         ex.chunks = []

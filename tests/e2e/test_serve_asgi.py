@@ -286,6 +286,12 @@ async def app(scope, receive, send):
             note("forever.txt", "send raised " + type(error).__name__)
         message = await receive()
         note("forever.txt", "receive gave " + message["type"])
+    elif path == "/longpoll":
+        # the body, then nothing but waiting: the client's end must still come as http.disconnect
+        while (await receive()).get("more_body"):
+            pass
+        message = await receive()
+        note("longpoll.txt", "receive gave " + message["type"])
     elif path == "/big":
         # 64 MiB in 64 KiB pieces, noting how much send() has accepted
         piece = b"y" * 65536
@@ -379,6 +385,20 @@ def test_raw_disconnect_mid_stream_reaches_the_application(serve):
     while (not marker.exists() or len(marker.read_text().splitlines()) < 2) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert marker.read_text().splitlines() == ["send raised ClientDisconnected", "receive gave http.disconnect"]
+    assert server.request("GET", "/still").body == b"hello /still"
+
+
+def test_raw_disconnect_while_the_application_waits_without_responding(serve):
+    server = serve(RAW_APP)
+    client = server.connect()
+    client.send(request_bytes("POST", "/longpoll", body=b"payload"))
+    time.sleep(0.3)
+    client.close()
+    marker = server.dir / "longpoll.txt"
+    deadline = time.monotonic() + 10
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marker.read_text() == "receive gave http.disconnect\n"
     assert server.request("GET", "/still").body == b"hello /still"
 
 
