@@ -327,7 +327,13 @@ def run_worker(config, sockets, *, app=None, app_spec=None, stats_buffer=None, e
     asgi = None
     if app is not None and check_interface(app, config) == ASGI:
         # an asyncio loop runs the application's tasks and drives the core loop (fastcore.asgi)
-        asgi = AsgiWorker(app, config, loop)
+        try:
+            asgi = AsgiWorker(app, config, loop)
+        except ImportError:
+            message = "asyncio_loop uvloop: uvloop is not installed (pip install uvloop, or --asyncio-loop asyncio)"
+            error_log.error("%s", message)
+            report(report_fd, message)
+            return BOOT_ERROR
         gateway = asgi.gateway
     else:
         if app is not None and (config.threads == "auto" or config.threads > 1):
