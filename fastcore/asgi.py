@@ -34,6 +34,7 @@ reach the worker's handlers as they do in a WSGI worker.
 import asyncio
 import logging
 import math
+import signal
 
 from fastcore._core.asgi import AsgiGateway, ClientDisconnected  # noqa: F401
 from fastcore.appload import as_asgi3
@@ -70,7 +71,16 @@ class CoreDriver:
     def start(self):
         self.core.start()
         self.aio.add_reader(self.core.fileno(), self.turn)
+        # uvloop points the interpreter's signal wake-up at its own pipe when
+        # it runs; the core's signal pipe (the worker's TERM, HUP...) gets it back
+        self.wakeup_fd = signal.set_wakeup_fd(-1)
+        if self.wakeup_fd >= 0:
+            signal.set_wakeup_fd(self.wakeup_fd, warn_on_full_buffer=False)
+            self.aio.call_soon(self.reclaim_signal_wakeup)
         self.turn()
+
+    def reclaim_signal_wakeup(self):
+        signal.set_wakeup_fd(self.wakeup_fd, warn_on_full_buffer=False)
 
     def turn(self):
         if not self.core.poll():

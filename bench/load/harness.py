@@ -227,6 +227,9 @@ def command_for(name, app, port, workdir):
     if name == "granian":
         return [py, "-m", "granian", "--interface", "wsgi", "--workers", "1", "--blocking-threads", "1",
                 "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", f"apps:{app}"]
+    if name == "fastcore-uvloop":
+        return [py, "-m", "fastcore", "serve", f"apps:{app}", "--bind", f"127.0.0.1:{port}",
+                "--max-connections", "20000", "--asyncio-loop", "uvloop"]
     if name == "uvicorn":  # ASGI: its defaults (httptools when installed), one worker
         return [py, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
                 "--log-level", "warning", "--no-access-log", "--lifespan", "off", f"apps:{app}"]
@@ -710,7 +713,8 @@ def print_mixed_table(report):
 SCENARIOS = {
     "hello": ("hello world WSGI", "hello", None, ["fastcore", "bjoern", "granian", "gunicorn", "nginx"]),
     "flask": ("Flask hello", "flask_hello", None, ["fastcore", "bjoern", "granian", "gunicorn"]),
-    "asgi": ("hello world ASGI (raw application)", "asgi_hello", None, ["fastcore", "uvicorn", "granian-asgi"]),
+    "asgi": ("hello world ASGI (raw application)", "asgi_hello", None, ["fastcore", "fastcore-uvloop", "uvicorn",
+                                                                       "granian-asgi"]),
     "pipeline": ("hello world, 16 requests pipelined per write", "hello", "pipeline.lua",
                  ["fastcore", "nginx", "granian", "bjoern"]),
 }

@@ -571,3 +571,11 @@ def test_access_log_has_asgi_requests(serve):
     assert server.stop() == 0
     lines = (server.dir / "access.log").read_text().splitlines()
     assert any('"GET /logged?x=1 HTTP/1.1" 200 13' in line and '"tester/1"' in line for line in lines), lines
+
+
+def test_uvloop_when_chosen_and_signals_still_stop_the_worker(serve):
+    pytest.importorskip("uvloop")  # an optional loop: tested where it is installed
+    server = serve(FASTAPI_APP, "--asyncio-loop", "uvloop")
+    assert requests.get(f"{server.url}/state", timeout=10).json()["loop"].startswith("uvloop")
+    assert requests.get(f"{server.url}/items/7", timeout=10).json() == {"item_id": 7, "q": "none"}
+    assert server.stop() == 0 and not server.killed  # TERM reached the worker through uvloop
