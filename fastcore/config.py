@@ -908,9 +908,9 @@ SETTINGS: Tuple[Setting, ...] = (
             "ASGI lifespan protocol (startup, shutdown). 'auto': run it, and run without it an application "
             "that raises before answering startup (Django's handler); 'on': that is an error; 'off': never.",
             metavar="MODE", annotation=str),
-    Setting("asyncio_loop", "server", ("--asyncio-loop",), choice("auto", "asyncio", "uvloop"), "asyncio",
-            "The event loop of an ASGI worker: asyncio's; 'uvloop' (it must be installed); 'auto': uvloop when "
-            "it is installed, else asyncio's.",
+    Setting("asyncio_loop", "server", ("--asyncio-loop",), choice("auto", "asyncio", "uvloop"), "auto",
+            "The event loop of an ASGI worker. 'auto': uvloop when it is installed (as uvicorn chooses), else "
+            "asyncio's; 'asyncio'; 'uvloop' (it must be installed).",
             metavar="LOOP", annotation=str),
     Setting("lifespan_timeout", "server", ("--lifespan-timeout",), parse_duration, 60,
             "Time an ASGI application's lifespan startup, and its shutdown, may take.",

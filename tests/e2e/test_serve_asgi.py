@@ -114,7 +114,7 @@ async def state(request: Request):
 
 
 def test_fastapi_path_query_json_and_lifespan_state(serve):
-    server = serve(FASTAPI_APP)
+    server = serve(FASTAPI_APP, "--asyncio-loop", "asyncio")
     with requests.Session() as session:
         item = session.get(f"{server.url}/items/42?q=blue", timeout=10)
         assert item.status_code == 200
