@@ -729,7 +729,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     ensure_debian("wrk", "nginx-light", "haproxy")
-    ensure_python(("bjoern", "bjoern"), ("granian", "granian"), ("gunicorn", "gunicorn"), ("flask", "flask"))
+    ensure_python(("bjoern", "bjoern"), ("granian", "granian"), ("gunicorn", "gunicorn"), ("flask", "flask"),
+                  ("uvicorn", "uvicorn"))
     print(f"load benchmark, {time.strftime('%Y-%m-%d')}: server on CPU {SERVER_CPU}, wrk on CPU {CLIENT_CPU}, "
           f"{args.connections} connections, {args.duration} s per run")
     report = {}

@@ -579,3 +579,34 @@ def test_uvloop_when_chosen_and_signals_still_stop_the_worker(serve):
     assert requests.get(f"{server.url}/state", timeout=10).json()["loop"].startswith("uvloop")
     assert requests.get(f"{server.url}/items/7", timeout=10).json() == {"item_id": 7, "q": "none"}
     assert server.stop() == 0 and not server.killed  # TERM reached the worker through uvloop
+
+
+RELOAD_APP = '''
+import asyncio
+VERSION = b"v1"
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            await send({"type": message["type"] + ".complete"})
+            if message["type"] == "lifespan.shutdown":
+                return
+    if scope["path"] == "/slow":
+        await asyncio.sleep(1.0)
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": VERSION})
+'''
+
+
+def test_reload_finishes_a_request_in_flight_and_serves_new_code(serve):
+    server = serve(RELOAD_APP, "--workers", "2")
+    with server.connect() as slow:
+        slow.send(request_bytes("GET", "/slow"))
+        time.sleep(0.2)
+        (server.dir / "app.py").write_text(RELOAD_APP.replace('b"v1"', 'b"v2"'))
+        server.proc.send_signal(1)  # SIGHUP
+        server.wait_for_stderr(r"reload done", timeout=10.0)
+        # the old worker finished its request in flight
+        assert slow.read_response().body == b"v1"
+    assert server.request("GET", "/").body == b"v2"
