@@ -97,7 +97,8 @@ def extension(name):
 
 
 extensions = [extension(name) for name in ("parser", "stats", "buffer", "loop", "response", "stream", "realip", "connection",
-                                        "gateway", "router", "limits", "filecache", "static", "upstream", "proxy")]
+                                        "gateway", "router", "limits", "filecache", "static", "upstream", "proxy",
+                                        "asgi")]
 if cythonize:
     extensions = cythonize(
         extensions,

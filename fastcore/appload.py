@@ -25,7 +25,8 @@ import re
 import sys
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-__all__ = ["AppLoadError", "load_app", "parse_app_spec"]
+__all__ = ["AppLoadError", "ASGI", "WSGI", "as_asgi3", "check_interface", "detect_interface", "load_app",
+           "parse_app_spec"]
 
 DEFAULT_ATTRIBUTES = ("application", "app")
 _MODULE_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
@@ -176,3 +177,63 @@ def load_app(spec: str, chdir: Optional[str] = None) -> Callable[..., Any]:
     if not callable(target):
         raise AppLoadError(f"application {spec!r} is not callable (it is a {type(target).__name__})")
     return target
+
+
+# ---- the interface: WSGI or ASGI ---------------------------------------------
+
+WSGI = "wsgi"
+ASGI = "asgi"
+
+
+def _is_coroutine_callable(obj):
+    if inspect.iscoroutinefunction(obj):
+        return True
+    call = getattr(obj, "__call__", None)
+    return call is not None and inspect.iscoroutinefunction(call)
+
+
+def _is_asgi2(app):
+    """An ASGI 2 double callable: app(scope) gives an object whose __call__
+    is a coroutine function taking (receive, send). Recognised by its form:
+    a class (or a callable taking one argument) whose instances' __call__ is
+    a coroutine function."""
+    if inspect.isclass(app):
+        return inspect.iscoroutinefunction(getattr(app, "__call__", None))
+    return False
+
+
+def detect_interface(app, wanted="auto"):
+    """'asgi' or 'wsgi' for app, as `wanted` (auto|wsgi|asgi) allows; raises
+    ValueError with one line when the choice contradicts the application."""
+    if wanted == WSGI:
+        return WSGI
+    if _is_coroutine_callable(app) and not inspect.isclass(app) or _is_asgi2(app):
+        return ASGI
+    if wanted == ASGI:
+        raise ValueError("interface asgi: the application is not an ASGI application (a coroutine function, or an "
+                         "object whose __call__ is one, taking scope, receive, send)")
+    return WSGI
+
+
+def as_asgi3(app):
+    """An ASGI 3 callable for app: ASGI 2 double callables are wrapped."""
+    if _is_asgi2(app):
+        async def asgi2_adapter(scope, receive, send):
+            instance = app(scope)
+            await instance(receive, send)
+        asgi2_adapter.__wrapped__ = app
+        return asgi2_adapter
+    return app
+
+
+def check_interface(app, config):
+    """The interface of app under config.interface (and its middleware
+    setting); raises AppLoadError with one line when they do not fit."""
+    try:
+        interface = detect_interface(app, config.interface)
+    except ValueError as error:
+        raise AppLoadError(str(error)) from None
+    if interface == ASGI and config.middleware:
+        raise AppLoadError(f"middleware {config.middleware[0].factory}: the middleware chain wraps WSGI "
+                         f"applications, and this application is ASGI (use its framework's middleware)")
+    return interface

@@ -25,7 +25,7 @@ from typing import List, NoReturn, Optional, Sequence
 
 import fastcore
 from fastcore import installation
-from fastcore.appload import AppLoadError, check_module_exists, load_app, parse_app_spec
+from fastcore.appload import WSGI, AppLoadError, check_interface, check_module_exists, load_app, parse_app_spec
 from fastcore.config import (SETTINGS, ConfigError, add_setting_arguments, build_config, settings_from_namespace,
                              settings_markdown)
 from fastcore.middleware.chain import MiddlewareError, resolve_layers, wrap_application
@@ -284,7 +284,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return EXIT_USAGE
         try:
             app = _load(args.app, config.chdir)
-            if app is not None:
+            if app is not None and check_interface(app, config) == WSGI:
                 wrap_application(app, config.middleware, config)
             else:
                 resolve_layers(config.middleware, config)
@@ -295,7 +295,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             # Raised by the user's own code: the traceback is the useful part.
             traceback.print_exc()
             return EXIT_FAILURE
-        sys.stdout.write("fastcore: configuration ok\n")
+        asgi = app is not None and check_interface(app, config) != WSGI
+        sys.stdout.write("fastcore: configuration ok" + (" (ASGI application)" if asgi else "") + "\n")
         return EXIT_OK
 
     # serve: the workers import the application (the arbiter too with

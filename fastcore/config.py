@@ -1010,6 +1010,21 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("auto_threads_hold", "server", ("--auto-threads-hold",), parse_duration, 30,
             "With --threads auto: how long the calls stay on threads after the last slow one.",
             metavar="SECONDS", annotation=float),
+    Setting("interface", "server", ("--interface",), choice("auto", "wsgi", "asgi"), "auto",
+            "How the application is called. 'auto': ASGI when it is a coroutine function or an object whose "
+            "__call__ is one (an ASGI 2 double callable: a class whose instances' __call__ is one), else WSGI.",
+            metavar="INTERFACE", annotation=str),
+    Setting("lifespan", "server", ("--lifespan",), choice("auto", "on", "off"), "auto",
+            "ASGI lifespan protocol (startup, shutdown). 'auto': run it, and run without it an application "
+            "that raises before answering startup (Django's handler); 'on': that is an error; 'off': never.",
+            metavar="MODE", annotation=str),
+    Setting("asyncio_loop", "server", ("--asyncio-loop",), choice("auto", "asyncio", "uvloop"), "auto",
+            "The event loop of an ASGI worker. 'auto': uvloop when it is installed (as uvicorn chooses), else "
+            "asyncio's; 'asyncio'; 'uvloop' (it must be installed).",
+            metavar="LOOP", annotation=str),
+    Setting("lifespan_timeout", "server", ("--lifespan-timeout",), parse_duration, 60,
+            "Time an ASGI application's lifespan startup, and its shutdown, may take.",
+            metavar="SECONDS", annotation=float),
     Setting("workers", "server", ("--workers", "-w"), parse_workers, 1,
             "Worker processes, or 'auto' for one per available CPU.",
             metavar="N", annotation=int),

@@ -41,6 +41,8 @@ from fastcore.proxy.balancer import Member, Pool
 from fastcore.proxy.discovery import Discovery
 from fastcore.proxy.health import HealthCheck, Prober
 from fastcore.wsgi import AppThreads, Gateway, listener_environ
+from fastcore.appload import ASGI, check_interface
+from fastcore.asgi import AsgiWorker, LifespanError
 
 # Everything a worker runs is imported above, by the arbiter before it forks:
 # a worker that drops privileges (--user) may not be able to read the
@@ -179,6 +181,11 @@ def load_application(config, app_spec, report_fd):
     except Exception as e:  # raised inside the user's module: they need the traceback
         traceback.print_exc()
         return refuse(f"importing {app_spec} raised {type(e).__name__}: {e}")
+    try:
+        if check_interface(app, config) == ASGI:
+            return app  # the WSGI middleware chain does not apply
+    except AppLoadError as e:
+        return refuse(str(e))
     try:
         return wrap_application(app, config.middleware, config)
     except MiddlewareError as e:
@@ -359,10 +366,22 @@ def run_worker(config, sockets, *, app=None, app_spec=None, stats_buffer=None, e
     loop = Loop()
     loop.set_stats(stats)
     threads = None
-    if app is not None and (config.threads == "auto" or config.threads > 1):
-        threads = AppThreads(loop, config.auto_threads if config.threads == "auto" else config.threads,
-                             high_water=config.write_buffer_high)
-    gateway = Gateway(app, config, threads) if app is not None else None
+    asgi = None
+    if app is not None and check_interface(app, config) == ASGI:
+        # an asyncio loop runs the application's tasks and drives the core loop (fastcore.asgi)
+        try:
+            asgi = AsgiWorker(app, config, loop)
+        except ImportError:
+            message = "asyncio_loop uvloop: uvloop is not installed (pip install uvloop, or --asyncio-loop asyncio)"
+            error_log.error("%s", message)
+            report(report_fd, message)
+            return BOOT_ERROR
+        gateway = asgi.gateway
+    else:
+        if app is not None and (config.threads == "auto" or config.threads > 1):
+            threads = AppThreads(loop, config.auto_threads if config.threads == "auto" else config.threads,
+                                 high_water=config.write_buffer_high)
+        gateway = Gateway(app, config, threads) if app is not None else None
     access_log = None
     if config.access_log:
         access_log = AccessLog(config.access_log, config.access_log_format)
@@ -474,8 +493,18 @@ def run_worker(config, sockets, *, app=None, app_spec=None, stats_buffer=None, e
                     "inline" if threads is None else
                     f"inline, on up to {threads.count} threads after a slow call" if config.threads == "auto" else
                     f"on {threads.count} threads")
+    if asgi is not None:
+        try:
+            asgi.start()  # the lifespan startup, before the first request
+        except LifespanError as e:
+            error_log.error("%s", e)
+            report(report_fd, str(e))
+            return APP_LOAD_ERROR
     try:
-        loop.run()
+        if asgi is not None:
+            asgi.run()
+        else:
+            loop.run()
     finally:
         for service in services:
             service.stop()
@@ -484,6 +513,8 @@ def run_worker(config, sockets, *, app=None, app_spec=None, stats_buffer=None, e
         server.close_all()
         if threads is not None:
             threads.stop()
+        if asgi is not None:
+            asgi.close()  # after close_all: the tasks left were told http.disconnect
         if access_log is not None:
             access_log.close()
     error_log.info("worker %d stopped after %d requests", os.getpid(), server.requests)

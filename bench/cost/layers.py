@@ -11,6 +11,8 @@ workload at two sizes and taking the difference).
     limits       wsgi_hello with a per-client rate limit configured but never reached
                  (the client resolved, the shared table asked once per request); the
                  goal is at most 3% over wsgi_hello
+    asgi_hello   a raw ASGI hello round trip through `fastcore serve` (asyncio's own
+                 loop driving the core loop, one task per request)
     static_1k    a 1 KiB file from the static-file cache (`fastcore serve` with no app)
     static_304   a conditional GET of that file answered 304 (If-None-Match)
     proxy_small  a hello-world response through `fastcore serve --proxy` (the proxy
@@ -151,6 +153,14 @@ def static_command(port):
             "--static-revalidate", "3600", "--no-etag-inode"]
 
 
+def asgi_hello():
+    # asyncio's own loop, whether uvloop is installed or not: the count must
+    # not depend on the machine's packages
+    command = serve_command("asgi_hello")
+    return per_request(lambda port: command(port) + ["--asyncio-loop", "asyncio"], REQUEST, b"Hello, World!",
+                       env=server_env(), cwd=str(LOAD), children_only=True)
+
+
 def static_1k():
     site, _ = static_site()
     request = b"GET /1k.bin HTTP/1.1\r\nHost: localhost\r\nUser-Agent: cost\r\nAccept: */*\r\n\r\n"
@@ -208,6 +218,7 @@ LAYERS = {
     "wsgi_hello": wsgi_hello,
     "flask_hello": flask_hello,
     "limits": limits,
+    "asgi_hello": asgi_hello,
     "static_1k": static_1k,
     "static_304": static_304,
     "proxy_small": proxy_small,

@@ -17,6 +17,15 @@ def mixed(environ, start_response):
     return [BODY]
 
 
+async def asgi_hello(scope, receive, send):
+    """The hello world as a raw ASGI application (no lifespan)."""
+    if scope["type"] != "http":
+        raise ValueError("http only")  # lifespan: run without it, as Django's handler is
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain"), (b"content-length", b"13")]})
+    await send({"type": "http.response.body", "body": BODY})
+
+
 def _flask_app():
     from flask import Flask
 

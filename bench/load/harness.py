@@ -227,6 +227,15 @@ def command_for(name, app, port, workdir):
     if name == "granian":
         return [py, "-m", "granian", "--interface", "wsgi", "--workers", "1", "--blocking-threads", "1",
                 "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", f"apps:{app}"]
+    if name == "fastcore-uvloop":
+        return [py, "-m", "fastcore", "serve", f"apps:{app}", "--bind", f"127.0.0.1:{port}",
+                "--max-connections", "20000", "--asyncio-loop", "uvloop"]
+    if name == "uvicorn":  # ASGI: its defaults (httptools when installed), one worker
+        return [py, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+                "--log-level", "warning", "--no-access-log", "--lifespan", "off", f"apps:{app}"]
+    if name == "granian-asgi":
+        return [py, "-m", "granian", "--interface", "asgi", "--workers", "1", "--no-ws",
+                "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", f"apps:{app}"]
     if name == "gunicorn":
         return [py, "-m", "gunicorn", "-w", "1", "-k", "sync", "-b", f"127.0.0.1:{port}",
                 "--log-level", "warning", f"apps:{app}"]
@@ -704,6 +713,8 @@ def print_mixed_table(report):
 SCENARIOS = {
     "hello": ("hello world WSGI", "hello", None, ["fastcore", "bjoern", "granian", "gunicorn", "nginx"]),
     "flask": ("Flask hello", "flask_hello", None, ["fastcore", "bjoern", "granian", "gunicorn"]),
+    "asgi": ("hello world ASGI (raw application)", "asgi_hello", None, ["fastcore", "fastcore-uvloop", "uvicorn",
+                                                                       "granian-asgi"]),
     "pipeline": ("hello world, 16 requests pipelined per write", "hello", "pipeline.lua",
                  ["fastcore", "nginx", "granian", "bjoern"]),
 }
@@ -718,7 +729,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     ensure_debian("wrk", "nginx-light", "haproxy")
-    ensure_python(("bjoern", "bjoern"), ("granian", "granian"), ("gunicorn", "gunicorn"), ("flask", "flask"))
+    ensure_python(("bjoern", "bjoern"), ("granian", "granian"), ("gunicorn", "gunicorn"), ("flask", "flask"),
+                  ("uvicorn", "uvicorn"))
     print(f"load benchmark, {time.strftime('%Y-%m-%d')}: server on CPU {SERVER_CPU}, wrk on CPU {CLIENT_CPU}, "
           f"{args.connections} connections, {args.duration} s per run")
     report = {}

@@ -76,6 +76,7 @@ cdef class Loop:
     cdef int _run_deferred(self) except -1
     cdef int run_deferred_except(self, Handle keep) except -1
     cdef int _run_once(self) except -1
+    cdef int _run_batch(self, int timeout) except -1
     cdef int _expire(self) except -1
     cdef int _run_timers(self) except -1
     cdef int _next_timeout_ms(self)

@@ -485,6 +485,35 @@ cdef class Loop:
     def run_once(self):
         self._run_once()
 
+    # -- driven from an outer loop (the ASGI worker's asyncio loop) --------------
+    # That loop watches fileno() (an epoll descriptor is readable while any
+    # of its descriptors is ready), calls poll() when it is, and calls it
+    # again after next_timeout() seconds for the deadlines and timers.
+
+    def fileno(self):
+        """The epoll descriptor, for an outer loop to watch."""
+        return self.epfd
+
+    def start(self):
+        """run() without its waiting: marks the loop running and beats once."""
+        self.running = True
+        self.now = self.clock()
+        if self.stats is not None:
+            self.stats.s.heartbeat_ns = <uint64_t>(self.now * 1e9)
+
+    def poll(self):
+        """One iteration that does not wait; False once stop() was called."""
+        self._run_batch(0)
+        return self.running
+
+    def next_timeout(self):
+        """Seconds until this loop has work due without an event (at most 1)."""
+        return 0.0 if self.deferred_handles else self._next_timeout_ms() / 1000.0
+
+    def run_deferred(self):
+        """Runs the deferred work (the flush of finished responses) now."""
+        self._run_deferred()
+
     @property
     def handle_count(self):
         return len(self.handles)
@@ -512,7 +541,10 @@ cdef class Loop:
         return <int>when + 1
 
     cdef int _run_once(self) except -1:
-        cdef int n, i, timeout = 0 if self.deferred_handles else self._next_timeout_ms()
+        return self._run_batch(0 if self.deferred_handles else self._next_timeout_ms())
+
+    cdef int _run_batch(self, int timeout) except -1:
+        cdef int n, i
         cdef Handle h
         with nogil:
             n = epoll_wait(self.epfd, self.events, self.max_events, timeout)

@@ -275,12 +275,11 @@ def _starlette_layers(app: Any) -> List[Layer]:
         else:
             layers.append(Layer(kind, _dotted(cls), {}, f"{kind}'s own"))
     router = app.router
-    layers.append(Layer("run", _dotted(router), {"routes": len(router.routes)},
-                        "ASGI: listed only; fastcore serves WSGI"))
+    layers.append(Layer("run", _dotted(router), {"routes": len(router.routes)}))
     return layers
 
 
-def application_layers(app: Any) -> List[Layer]:
+def application_layers(app: Any, interface: str = "wsgi") -> List[Layer]:
     """What runs inside the application, outermost first, ending with "run"."""
     layers, seen = [], set()
     while id(app) not in seen:
@@ -294,7 +293,7 @@ def application_layers(app: Any) -> List[Layer]:
         inner = _inner(app)
         if inner is None:
             break
-        layers.append(Layer("wsgi", _dotted(app), {}, "wraps the application"))
+        layers.append(Layer(interface, _dotted(app), {}, "wraps the application"))
         app = inner
     layers.append(Layer("run", _dotted(app), {}))
     return layers
@@ -309,8 +308,16 @@ def collect_layers(app_spec: Optional[str], config) -> List[Layer]:
     from fastcore.appload import load_app
     from fastcore.middleware.chain import resolve_layers
 
+    from fastcore.appload import ASGI, check_interface
+
     app = load_app(app_spec, config.chdir) if app_spec is not None else None
     layers = core_layers(config) + route_layers(config, app is not None)
+    if app is not None and check_interface(app, config) == ASGI:
+        # no WSGI middleware chain: the framework's own stack follows
+        layers.append(Layer("gateway", "asgi", {"lifespan": config.lifespan, "asyncio_loop": config.asyncio_loop},
+                            "asyncio runs the application's tasks"))
+        layers.extend(application_layers(app, "asgi"))
+        return layers
     for layer in resolve_layers(config.middleware, config):
         layers.append(Layer("use", layer.entry.factory, layer.options))
     if app is not None:

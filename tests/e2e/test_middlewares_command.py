@@ -216,6 +216,7 @@ def test_middlewares_starlette_in_the_order_it_really_runs(tmp_path):
     lines = lines_of(tmp_path, "app:app")
     assert names(lines)[len(CORE):] == [
         "route     app /",
+        "gateway   asgi",
         "starlette starlette.middleware.errors:ServerErrorMiddleware",
         "starlette starlette.middleware.trustedhost:TrustedHostMiddleware",
         "starlette app:Audit",

@@ -1,0 +1,691 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""The ASGI gateway (ASGI 3, HTTP spec 2.5): the RequestHandler that runs an
+ASGI application as a task on the worker's asyncio loop.
+
+Theory of operation
+-------------------
+The compiled core keeps the socket work: it reads, parses and writes; the
+asyncio loop (fastcore.asgi) runs the application's tasks and watches the
+core loop's epoll descriptor. Per request Python is entered once for the
+scope (built here from the parser's spans, headers included, in one call)
+and once per event (receive/send), never per header.
+
+- on_head builds the scope and starts the application's task at once, so
+  the application can stream the request body as it arrives.
+- on_body queues body chunks for receive(). Backpressure: once what the
+  application has not taken reaches write_buffer_high, the connection stops
+  reading (pause_reading); receive() resumes it. A slow consumer therefore
+  paces the client instead of filling memory.
+- on_end marks the body complete; receive() then returns the last
+  http.request (more_body False). After that, and once the response is
+  complete, receive() waits for (or returns) http.disconnect.
+- send(): http.response.start is kept until the first body event, so a
+  one-event response goes out with its Content-Length in one write.
+  Streaming (more_body) is chunked for HTTP/1.1 (close-delimited for 1.0)
+  unless the application gave Content-Length; send() waits while the
+  connection's output is above write_buffer_high (on_writable wakes it), so
+  a slow reader slows the application instead of growing a buffer.
+  http.response.pathsend goes out with sendfile. HEAD, 1xx, 204 and 304
+  carry no body. The framing rules are the WSGI gateway's.
+- on_close (the client went, or the server gave up on it) wakes receive()
+  with http.disconnect; send() then raises ClientDisconnected (an OSError,
+  as spec 2.4+ asks).
+- A finished response is handed back with end_response() and written at
+  once (flush_now): the core's deferred flush runs at the end of a core
+  batch, and a task is not inside one.
+
+Invariants: an exchange's task is started once; end_response() runs once
+per exchange (complete); after on_close nothing is written.
+"""
+import logging
+import os
+import stat
+import sys
+from urllib.parse import unquote_to_bytes
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.list cimport PyList_GET_ITEM
+from libc.stdint cimport int64_t
+from libc.string cimport memchr, memcmp
+
+from fastcore._core.includes.fc_http cimport (
+    FC_REQ_CHUNKED, FC_REQ_EXPECT_CONTINUE, FC_REQ_HAS_LENGTH, fc_header_t, fc_request_head_t, fc_request_info_t,
+)
+from fastcore._core.parser cimport RequestParser, ascii_only, is_head_request, method_str, text
+from fastcore._core.connection cimport Connection, RequestHandler, S_APP, S_BODY, S_CLOSED
+from fastcore._core.response cimport date_line, reason
+from fastcore._core.loop cimport Loop
+from fastcore._core.buffer cimport FileSegment
+from fastcore._core.stats cimport WorkerStats
+from fastcore._core.includes.syscalls cimport EAGAIN, EINTR, MSG_DONTWAIT, MSG_PEEK, errno, recv
+
+cdef object error_log = logging.getLogger("fastcore.error")
+
+cdef bytes CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+cdef bytes LAST_CHUNK = b"0\r\n\r\n"
+cdef bytes ERROR_500 = (b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                        b"Content-Length: 22\r\n\r\nInternal Server Error\n")
+cdef bytes EMPTY = b""
+cdef dict ASGI_VERSION = {"version": "3.0", "spec_version": "2.5"}
+
+
+class ClientDisconnected(OSError):
+    """send() after the client has gone (ASGI HTTP spec 2.4+: an OSError)."""
+
+
+# ---- header names: the raw field name to its lower-case bytes ----------------
+# Looked up by (length, first, last byte) and filled on a miss, like the
+# WSGI gateway's environ keys: a request's usual dozen names cost no
+# allocation but the value's.
+cdef list name_slot_raw = [None] * 1024
+cdef list name_slot_lower = [None] * 1024
+
+
+cdef inline size_t name_slot(const char *at, size_t n) noexcept:
+    return (n * 7 + <unsigned char>at[0] * 3 + <unsigned char>at[n - 1] * 5) & 1023
+
+
+cdef bytes lower_name(const char *at, size_t n):
+    cdef size_t slot = name_slot(at, n)
+    cdef object cached = <object>PyList_GET_ITEM(name_slot_raw, slot)
+    cdef bytes raw
+    if cached is not None:
+        raw = <bytes>cached
+        if <size_t>PyBytes_GET_SIZE(raw) == n and memcmp(PyBytes_AS_STRING(raw), at, n) == 0:
+            return <bytes><object>PyList_GET_ITEM(name_slot_lower, slot)
+    raw = PyBytes_FromStringAndSize(at, n)
+    lowered = raw.lower()
+    name_slot_raw[slot] = raw
+    name_slot_lower[slot] = lowered
+    return lowered
+
+
+# ---- response head validation -----------------------------------------------
+
+cdef frozenset TOKEN_BYTES = frozenset(b"!#$%&'*+-.^_`|~0123456789"
+                                       b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+cdef frozenset HOP_BY_HOP = frozenset([b"connection", b"keep-alive", b"transfer-encoding", b"upgrade",
+                                       b"proxy-connection", b"te", b"trailer"])
+
+cdef enum HeaderKind:
+    H_PLAIN = 0          # sent as given
+    H_LENGTH = 1         # Content-Length: the server frames with it
+    H_CONNECTION = 2     # Connection: read for "close", not forwarded
+    H_HOP = 3            # other hop-by-hop fields: the server frames and manages the connection
+
+# (name, value) pairs an application sends on every response, checked and
+# encoded once: (kind, line, Content-Length or -1, closes)
+cdef dict header_cache = {}
+cdef Py_ssize_t HEADER_CACHE_MAX = 4096
+cdef dict status_cache = {}
+
+
+cdef tuple check_header(object item):
+    cached = header_cache.get(item) if type(item) is tuple else None
+    if cached is not None:
+        return <tuple>cached
+    try:
+        name, value = item
+    except (TypeError, ValueError):
+        raise TypeError(f"response header {item!r} is not a [name, value] pair") from None
+    if type(name) is not bytes or type(value) is not bytes:
+        raise TypeError(f"response header {item!r}: name and value must be bytes")
+    if not name or not TOKEN_BYTES.issuperset(name):
+        raise ValueError(f"invalid response header name {name!r} from the application")
+    if b"\n" in value or b"\r" in value or b"\0" in value:
+        raise ValueError(f"value of response header {name!r} contains CR, LF or NUL")
+    lower = name.lower()
+    length = -1
+    closes = False
+    if lower == b"content-length":
+        if not value.isdigit():
+            raise ValueError(f"invalid Content-Length {value!r} from the application")
+        kind = H_LENGTH
+        length = int(value)
+    elif lower == b"connection":
+        kind = H_CONNECTION
+        closes = b"close" in value.lower()
+    elif lower in HOP_BY_HOP:
+        kind = H_HOP
+    else:
+        kind = H_PLAIN
+    entry = (kind, name + b": " + value + b"\r\n", length, closes)
+    if type(item) is tuple and len(header_cache) < HEADER_CACHE_MAX:
+        header_cache[item] = entry
+    return entry
+
+
+cdef tuple check_status(object status, bint http11):
+    key = (status, http11)
+    cached = status_cache.get(key)
+    if cached is not None:
+        return <tuple>cached
+    if type(status) is not int or not 100 <= status <= 999:
+        raise ValueError(f"invalid status {status!r} from the application: expected an int from 100 to 999")
+    entry = (status, (b"HTTP/1.1 " if http11 else b"HTTP/1.0 ") + b"%d %s\r\n" % (status, reason(status)))
+    if len(status_cache) < 2048:
+        status_cache[key] = entry
+    return entry
+
+
+cdef class Exchange:
+    """One request and its response, between the core and the application's task."""
+    cdef readonly dict scope
+    cdef AsgiGateway gateway
+    cdef Connection conn
+    cdef list chunks                 # body chunks the application has not taken yet
+    cdef size_t buffered             # their size
+    cdef bint body_done              # on_end has run: the body is complete
+    cdef bint request_given          # the last http.request (more_body False) was returned
+    cdef bint expect_continue        # the client waits for 100 Continue before its body
+    cdef readonly bint disconnected  # on_close has run
+    cdef object waiter               # future receive() waits on, or None
+    cdef object drain_waiter         # future send() waits on while the output is above high water
+    cdef bint is_head
+    cdef bint http11
+    cdef bint keep_alive
+    cdef bint started                # http.response.start received
+    cdef bint head_sent
+    cdef readonly bint complete      # the response is whole (or cut): end_response ran
+    cdef bint chunked
+    cdef bint no_body                # HEAD, 1xx, 204, 304
+    cdef int status
+    cdef bytes status_line
+    cdef list header_lines
+    cdef int64_t declared            # the application's Content-Length, -1 if none
+    cdef bytes length_line
+    cdef int64_t sent                # body bytes sent (counted, for HEAD)
+    cdef Py_ssize_t head_bytes
+    cdef double began
+    cdef str raw_target              # for the access log
+    cdef bint websocket              # a WebSocket handshake (not supported yet: 403)
+    cdef int hangup_fd               # a duplicate of the socket asyncio watches for the client's end, or -1
+
+    # -- the application's side (runs in its task) ------------------------------
+
+    async def receive(self):
+        cdef bytes body
+        while True:
+            if self.chunks:
+                body = <bytes>self.chunks[0] if len(self.chunks) == 1 else EMPTY.join(self.chunks)
+                self.chunks = []
+                self.buffered = 0
+                if not self.body_done and not self.disconnected:
+                    self.conn.resume_reading()
+                self.request_given = self.body_done
+                return {"type": "http.request", "body": body, "more_body": not self.body_done}
+            if self.disconnected or self.complete or (self.request_given and self.conn.state == S_CLOSED):
+                return {"type": "http.disconnect"}
+            if self.body_done and not self.request_given:
+                self.request_given = True
+                return {"type": "http.request", "body": EMPTY, "more_body": False}
+            if self.expect_continue:
+                self.expect_continue = False
+                if not self.head_sent:
+                    self.conn.send_interim(CONTINUE)
+            if not self.body_done:
+                self.conn.resume_reading()
+            elif self.hangup_fd < 0:
+                # only the disconnect is left to wait for, and the core does
+                # not watch the socket while the application holds it
+                self.watch_hangup()
+            self.waiter = self.gateway.aio.create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+                self.unwatch_hangup()
+
+    async def send(self, message):
+        cdef str kind
+        cdef object body
+        cdef bint more
+        if self.disconnected:
+            raise ClientDisconnected("the client has disconnected")
+        kind = message["type"]
+        if kind == "http.response.body":
+            if not self.started or self.complete:
+                raise RuntimeError("http.response.body " +
+                                   ("before http.response.start" if not self.started else "after the response ended"))
+            body = message.get("body", EMPTY)
+            more = message.get("more_body", False)
+            self.gateway.loop.now = self.gateway.loop.clock()
+            if not more:
+                self.write_last(body)
+                return
+            self.write_body(body)
+            self.conn.flush()
+            while self.conn.out.pending >= self.gateway.high_water and not self.disconnected:
+                self.drain_waiter = self.gateway.aio.create_future()
+                self.conn.wait_writable()
+                try:
+                    await self.drain_waiter
+                finally:
+                    self.drain_waiter = None
+            if self.disconnected:
+                raise ClientDisconnected("the client has disconnected")
+        elif kind == "http.response.start":
+            if self.started:
+                raise RuntimeError("http.response.start sent twice")
+            self.start(message["status"], message.get("headers", ()))
+        elif kind == "http.response.pathsend":
+            if not self.started or self.complete:
+                raise RuntimeError("http.response.pathsend without http.response.start, or after the response")
+            self.gateway.loop.now = self.gateway.loop.clock()
+            self.send_path(message["path"])
+        else:
+            raise ValueError(f"unexpected ASGI message {kind!r} for an http scope")
+
+    async def run(self, app):
+        """The application's task: runs it and settles what it left undone."""
+        try:
+            await app(self.scope, self.receive, self.send)
+        except Exception as error:
+            if self.disconnected and isinstance(error, OSError):
+                return  # ClientDisconnected, passed through by the application
+            self.fail(error)
+            return
+        except BaseException:
+            # cancelled (the worker stops) or interrupted: not ours to swallow or log
+            if not self.complete and not self.disconnected and self.conn.fd >= 0:
+                self.cut()
+            raise
+        if not self.complete and not self.disconnected:
+            if not self.started:
+                error_log.error("the application returned without sending a response for %s %s",
+                                self.scope["method"], self.raw_target)
+                self.fail(None)
+            else:
+                error_log.error("the application returned before its response ended for %s %s: "
+                                "closing the connection", self.scope["method"], self.raw_target)
+                self.cut()
+
+    # -- the response ------------------------------------------------------------
+
+    cdef int start(self, object status, object headers) except -1:
+        cdef tuple checked = check_status(status, self.http11)
+        cdef tuple entry
+        cdef int kind
+        cdef list lines = []
+        self.keep_alive = self.conn.may_keep_alive()
+        self.declared = -1
+        for item in headers:
+            entry = check_header(item)
+            kind = entry[0]
+            if kind == H_PLAIN:
+                lines.append(entry[1])
+            elif kind == H_LENGTH:
+                self.declared = entry[2]
+                self.length_line = entry[1]
+            elif kind == H_CONNECTION:
+                if entry[3]:
+                    self.keep_alive = False
+        self.status = checked[0]
+        self.status_line = checked[1]
+        self.header_lines = lines
+        self.started = True
+        self.no_body = self.is_head or self.status < 200 or self.status == 204 or self.status == 304
+        return 0
+
+    cdef int send_head(self, int64_t length) except -1:
+        """The response head; length is the body's when known, -1 if not."""
+        cdef AsgiGateway gw = self.gateway
+        cdef list parts = [self.status_line]
+        parts.extend(self.header_lines)
+        parts.append(date_line())
+        if gw.server_header:
+            parts.append(b"Server: fastcore\r\n")
+        if self.declared >= 0:
+            length = self.declared
+        if self.status >= 200 and self.status != 204 and self.status != 304:
+            if self.declared >= 0:
+                parts.append(self.length_line)
+            elif length >= 0:
+                parts.append(b"Content-Length: %d\r\n" % length)
+            elif self.http11:
+                self.chunked = True
+                parts.append(b"Transfer-Encoding: chunked\r\n")
+            else:
+                self.keep_alive = False  # close-delimited
+        elif self.status == 304 and self.declared >= 0:
+            parts.append(self.length_line)
+        if not self.body_done:
+            # the response ends before the request body was read: the
+            # unread rest would be taken for the next request
+            self.keep_alive = False
+        if not self.keep_alive or self.conn.server.draining:
+            self.keep_alive = False
+            if self.http11:
+                parts.append(b"Connection: close\r\n")
+        elif not self.http11:
+            parts.append(b"Connection: keep-alive\r\n")
+        parts.append(b"\r\n")
+        head = EMPTY.join(parts)
+        self.head_sent = True
+        self.head_bytes = PyBytes_GET_SIZE(head)
+        self.conn.send(head)
+        return 0
+
+    cdef int write_body(self, object data) except -1:
+        cdef Py_ssize_t n
+        if type(data) is not bytes:
+            if isinstance(data, (bytearray, memoryview)):
+                data = bytes(data)
+            else:
+                raise TypeError(f"http.response.body: body is a {type(data).__name__}, not bytes")
+        n = PyBytes_GET_SIZE(data)
+        if not self.head_sent:
+            self.send_head(-1)
+        if n == 0:
+            return 0
+        if self.no_body:
+            self.sent += n
+            return 0
+        if self.declared >= 0 and self.sent + n > self.declared:
+            data = data[:self.declared - self.sent]
+            n = PyBytes_GET_SIZE(data)
+            error_log.warning("application sent more than its Content-Length (%d) for %s %s",
+                              self.declared, self.scope["method"], self.raw_target)
+            if n == 0:
+                return 0
+        self.sent += n
+        if self.chunked:
+            self.conn.send(b"%x\r\n" % n + data + b"\r\n")
+        else:
+            self.conn.send(data)
+        return 0
+
+    cdef int write_last(self, object body) except -1:
+        if not self.head_sent:
+            if type(body) is not bytes:
+                if isinstance(body, (bytearray, memoryview)):
+                    body = bytes(body)
+                else:
+                    raise TypeError(f"http.response.body: body is a {type(body).__name__}, not bytes")
+            # the whole response in one event: its length is known
+            self.send_head(PyBytes_GET_SIZE(body))
+        self.write_body(body)
+        self.finish()
+        return 0
+
+    cdef int finish(self) except -1:
+        cdef bint keep = True
+        if self.chunked and not self.no_body:
+            self.conn.send(LAST_CHUNK)
+        if self.declared >= 0 and self.sent < self.declared and not self.no_body:
+            error_log.warning("application sent %d of its Content-Length %d for %s %s: closing the connection",
+                              self.sent, self.declared, self.scope["method"], self.raw_target)
+            keep = False
+        self.complete = True
+        self.account(self.status)
+        self.conn.end_response(keep and self.keep_alive)
+        self.gateway.flush_now()
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)  # a receive() waiting for the disconnect: the response is over
+        return 0
+
+    cdef int send_path(self, object path) except -1:
+        """http.response.pathsend: the file goes out with sendfile."""
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise ValueError(f"http.response.pathsend: {path!r} is not a regular file")
+            size = info.st_size
+            if self.declared >= 0:
+                size = min(size, self.declared)
+            self.send_head(size)
+            self.sent = size
+            if not self.no_body and size > 0:
+                self.conn.send_file(FileSegment(fd, 0, size))
+        finally:
+            os.close(fd)  # the segment holds its own duplicate
+        self.finish()
+        return 0
+
+    cdef int fail(self, object error) except -1:
+        """The application raised (error) or returned with no response (None):
+        500 if nothing was sent yet, else the connection is cut."""
+        if error is not None:
+            error_log.error("error in the ASGI application for %s %s", self.scope["method"], self.raw_target,
+                            exc_info=(type(error), error, error.__traceback__))
+        if self.complete or self.disconnected:
+            return 0
+        if self.head_sent:
+            self.cut()
+            return 0
+        self.head_sent = True
+        self.head_bytes = len(ERROR_500)
+        self.sent = 0
+        self.no_body = True
+        self.complete = True
+        self.account(500)
+        self.conn.send(ERROR_500)
+        self.conn.end_response(self.body_done)
+        self.gateway.flush_now()
+        return 0
+
+    cdef int cut(self) except -1:
+        """A response that cannot be completed: the client sees it truncated."""
+        self.complete = True
+        self.account(self.status)
+        self.conn.close()
+        return 0
+
+    cdef int account(self, int status) except -1:
+        cdef Connection conn = self.conn
+        cdef WorkerStats stats = conn.server.stats
+        cdef double seconds = conn.loop.clock() - self.began
+        cdef long long body = self.sent if not self.no_body else 0
+        if stats is not None:
+            stats.record_response(status, self.head_bytes + body, seconds)
+            stats.s.route_wsgi += 1  # the application's route, whatever its interface
+        log = self.gateway.access_log
+        if log is not None:
+            scope = self.scope
+            fields = {}
+            for name, value in scope["headers"]:
+                if name in (b"user-agent", b"referer", b"x-request-id"):
+                    fields.setdefault(name, value.decode("latin-1"))
+            log.log(scope["client"][0] if scope["client"] else "", scope["method"], self.raw_target,
+                    "HTTP/" + scope["http_version"], status, body, int(seconds * 1e6),
+                    fields.get(b"user-agent", ""), fields.get(b"referer", ""),
+                    fields.get(b"x-request-id") or self.gateway.new_request_id())
+        return 0
+
+    # -- a client's end while the application waits for it ----------------------
+
+    cdef int watch_hangup(self) except -1:
+        """asyncio watches a duplicate of the socket (the core's epoll keeps
+        its own registration): readable with nothing to read is the client's
+        end. Only for an application waiting on receive() after the body (a
+        long poll): no cost on the usual path."""
+        if self.conn.fd < 0:
+            return 0
+        self.hangup_fd = os.dup(self.conn.fd)
+        self.gateway.aio.add_reader(self.hangup_fd, self.on_hangup_readable)
+        return 0
+
+    cdef int unwatch_hangup(self) except -1:
+        if self.hangup_fd >= 0:
+            self.gateway.aio.remove_reader(self.hangup_fd)
+            os.close(self.hangup_fd)
+            self.hangup_fd = -1
+        return 0
+
+    def on_hangup_readable(self):
+        cdef char byte
+        cdef ssize_t n = recv(self.hangup_fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT)
+        if n < 0 and (errno == EAGAIN or errno == EINTR):
+            return
+        self.unwatch_hangup()  # bytes (a pipelined request: not an end) or the end: watched no more
+        if n <= 0 and self.conn.exchange is self:
+            self.conn.close()  # on_close: receive() gives http.disconnect
+
+    # -- the core's side (loop callbacks) ---------------------------------------
+
+    cdef int give(self, bytes chunk) except -1:
+        self.chunks.append(chunk)
+        self.buffered += PyBytes_GET_SIZE(chunk)
+        if self.buffered >= self.gateway.high_water:
+            self.conn.pause_reading()  # receive() resumes
+        self.wake()
+        return 0
+
+    cdef int wake(self) except -1:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+        return 0
+
+
+cdef class AsgiGateway(RequestHandler):
+    """Runs one ASGI 3 application for the connections of a worker."""
+    cdef object app
+    cdef readonly object aio             # the asyncio loop
+    cdef object create_task
+    cdef Loop loop
+    cdef readonly object config
+    cdef bint server_header
+    cdef size_t high_water
+    cdef str root_path
+    cdef bytes root_path_bytes
+    cdef public object state             # the lifespan state (None: no lifespan), copied into each scope
+    cdef public object access_log
+    cdef public object new_request_id
+    cdef readonly set tasks              # the applications' running tasks
+
+    def __cinit__(self, app, config, Loop loop, aio):
+        self.app = app
+        self.config = config
+        self.loop = loop
+        self.aio = aio
+        self.create_task = aio.create_task
+        self.server_header = config.server_header
+        self.high_water = config.write_buffer_high
+        self.root_path = config.root_path
+        self.root_path_bytes = config.root_path.encode("utf-8")
+        self.tasks = set()
+
+    cdef int flush_now(self) except -1:
+        """Writes the response just finished (Connection.end_response
+        deferred its flush to the end of a core batch, which is not running:
+        this is an asyncio task). Responses of different connections go out
+        in their own writes either way; waiting for the end of the asyncio
+        turn cost one more asyncio iteration per request (about a tenth of
+        a hello world's instructions) for nothing."""
+        self.loop.now = self.loop.clock()
+        self.loop._run_deferred()
+        return 0
+
+    # -- RequestHandler ----------------------------------------------------------
+
+    cdef tuple refused_request(self, Connection conn):
+        ex = conn.exchange
+        if not isinstance(ex, Exchange):
+            return None
+        scope = (<Exchange>ex).scope
+        return scope["method"], (<Exchange>ex).raw_target, "HTTP/" + scope["http_version"]
+
+    cdef int on_head(self, Connection conn) except -1:
+        cdef Exchange ex = Exchange.__new__(Exchange)
+        cdef RequestParser p = conn.parser
+        ex.hangup_fd = -1
+        ex.gateway = self
+        ex.conn = conn
+        ex.chunks = []
+        ex.http11 = p.head.minor_version == 1
+        ex.is_head = is_head_request(p)
+        ex.began = conn.loop.clock()
+        ex.scope = self.build_scope(conn, p, ex)
+        ex.expect_continue = (p.info.flags & FC_REQ_EXPECT_CONTINUE) != 0 and (
+            p.info.flags & FC_REQ_CHUNKED or (p.info.flags & FC_REQ_HAS_LENGTH and p.info.content_length))
+        if ex.websocket:
+            # no websocket scope yet: refused as the spec says a server refuses
+            # a handshake the application does not accept
+            conn.send_error(403, "WebSocket is not supported yet", ex.is_head)
+            return 0
+        conn.exchange = ex
+        task = self.create_task(ex.run(self.app))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return 0
+
+    cdef int on_body(self, Connection conn, const char *at, size_t n) except -1:
+        cdef Exchange ex = <Exchange>conn.exchange
+        if ex is None or ex.complete:
+            return 0  # answered already: the rest of the body is dropped (the connection closes)
+        ex.give(PyBytes_FromStringAndSize(at, n))
+        return 0
+
+    cdef int on_end(self, Connection conn) except -1:
+        cdef Exchange ex = <Exchange>conn.exchange
+        if ex is None:
+            return 0
+        ex.body_done = True
+        ex.expect_continue = False
+        ex.wake()
+        return 0
+
+    cdef int on_writable(self, Connection conn) except -1:
+        cdef Exchange ex = <Exchange>conn.exchange
+        if ex is not None and ex.drain_waiter is not None and not ex.drain_waiter.done():
+            ex.drain_waiter.set_result(None)
+        return 0
+
+    cdef int on_close(self, Connection conn) except -1:
+        cdef Exchange ex = <Exchange>conn.exchange
+        if ex is None:
+            return 0
+        ex.disconnected = True
+        ex.wake()
+        if ex.drain_waiter is not None and not ex.drain_waiter.done():
+            ex.drain_waiter.set_result(None)
+        return 0
+
+    # -- scope -------------------------------------------------------------------
+
+    cdef dict build_scope(self, Connection conn, RequestParser p, Exchange ex):
+        cdef fc_request_head_t *h = &p.head
+        cdef fc_request_info_t *info = &p.info
+        cdef fc_header_t *f
+        cdef size_t i
+        cdef bint ascii = ascii_only(h.method.at, <size_t>(p.buf + p.start - h.method.at))
+        cdef bytes raw_path = PyBytes_FromStringAndSize(info.path.at, info.path.len)
+        cdef str path
+        cdef list headers = []
+        cdef bytes name, value
+        for i in range(h.num_headers):
+            f = &p.fields[i]
+            name = lower_name(f.name.at, f.name.len)
+            value = PyBytes_FromStringAndSize(f.value.at, f.value.len)
+            headers.append((name, value))
+            if name == b"upgrade" and b"websocket" in value.lower():
+                ex.websocket = True
+        if ascii and memchr(info.path.at, c'%', info.path.len) == NULL:
+            path = text(info.path.at, info.path.len, True)
+        else:
+            path = unquote_to_bytes(raw_path).decode("utf-8", "replace")
+        if self.root_path and not (path == self.root_path or path.startswith(self.root_path + "/")):
+            path = self.root_path + path  # the path includes root_path (ASGI, as uvicorn gives it)
+        ex.raw_target = text(h.target.at, h.target.len, ascii)
+        if conn.peer_host_str is None:
+            conn._peer_strings()
+        environ = conn.listener.environ
+        scope = {
+            "type": "http",
+            "asgi": ASGI_VERSION,
+            "http_version": "1.1" if h.minor_version == 1 else "1.0",
+            "method": method_str(h.method.at, h.method.len),
+            "scheme": "http",
+            "path": path,
+            "raw_path": raw_path,
+            "query_string": PyBytes_FromStringAndSize(info.query.at, info.query.len) if info.query.len else EMPTY,
+            "root_path": self.root_path,
+            "headers": headers,
+            "client": (conn.peer_host_str, int(conn.peer_port_str)) if conn.peer_port_str else None,
+            "server": (environ["SERVER_NAME"], int(environ["SERVER_PORT"])) if environ["SERVER_PORT"] else None,
+            "extensions": {"http.response.pathsend": {}},
+        }
+        if self.state is not None:
+            scope["state"] = self.state.copy()
+        return scope
