@@ -197,6 +197,10 @@ def command_for(name, app, port, workdir):
     if name == "fastcore":
         return [py, "-m", "fastcore", "serve", f"apps:{app}", "--bind", f"127.0.0.1:{port}",
                 "--max-connections", "20000"]
+    if name == "fastcore-limited":  # a per-client rate limit configured, never reached
+        return [py, "-m", "fastcore", "serve", f"apps:{app}", "--bind", f"127.0.0.1:{port}",
+                "--max-connections", "20000", "--limit-req-rate", "1000000", "--limit-req-burst", "1000000",
+                "--limit-req-nodelay"]
     if name == "fastcore-2w":
         return [py, "-m", "fastcore", "serve", f"apps:{app}", "--bind", f"127.0.0.1:{port}", "--workers", "2"]
     if name == "fastcore-2w-reuse-port":
@@ -715,6 +719,8 @@ SCENARIOS = {
     "flask": ("Flask hello", "flask_hello", None, ["fastcore", "bjoern", "granian", "gunicorn"]),
     "asgi": ("hello world ASGI (raw application)", "asgi_hello", None, ["fastcore", "fastcore-uvloop", "uvicorn",
                                                                        "granian-asgi"]),
+    "limits": ("hello world WSGI, without and with a per-client rate limit configured (never reached)", "hello",
+               None, ["fastcore", "fastcore-limited"]),
     "pipeline": ("hello world, 16 requests pipelined per write", "hello", "pipeline.lua",
                  ["fastcore", "nginx", "granian", "bjoern"]),
 }

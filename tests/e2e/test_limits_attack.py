@@ -1,14 +1,15 @@
 """Under attack: slowloris connections and a request flood from many
 addresses at once, while a well-behaved client keeps being served.
 
-Sized for a 2-core CI machine and bounded in time (about 15 s): 1,500
-slowloris connections from 50 loopback addresses (127.0.0.10-59; on Linux
-all of 127.0.0.0/8 is local), each holding a request head open and adding
-a header line every 2 s; a flood from 20 addresses (127.0.1.1-20), one
-request per connection as fast as a separate process can send them; and
-one client at 127.0.0.1 asking every 100 ms, under the rate limit. The test
-raises its own RLIMIT_NOFILE soft limit to the hard one if it needs more
-than 2,000 descriptors (the server raises its own).
+The issue's sizes, bounded in time: 2,000 slowloris connections from 50
+loopback addresses (127.0.0.10-59; on Linux all of 127.0.0.0/8 is local),
+each holding a request head open and adding a header line every 2 s; a
+flood of 50,000 requests from 200 addresses (127.0.1.1-200), one request
+per connection, from two processes of their own; and one client at
+127.0.0.1 asking every 100 ms, under the rate limit, whose p99 latency must
+stay within 5x of its own p99 before the attack. The test raises its own
+RLIMIT_NOFILE soft limit to the hard one if it needs more descriptors (the
+server raises its own).
 """
 import http.client
 import json
@@ -25,22 +26,27 @@ def app(environ, start_response):
     return [b"ok"]
 """
 
-SLOWLORIS = 1500
+SLOWLORIS = 2000
 SLOW_SOURCES = [f"127.0.0.{i}" for i in range(10, 60)]
-FLOOD_SOURCES = 20
-SECONDS = 10.0
+FLOOD_SOURCES = 200
+FLOOD_REQUESTS = 50000
+FLOOD_PROCESSES = 2
+SECONDS = 60.0  # at most: the flood ends once its 50,000 requests are answered
 
 # the flood, in its own process so that its clients do not take the test's GIL
 FLOOD = r"""
 import json, socket, sys, time
-port, seconds, sources = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+port, seconds, sources, requests, first = (int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]),
+                                           int(sys.argv[4]), int(sys.argv[5]))
 counts = {}
 request = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
 deadline = time.monotonic() + seconds
-i = 0
-while time.monotonic() < deadline:
+i = first
+sent = 0
+while sent < requests and time.monotonic() < deadline:
     source = f"127.0.1.{1 + i % sources}"
     i += 1
+    sent += 1
     sock = socket.socket()
     sock.settimeout(5)
     try:
@@ -65,11 +71,56 @@ def raise_descriptor_limit(needed):
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
+def p99(latencies):
+    ordered = sorted(latencies)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+
+class GoodClient:
+    """One keep-alive client at 127.0.0.1 asking every 100 ms: the statuses
+    and the latency of each answer."""
+
+    def __init__(self, port):
+        self.port = port
+        self.connection = self.connect()
+
+    def connect(self):
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(5)
+        sock.connect(("127.0.0.1", self.port))
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        connection.sock = sock
+        return connection
+
+    def run(self, until):
+        results, latencies = [], []
+        while not until():
+            sent = time.monotonic()
+            try:
+                self.connection.request("GET", "/")
+                response = self.connection.getresponse()
+                response.read()
+                results.append(response.status)
+                latencies.append(time.monotonic() - sent)
+            except OSError as e:
+                results.append(repr(e))
+                self.connection.close()
+                self.connection = self.connect()
+            time.sleep(max(0.0, 0.1 - (time.monotonic() - sent)))
+        return results, latencies
+
+
 def test_limits_under_attack_a_good_client_is_always_served(serve):
     assert raise_descriptor_limit(SLOWLORIS + 500) >= SLOWLORIS + 500
     server = serve(APP, "--workers", "2", "--limit-req-rate", "20", "--limit-req-burst", "10",
-                   "--limit-req-nodelay", "--limit-conn", "10", "--header-timeout", "30")
+                   "--limit-req-nodelay", "--limit-conn", "10", "--header-timeout", "90")
     port = server.port
+    good = GoodClient(port)
+    # unloaded: the same client for 3 s before the attack
+    began = time.monotonic()
+    quiet_results, quiet_latencies = good.run(lambda: time.monotonic() - began > 3.0)
+    assert quiet_results == [200] * len(quiet_results), quiet_results
 
     # slowloris: heads that never end
     slow = []
@@ -93,39 +144,27 @@ def test_limits_under_attack_a_good_client_is_always_served(serve):
 
         trickler = threading.Thread(target=trickle)
         trickler.start()
-        flood = subprocess.Popen([sys.executable, "-c", FLOOD, str(port), str(SECONDS), str(FLOOD_SOURCES)],
-                                 stdout=subprocess.PIPE)
+        share = FLOOD_REQUESTS // FLOOD_PROCESSES
+        floods = [subprocess.Popen([sys.executable, "-c", FLOOD, str(port), str(SECONDS), str(FLOOD_SOURCES),
+                                    str(share), str(k * 7)], stdout=subprocess.PIPE)
+                  for k in range(FLOOD_PROCESSES)]
         try:
-            # the well-behaved client: 10 requests a second, half the limit
-            results = []
-            good = socket.socket()
-            good.bind(("127.0.0.1", 0))
-            good.settimeout(5)
-            good.connect(("127.0.0.1", port))
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            connection.sock = good
             began = time.monotonic()
-            while time.monotonic() - began < SECONDS:
-                sent = time.monotonic()
-                try:
-                    connection.request("GET", "/")
-                    response = connection.getresponse()
-                    response.read()
-                    results.append(response.status)
-                except OSError as e:
-                    results.append(repr(e))
-                    connection.close()
-                    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-                time.sleep(max(0.0, 0.1 - (time.monotonic() - sent)))
-            connection.close()
-            out, _ = flood.communicate(timeout=15)
+            results, latencies = good.run(
+                lambda: all(f.poll() is not None for f in floods) or time.monotonic() - began > SECONDS)
+            good.connection.close()
+            outputs = [f.communicate(timeout=30)[0] for f in floods]
         finally:
-            if flood.poll() is None:
-                flood.kill()
-                flood.wait()
+            for flood in floods:
+                if flood.poll() is None:
+                    flood.kill()
+                    flood.wait()
             stop.set()
             trickler.join()
-        counts = json.loads(out)
+        counts = {}
+        for out in outputs:
+            for status, n in json.loads(out).items():
+                counts[status] = counts.get(status, 0) + n
         closed = 0
         for sock in slow:
             sock.setblocking(False)
@@ -140,11 +179,14 @@ def test_limits_under_attack_a_good_client_is_always_served(serve):
         for sock in slow:
             sock.close()
 
-    assert len(results) >= SECONDS * 10 * 0.8, len(results)
+    assert sum(counts.values()) == FLOOD_REQUESTS, counts  # the whole flood was sent, within SECONDS
+    assert len(results) >= 20, len(results)
     assert results == [200] * len(results), results
+    # its latency under attack: p99 within 5x of its own unloaded p99
+    assert p99(latencies) <= 5 * p99(quiet_latencies), (p99(latencies), p99(quiet_latencies))
     # the flood was refused by the rate limit far more than served
     assert counts.get("429", 0) > 5 * counts.get("200", 0), counts
     assert counts.get("200", 0) > 0, counts
-    # the slowloris heads were held all along (the header timeout is 30 s), and
+    # the slowloris heads were held all along (the header timeout is 90 s), and
     # cost the others nothing
     assert held == SLOWLORIS, held
