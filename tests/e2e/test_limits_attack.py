@@ -152,6 +152,7 @@ def test_limits_under_attack_a_good_client_is_always_served(serve):
             began = time.monotonic()
             results, latencies = good.run(
                 lambda: all(f.poll() is not None for f in floods) or time.monotonic() - began > SECONDS)
+            flood_seconds = time.monotonic() - began
             good.connection.close()
             outputs = [f.communicate(timeout=30)[0] for f in floods]
         finally:
@@ -184,9 +185,13 @@ def test_limits_under_attack_a_good_client_is_always_served(serve):
     assert results == [200] * len(results), results
     # its latency under attack: p99 within 5x of its own unloaded p99
     assert p99(latencies) <= 5 * p99(quiet_latencies), (p99(latencies), p99(quiet_latencies))
-    # the flood was refused by the rate limit far more than served
-    assert counts.get("429", 0) > 5 * counts.get("200", 0), counts
-    assert counts.get("200", 0) > 0, counts
+    # every flood request was answered, 200 or 429: none lost, none failed
+    assert set(counts) <= {"200", "429"}, counts
+    # each of the 200 addresses got at most its rate (20 a second) and its
+    # burst (10) through, and the rest were refused
+    allowed = FLOOD_SOURCES * (20 * flood_seconds + 10 + 1)
+    assert 0 < counts.get("200", 0) <= allowed, (counts, flood_seconds, allowed)
+    assert counts.get("429", 0) >= FLOOD_REQUESTS - allowed, (counts, flood_seconds)
     # the slowloris heads were held all along (the header timeout is 90 s), and
     # cost the others nothing
     assert held == SLOWLORIS, held
