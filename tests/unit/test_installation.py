@@ -28,10 +28,15 @@ def site_with_our_package(tmp_path):
 
 
 def run_console_script(site, *args):
-    """What the `fastcore` console script does, with only `site` on the path."""
+    """What the `fastcore` console script does, with only `site` on the path:
+    -S leaves the interpreter's own site-packages out, where a fastcore
+    installed for the test run (CI's `pip install .`) would be found instead
+    of a `site` copy whose __init__.py is gone (a directory without one
+    loses to a regular package further down the path)."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("FASTCORE_")}
     env["PYTHONPATH"] = str(site)
-    return subprocess.run([sys.executable, "-c", "import sys; from fastcore.cli import main; sys.exit(main())", *args],
+    return subprocess.run([sys.executable, "-S", "-c", "import sys; from fastcore.cli import main; sys.exit(main())",
+                           *args],
                           cwd=site.parent, env=env, capture_output=True, text=True, timeout=60)
 
 
