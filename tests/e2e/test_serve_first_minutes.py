@@ -50,13 +50,15 @@ def test_serve_current_directory_lists_it_and_says_so(tmp_path, serve_files):
     (tmp_path / "notes.txt").write_text("hello")
     (tmp_path / "sub").mkdir()
     server = serve_files(tmp_path)
-    assert f"fastcore: serving {tmp_path} at /, directories listed (pid {server.pid})" in server.stderr_text()
+    # the serving lines follow the listening line that made the server ready: wait for them
+    server.wait_for_stderr(re.escape(f"fastcore: serving {tmp_path} at /, directories listed (pid {server.pid})"))
     response = requests.get(server.url + "/", timeout=10)
     assert response.status_code == 200
     assert 'href="notes.txt"' in response.text and 'href="sub/"' in response.text
     assert requests.get(server.url + "/sub/", timeout=10).status_code == 200
     # an index file still wins, and --no-autoindex keeps the old answer
     off = serve_files(tmp_path, "--no-autoindex")
+    off.wait_for_stderr(r"fastcore: serving .* at / \(pid \d+\)")
     assert "directories listed" not in off.stderr_text()
     assert requests.get(off.url + "/", timeout=10).status_code == 403
     (tmp_path / "index.html").write_text("<p>index</p>")
@@ -66,6 +68,7 @@ def test_serve_current_directory_lists_it_and_says_so(tmp_path, serve_files):
 def test_serve_configured_location_does_not_list_by_default(tmp_path, serve_files):
     (tmp_path / "public").mkdir()
     server = serve_files(tmp_path, "--static", "/=public")
+    server.wait_for_stderr(r"fastcore: serving .* at / \(pid \d+\)")
     assert "directories listed" not in server.stderr_text()
     assert requests.get(server.url + "/", timeout=10).status_code == 403
 

@@ -920,7 +920,8 @@ def app_with_assets(serve_files, tmp_path):
 
 def test_static_location_beside_app(app_with_assets):
     server = app_with_assets
-    assert f"fastcore: serving {os.path.realpath(server.public)} at /assets (pid " in server.stderr_text()
+    # printed just after the listening line that made the server ready
+    server.wait_for_stderr(re.escape(f"fastcore: serving {os.path.realpath(server.public)} at /assets (pid "))
     css = requests.get(f"{server.url}/assets/x.css", timeout=10)
     assert (css.status_code, css.content) == (200, SITE["style.css"])
     assert css.headers["Content-Type"] == "text/css; charset=utf-8"
