@@ -46,6 +46,13 @@ C_SOURCES = {
 }
 
 
+# Plain Python modules compiled as they are, with an augmenting .pxd beside
+# them for their types: the proxy's balancer (the data path reads a member's
+# counters as C fields and calls Pool.pick once per request). The .py ships
+# too, and runs as Python wherever the extension is absent.
+COMPILED_PYTHON = {"balancer": "fastcore/proxy/balancer"}
+
+
 def build_jobs():
     try:
         return len(os.sched_getaffinity(0))
@@ -66,16 +73,17 @@ class ParallelBuildExt(build_ext):
 def our_sources():
     """Every file of ours that Cython reads for any module (conservatively)."""
     return [*glob.glob("fastcore/_core/*.pyx"), *glob.glob("fastcore/_core/*.pxd"),
-            *glob.glob("fastcore/_core/includes/*.pxd"), *glob.glob("src_c/*.h")]
+            *glob.glob("fastcore/_core/includes/*.pxd"), *glob.glob("src_c/*.h"),
+            *[f"{path}.{ext}" for path in COMPILED_PYTHON.values() for ext in ("py", "pxd")]]
 
 
-def generated_c_is_current(name):
+def generated_c_is_current(path):
     """Whether fastcore/_core/NAME.c was made by this Cython from our current
     sources. cythonize() alone would also compare it with Cython's own .pxd
     files (libc, posix), which a build in an isolated environment installs
     afresh each time: every such build would regenerate and recompile all of
     it, even right after another build of the same checkout."""
-    generated = f"fastcore/_core/{name}.c"
+    generated = f"{path}.c"
     try:
         with open(generated, encoding="utf-8", errors="replace") as f:
             first_line = f.readline()
@@ -87,10 +95,11 @@ def generated_c_is_current(name):
 
 
 def extension(name):
-    suffix = ".pyx" if cythonize and not generated_c_is_current(name) else ".c"
+    path = COMPILED_PYTHON.get(name, f"fastcore/_core/{name}")
+    suffix = (".py" if name in COMPILED_PYTHON else ".pyx") if cythonize and not generated_c_is_current(path) else ".c"
     return Extension(
-        f"fastcore._core.{name}",
-        sources=[f"fastcore/_core/{name}{suffix}", *C_SOURCES.get(name, [])],
+        path.replace("/", "."),
+        sources=[f"{path}{suffix}", *C_SOURCES.get(name, [])],
         include_dirs=["src_c"],
         extra_compile_args=COMPILE_ARGS,
     )
@@ -98,7 +107,7 @@ def extension(name):
 
 extensions = [extension(name) for name in ("parser", "stats", "buffer", "loop", "response", "stream", "realip", "connection",
                                         "gateway", "router", "limits", "filecache", "static", "upstream", "proxy",
-                                        "asgi")]
+                                        "asgi", "balancer")]
 if cythonize:
     extensions = cythonize(
         extensions,

@@ -2,12 +2,14 @@
 # that forwards each request under its prefix to a server of its pool and
 # streams the response back. One ProxyExchange per request holds the client
 # connection and the upstream connection; the balancer (fastcore.proxy,
-# Python) is called once per request, in on_head, to pick the server.
+# Python compiled with its own .pxd) is called once per request, in on_head,
+# to pick the server, and its members' counters are C fields here.
 from fastcore._core.connection cimport Connection, RequestHandler
 from fastcore._core.includes.fc_http cimport fc_header_t, fc_span_t
 from fastcore._core.loop cimport Loop
 from fastcore._core.router cimport Router
 from fastcore._core.upstream cimport IdlePool, UpFailure, UpstreamConnection, UpstreamOwner, UpstreamTimeouts
+from fastcore.proxy.balancer cimport Member, Pool
 
 
 cdef struct HeadWriter:
@@ -28,7 +30,7 @@ cdef class ProxyLocation(RequestHandler):
     cdef bint hash_pool                     # balance hash: pick() reads the request
     cdef bytes prefix_bytes
     cdef Router router
-    cdef readonly object pool               # fastcore.proxy.Pool
+    cdef readonly Pool pool                 # the balancer: pick() once per request
     cdef dict servers                       # member address -> (family, sockaddr, IdlePool)
     cdef UpstreamTimeouts timeouts
     cdef dict parser_limits                 # of the response parsers
@@ -51,9 +53,9 @@ cdef class ProxyLocation(RequestHandler):
     cdef public object access_log
     cdef public object new_request_id
 
-    cdef tuple server_for(self, object member)
+    cdef tuple server_for(self, Member member)
     cdef bytes address_bytes(self, str host)
-    cdef UpstreamConnection connection_to(self, object member, bint peek)
+    cdef UpstreamConnection connection_to(self, Member member, bint peek)
     cdef bytes request_head(self, Connection conn, ProxyExchange ex)
     cdef int put_forwarded(self, HeadWriter *w, fc_header_t *fields, size_t count, bint listed,
                            bytes node, fc_span_t host, fc_span_t proto) except -1
@@ -64,7 +66,7 @@ cdef class ProxyExchange(UpstreamOwner):
     cdef Connection conn
     cdef ProxyLocation location
     cdef UpstreamConnection up
-    cdef object member
+    cdef Member member
     cdef list tried                 # members this request went to
     cdef list replay                # what was sent upstream (head + body) while a retry may need it, else None
     cdef size_t replay_size
@@ -108,7 +110,7 @@ cdef class ProxyExchange(UpstreamOwner):
 
 cdef class HealthProbe(UpstreamOwner):
     cdef ProxyLocation location
-    cdef object member
+    cdef Member member
     cdef bytes request
     cdef object done                # done(status, reason), once; None once called or aborted
     cdef object timer               # the loop's call_later handle for the timeout

@@ -207,12 +207,12 @@ cdef class SavedView:
 cdef class ProxyLocation(RequestHandler):
     """Requests under `prefix` go to the servers of `pool` (a fastcore.proxy.Pool)."""
 
-    def __cinit__(self, Router router, Loop loop, str prefix, pool, options, config):
+    def __cinit__(self, Router router, Loop loop, str prefix, Pool pool, options, config):
         self.router = router
         self.loop = loop
         self.prefix = prefix
-        hash_key = getattr(pool, "hash_key", None) or ""
-        self.hash_pool = getattr(pool, "balance", None) == "hash"
+        hash_key = pool.hash_key or ""
+        self.hash_pool = pool.balance == "hash"
         self.hash_header = hash_key[len("header:"):] if hash_key.startswith("header:") else None
         self.prefix_bytes = b"" if prefix == "/" else prefix.encode("utf-8")
         self.pool = pool
@@ -247,7 +247,7 @@ cdef class ProxyLocation(RequestHandler):
     def __dealloc__(self):
         free(self.writer.data)
 
-    cdef tuple server_for(self, object member):
+    cdef tuple server_for(self, Member member):
         """(family, sockaddr, IdlePool) of a member, made on first use."""
         cdef tuple entry = self.servers.get(member.address)
         if entry is None:
@@ -257,7 +257,7 @@ cdef class ProxyLocation(RequestHandler):
             self.servers[member.address] = entry
         return entry
 
-    cdef UpstreamConnection connection_to(self, object member, bint peek):
+    cdef UpstreamConnection connection_to(self, Member member, bint peek):
         """A kept-alive connection to member, or a new one (connecting)."""
         cdef tuple entry = self.server_for(member)
         cdef IdlePool idle = <IdlePool>entry[2]
@@ -277,7 +277,7 @@ cdef class ProxyLocation(RequestHandler):
         for entry in self.servers.values():
             (<IdlePool>entry[2]).close_all()
 
-    def probe(self, member, bytes request, double timeout, done):
+    def probe(self, Member member, bytes request, double timeout, done):
         """An active health check of member through this location's own
         upstream path: `request` goes out on a kept-alive connection of the
         member (or a new one), the answer is read with the response parser,
