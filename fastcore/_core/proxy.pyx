@@ -58,7 +58,7 @@ from fastcore._core.loop cimport Loop
 from fastcore._core.parser cimport (
     EV_BODY, EV_END, EV_HEAD, EV_NEED_DATA, ST_UNTIL_CLOSE, ST_END, RequestParser, ResponseParser, latin1,
 )
-from fastcore._core.response cimport date_line, plain_response, reason
+from fastcore._core.response cimport date_line, plain_response, status_line
 from fastcore._core.router cimport Router
 from fastcore._core.stats cimport WorkerStats
 from fastcore._core.upstream cimport (
@@ -773,9 +773,6 @@ cdef class ProxyExchange(UpstreamOwner):
         cdef fc_header_t *fields = p.fields
         cdef fc_field_kind_t kind
         cdef bint has_connection = False
-        cdef char line[64]
-        cdef int n
-        cdef bytes why
         self.status = p.head.status
         if self.status == 101 and self.upgrade is not None:
             return self.switching_protocols()
@@ -783,12 +780,8 @@ cdef class ProxyExchange(UpstreamOwner):
             return 0  # 100 was answered by us already; HTTP/1.0 clients get no interim responses
         if self.status >= 200:
             self.replay = None  # a response has begun: never retried now
-        why = reason(self.status)
         w.len = 0
-        n = snprintf(line, sizeof(line), "HTTP/1.1 %d ", self.status)
-        put(w, line, n)
-        put_bytes(w, why)
-        put(w, "\r\n", 2)
+        put_bytes(w, status_line(self.status))
         has_connection = any_connection_field(fields, count)
         for i in range(count):
             f = &fields[i]

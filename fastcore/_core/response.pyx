@@ -24,6 +24,9 @@ cdef dict REASONS = {
     503: b"Service Unavailable", 504: b"Gateway Timeout", 505: b"HTTP Version Not Supported",
 }
 
+# "HTTP/1.1 200 OK\r\n" for every status of the table, made once
+cdef dict STATUS_LINES = {status: b"HTTP/1.1 %d %s\r\n" % (status, why) for status, why in REASONS.items()}
+
 cdef long date_second = -1
 cdef bytes date_header = None
 
@@ -46,6 +49,13 @@ cdef bytes date_line():
 
 cdef bytes reason(int status):
     return REASONS.get(status, b"Unknown")
+
+
+cdef bytes status_line(int status):
+    cdef object line = STATUS_LINES.get(status)
+    if line is None:
+        return b"HTTP/1.1 %d %s\r\n" % (status, reason(status))
+    return <bytes>line
 
 
 cdef bytes plain_response(int status, str message, bint keep_alive, bint no_body, bytes extra=b""):

@@ -49,7 +49,7 @@ cdef class Pool:
     cdef public dict by_address
     cdef public object rings
 
-    @cython.locals(member=Member, primaries=list, candidates=list, backup_candidates=list,
+    @cython.locals(member=Member, primaries=Py_ssize_t, candidates=list, backup_candidates=list,
                    healthy_primaries=Py_ssize_t, healthy_backup=bint, in_panic=bint)
     cpdef Member pick(self, view, double now, exclude=*)
 

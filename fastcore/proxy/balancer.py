@@ -393,46 +393,49 @@ class Pool:
         the core then answers 502/503. `view` offers method, path,
         header(name) and client_ip and is read only during this call;
         `exclude` holds the members this request already tried."""
-        primaries = []
+        primaries = 0  # not draining, healthy or not: the panic threshold's base
         healthy_primaries = 0
         candidates = []
-        backup_candidates = []
+        backup_candidates = None
         healthy_backup = False
         for member in self.members:
             # the common case read inline (pick runs once per request);
             # healthy() also ends an expired down period
             if not (member.state == "up" and member.health != "failing") and not member.healthy(now):
                 if not member.backup and member.state != "draining":
-                    primaries.append(member)
+                    primaries += 1
                 continue
             if member.backup:
                 healthy_backup = True
                 if member not in exclude and (member.max_conns == 0 or member.active < member.max_conns):
+                    if backup_candidates is None:
+                        backup_candidates = []
                     backup_candidates.append(member)
                 continue
-            primaries.append(member)
+            primaries += 1
             healthy_primaries += 1
             if member not in exclude and (member.max_conns == 0 or member.active < member.max_conns):
                 candidates.append(member)
         in_panic = (primaries and not healthy_backup
-                    and healthy_primaries < self.panic_threshold * len(primaries))
+                    and healthy_primaries < self.panic_threshold * primaries)
         if in_panic:
             if self.panic == "refuse":
                 return None
-            candidates = [m for m in primaries
-                          if m not in exclude and (m.max_conns == 0 or m.active < m.max_conns)]
+            candidates = [m for m in self.members
+                          if not m.backup and m.state != "draining" and m not in exclude
+                          and (m.max_conns == 0 or m.active < m.max_conns)]
             return self._choose(candidates, view, now, backup=False, ignore_health=True)
         if candidates:
             return self._choose(candidates, view, now, backup=False, ignore_health=False)
-        if backup_candidates:
+        if backup_candidates is not None:
             return self._choose(backup_candidates, view, now, backup=True, ignore_health=False)
         return None
 
     def _choose(self, candidates, view, now, backup, ignore_health):
         if not candidates:
             return None
-        if len(candidates) == 1 and self.balance != "round_robin":
-            return candidates[0]
+        if len(candidates) == 1:
+            return candidates[0]  # a lone candidate's round-robin score would come back unchanged
         if self.balance == "round_robin":
             return self._smooth_round_robin(candidates, now)
         if self.balance == "least_conn":
