@@ -32,6 +32,7 @@ cdef class DeadlineQueue:
     cdef TimedHandle head
     cdef TimedHandle tail
     cdef Py_ssize_t count
+    cdef double *earliest        # the loop's earliest_deadline, lowered by push_back
 
     cdef void arm(self, TimedHandle h, double now) noexcept
     cdef void push_back(self, TimedHandle h) noexcept
@@ -60,6 +61,7 @@ cdef class Loop:
     cdef list ready              # callbacks for call_soon
     cdef object threadsafe       # deque of callbacks from other threads
     cdef list queues             # DeadlineQueues to expire
+    cdef double earliest_deadline  # at or before every queue head's deadline (see _expire)
     cdef list deferred_handles   # handles whose _on_deferred runs after this batch
     cdef epoll_event *events
     cdef int max_events

@@ -13,7 +13,13 @@ run meanwhile) for at most the time to the nearest deadline, then:
 3. runs deferred work (Handle._on_deferred): connections flush the responses
    they completed in this batch all together, so a client is woken once per
    batch rather than once per response;
-4. expires DeadlineQueues (connection timeouts) from their heads;
+4. expires DeadlineQueues (connection timeouts) from their heads. The loop
+   keeps `earliest_deadline`, never later than any queue's head: arming
+   lowers it (push_back), and a head only ever moves later (entries leave,
+   later ones follow), so while `now` is before it no queue has anything
+   to expire and none is looked at. Past it, every queue is expired and the
+   bound is made exact again. epoll_wait sleeps until it at most (a stale
+   bound wakes the loop early once, to no harm);
 5. runs due call_later timers (a heap);
 6. releases Handles unregistered during this batch.
 
@@ -37,6 +43,7 @@ import signal
 
 from cpython.exc cimport PyErr_CheckSignals
 from libc.stdint cimport uint32_t, uint64_t
+from libc.math cimport INFINITY
 from libc.stdlib cimport free, malloc
 from posix.unistd cimport close, read, write
 
@@ -95,6 +102,8 @@ cdef class DeadlineQueue:
 
     cdef void push_back(self, TimedHandle h) noexcept:
         h.queue = self
+        if h.deadline < self.earliest[0]:
+            self.earliest[0] = h.deadline
         h.prev_timed = self.tail
         h.next_timed = None
         if self.tail is None:
@@ -215,6 +224,7 @@ cdef class Loop:
         self.ready = []
         self.threadsafe = collections.deque()
         self.queues = []
+        self.earliest_deadline = INFINITY
         self.deferred_handles = []
         self.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)
         if self.wake_fd < 0:
@@ -372,6 +382,7 @@ cdef class Loop:
     cdef DeadlineQueue deadline_queue(self, double duration):
         """A queue of timeouts of this duration, expired by this loop."""
         cdef DeadlineQueue q = DeadlineQueue.__new__(DeadlineQueue, duration)
+        q.earliest = &self.earliest_deadline  # the queue never outlives its loop (self.queues)
         self.queues.append(q)
         return q
 
@@ -522,13 +533,11 @@ cdef class Loop:
 
     cdef int _next_timeout_ms(self):
         cdef double nearest = -1, when
-        cdef DeadlineQueue q
         cdef Timer t
         if self.ready or self.threadsafe:
             return 0
-        for q in self.queues:
-            if q.head is not None and (nearest < 0 or q.head.deadline < nearest):
-                nearest = q.head.deadline
+        if self.earliest_deadline != INFINITY:
+            nearest = self.earliest_deadline
         if self.timers:
             t = <Timer>self.timers[0]
             if nearest < 0 or t.when < nearest:
@@ -590,6 +599,9 @@ cdef class Loop:
     cdef int _expire(self) except -1:
         cdef DeadlineQueue q
         cdef TimedHandle h
+        cdef double earliest = INFINITY
+        if self.now < self.earliest_deadline:
+            return 0  # before every head: nothing to expire (module docstring, step 4)
         for q in self.queues:
             while q.head is not None and q.head.deadline <= self.now:
                 h = q.head
@@ -598,6 +610,10 @@ cdef class Loop:
                     h._on_timeout()
                 except Exception:
                     error_log.exception("error in the timeout of fd %d", h.fd)
+        for q in self.queues:  # the bound made exact (a timeout may have armed another queue)
+            if q.head is not None and q.head.deadline < earliest:
+                earliest = q.head.deadline
+        self.earliest_deadline = earliest
         return 0
 
     cdef int _run_timers(self) except -1:
