@@ -11,6 +11,13 @@ The server's stderr is a pipe that only the test reads (no thread): it is
 widened to 1 MiB so the server never blocks on it, and `stderr_text()`
 drains whatever the server has written so far without blocking.
 
+Servers started here stop with `graceful_idle_timeout` at 0.1 s unless a
+test sets it (`quick_idle_close`): a stopping worker gives an idle
+keep-alive connection that long to bring one more request, and at the 1 s
+default every test that leaves a client session open spent a second in its
+teardown (about a third of the suite's time). Tests of that grace set the
+flag themselves.
+
 `no_fd_leak` compares the test process's open descriptors before and after
 each test; `serve` depends on it, so servers (and their pipes) are gone by
 the time it counts.
@@ -53,6 +60,14 @@ def descriptors(pid):
         except OSError:  # closed meanwhile
             pass
     return found
+
+
+@pytest.fixture(autouse=True)
+def quick_idle_close(monkeypatch):
+    """Servers of the test inherit FASTCORE_GRACEFUL_IDLE_TIMEOUT=0.1 (see
+    the module docstring); a flag on the command line still wins."""
+    if "FASTCORE_GRACEFUL_IDLE_TIMEOUT" not in os.environ:
+        monkeypatch.setenv("FASTCORE_GRACEFUL_IDLE_TIMEOUT", "0.1")
 
 
 @pytest.fixture(autouse=True)
