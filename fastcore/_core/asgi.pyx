@@ -55,6 +55,7 @@ from fastcore._core.parser cimport RequestParser, ascii_only, is_head_request, m
 from fastcore._core.connection cimport Connection, RequestHandler, S_APP, S_BODY, S_CLOSED
 from fastcore._core.response cimport date_line, reason
 from fastcore._core.loop cimport Loop
+from fastcore._core.websocket cimport WebSocketHandler
 from fastcore._core.buffer cimport FileSegment
 from fastcore._core.stats cimport WorkerStats
 from fastcore._core.includes.syscalls cimport EAGAIN, EINTR, MSG_DONTWAIT, MSG_PEEK, errno, recv
@@ -198,7 +199,7 @@ cdef class Exchange:
     cdef Py_ssize_t head_bytes
     cdef double began
     cdef str raw_target              # for the access log
-    cdef bint websocket              # a WebSocket handshake (not supported yet: 403)
+    cdef bint websocket              # a WebSocket handshake: handed to the WebSocketHandler
     cdef int hangup_fd               # a duplicate of the socket asyncio watches for the client's end, or -1
 
     # -- the application's side (runs in its task) ------------------------------
@@ -553,6 +554,7 @@ cdef class AsgiGateway(RequestHandler):
     cdef public object access_log
     cdef public object new_request_id
     cdef readonly set tasks              # the applications' running tasks
+    cdef readonly WebSocketHandler websockets  # the websocket scopes (websocket.pyx)
 
     def __cinit__(self, app, config, Loop loop, aio):
         self.app = app
@@ -565,6 +567,16 @@ cdef class AsgiGateway(RequestHandler):
         self.root_path = config.root_path
         self.root_path_bytes = config.root_path.encode("utf-8")
         self.tasks = set()
+        self.websockets = WebSocketHandler(app, config, loop, aio, self, self.tasks, ClientDisconnected)
+
+    def drain(self):
+        """Graceful stop: open WebSockets are closed with 1001 (going away)."""
+        self.websockets.go_away()
+
+    @property
+    def idle(self):
+        """True when no application task runs (a WebSocket handler's cleanup included)."""
+        return not any(not task.done() for task in self.tasks)
 
     cdef int flush_now(self) except -1:
         """Writes the response just finished (Connection.end_response
@@ -600,10 +612,9 @@ cdef class AsgiGateway(RequestHandler):
         ex.expect_continue = (p.info.flags & FC_REQ_EXPECT_CONTINUE) != 0 and (
             p.info.flags & FC_REQ_CHUNKED or (p.info.flags & FC_REQ_HAS_LENGTH and p.info.content_length))
         if ex.websocket:
-            # no websocket scope yet: refused as the spec says a server refuses
-            # a handshake the application does not accept
-            conn.send_error(403, "WebSocket is not supported yet", ex.is_head)
-            return 0
+            # the rest of this connection is the WebSocket handler's
+            conn.handler = self.websockets
+            return self.websockets.begin(conn, ex.scope, ex.raw_target)
         conn.exchange = ex
         task = self.create_task(ex.run(self.app))
         self.tasks.add(task)
