@@ -509,14 +509,6 @@ async def app(scope, receive, send):
     assert server.stop() == 0
 
 
-def test_websocket_upgrade_refused_with_403(serve):
-    server = serve(RAW_APP)
-    response = server.request("GET", "/ws", headers=[("Upgrade", "websocket"), ("Connection", "Upgrade"),
-                                                      ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
-                                                      ("Sec-WebSocket-Version", "13")])
-    assert response.status == 403
-
-
 def test_static_files_in_front_of_an_asgi_application(serve, tmp_path):
     (tmp_path / "assets").mkdir()
     (tmp_path / "assets" / "style.css").write_text("body {}\n")
