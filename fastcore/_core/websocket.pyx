@@ -223,6 +223,7 @@ cdef class WebSocket:
 
     async def send(self, message):
         kind = message["type"]
+        self.handler.loop.now = self.handler.loop.clock()  # the send timeout counts from now, not the last core turn
         if kind == "websocket.send":
             if self.state != W_OPEN:
                 if self.state == W_CONNECTING:
