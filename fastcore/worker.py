@@ -419,7 +419,7 @@ def run_worker(config, sockets, *, app=None, app_spec=None, stats_buffer=None, e
         now = loop.time()
         if now >= stopping["idle_until"]:
             server.close_idle()
-            # an ASGI worker also waits for its tasks: a WebSocket handler's cleanup after its 1001
+            # an ASGI worker also waits for its WebSocket handlers: their cleanup after the 1001
             if server.idle and (asgi is None or asgi.gateway.idle):
                 loop.stop()
                 return

@@ -575,8 +575,9 @@ cdef class AsgiGateway(RequestHandler):
 
     @property
     def idle(self):
-        """True when no application task runs (a WebSocket handler's cleanup included)."""
-        return not any(not task.done() for task in self.tasks)
+        """True when no WebSocket application runs (a handler's cleanup after
+        its 1001 included); HTTP tasks are the connections' business."""
+        return not self.websockets.running
 
     cdef int flush_now(self) except -1:
         """Writes the response just finished (Connection.end_response

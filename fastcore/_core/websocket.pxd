@@ -15,6 +15,7 @@ cdef class WebSocketHandler(RequestHandler):
     cdef Loop loop
     cdef object gateway              # the AsgiGateway (its access_log, new_request_id, state)
     cdef set tasks                   # the gateway's running tasks (a handler's task joins them)
+    cdef readonly set running        # the WebSocket applications' tasks among them (a stop waits for them)
     cdef object disconnected_error   # raised by send() once the client has gone (an OSError)
     cdef readonly set sockets        # WebSocket exchanges not finished yet
     cdef readonly bint draining

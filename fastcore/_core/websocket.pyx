@@ -717,6 +717,7 @@ cdef class WebSocketHandler(RequestHandler):
         self.tasks = tasks
         self.disconnected_error = disconnected_error
         self.sockets = set()
+        self.running = set()
         self.max_size = config.ws_max_size
         self.high_water = config.write_buffer_high
         self.ping_interval = config.ws_ping_interval
@@ -774,6 +775,8 @@ cdef class WebSocketHandler(RequestHandler):
         task = self.aio.create_task(ws.run(self.app))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        self.running.add(task)
+        task.add_done_callback(self.running.discard)
         return 0
 
     cdef int go_away(self) except -1:

@@ -430,3 +430,77 @@ def test_slow_reader_does_not_grow_the_servers_queue(serve):
     sock.close()
     assert total >= 64 << 20  # every message reached the client in the end
     assert wait_for_file(sent, str(64 << 20))
+
+
+def test_reload_closes_open_websockets_with_1001_and_serves_on(serve):
+    server = serve(RAW_WS_APP)
+
+    async def talk():
+        async with connect(f"ws://127.0.0.1:{server.port}/hold") as ws:
+            await ws.send("hi")
+            os.kill(server.pid, signal.SIGHUP)  # new workers; the old one stops gracefully
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await ws.recv()
+        code = closed.value.rcvd.code
+        async with connect(f"ws://127.0.0.1:{server.port}/echo") as ws:  # a new worker answers
+            await ws.send("after the reload")
+            return code, await ws.recv()
+
+    assert run(talk()) == (1001, "after the reload")
+    assert wait_for_file(server.dir / "hold.txt", "finally") == "disconnect 1001\nfinally\n"
+
+
+def test_client_that_does_not_answer_pings_is_closed_with_1011(serve):
+    server = serve(RAW_WS_APP, "--ws-ping-interval", "0.2", "--ws-ping-timeout", "0.3")
+    ws = RawWebSocket(server.port)
+    fin, opcode, payload = ws.read_frame()
+    assert (fin, opcode) == (True, 0x9)  # the server's ping; not answered
+    assert ws.read_close()[0] == 1011
+    ws.read_until_closed()
+    ws.close()
+    assert wait_for_file(server.dir / "disconnect.txt", "disconnect") == "disconnect 1011\n"
+
+
+def test_pings_answered_keep_the_websocket_open(serve):
+    server = serve(RAW_WS_APP, "--ws-ping-interval", "0.1", "--ws-ping-timeout", "0.3")
+    ws = RawWebSocket(server.port)
+    for _ in range(5):  # five pings answered, over about twice the timeout
+        fin, opcode, payload = ws.read_frame()
+        assert opcode == 0x9
+        ws.send(client_frame(0xA, payload))
+    ws.send(client_frame(0x1, b"still open"))
+    while True:
+        fin, opcode, payload = ws.read_frame()
+        if opcode != 0x9:
+            break
+    assert (opcode, payload) == (0x1, b"still open")
+    ws.close()
+
+
+def test_messages_the_application_does_not_take_pause_reading(serve):
+    # the application never calls receive() after accepting: what the server
+    # holds for it stays near write_buffer_high while the client keeps sending
+    server = serve('''
+import asyncio, os
+HERE = os.path.dirname(__file__)
+
+async def app(scope, receive, send):
+    if scope["type"] != "websocket":
+        return
+    await receive()
+    await send({"type": "websocket.accept"})
+    await asyncio.sleep(3600)
+''', "--lifespan", "off", "--write-buffer-high", "64k", "--graceful-timeout", "1")  # it never ends by itself
+    ws = RawWebSocket(server.port)
+    ws.sock.setblocking(False)
+    message = client_frame(0x2, b"m" * 65536)
+    sent = 0
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline and sent < 64 << 20:
+        try:
+            sent += ws.sock.send(message[sent % len(message):])
+        except BlockingIOError:
+            time.sleep(0.01)
+    # the client could not get far: the server stopped reading (socket buffers and a high-water mark)
+    assert sent < 16 << 20, sent
+    ws.close()
