@@ -200,6 +200,10 @@ cdef class Exchange:
     cdef double began
     cdef str raw_target              # for the access log
     cdef bint websocket              # a WebSocket handshake: handed to the WebSocketHandler
+    cdef bint trailers               # http.response.start said trailers: the body's end waits for them
+    cdef bint trailers_out           # ... and they go out (chunked, the client sent TE: trailers)
+    cdef bint body_ended             # the last body event came; the trailers are pending
+    cdef list trailer_lines          # the trailers' encoded fields, once they came
     cdef int hangup_fd               # a duplicate of the socket asyncio watches for the client's end, or -1
 
     # -- the application's side (runs in its task) ------------------------------
@@ -245,13 +249,16 @@ cdef class Exchange:
             raise ClientDisconnected("the client has disconnected")
         kind = message["type"]
         if kind == "http.response.body":
-            if not self.started or self.complete:
+            if not self.started or self.complete or self.body_ended:
                 raise RuntimeError("http.response.body " +
                                    ("before http.response.start" if not self.started else "after the response ended"))
             body = message.get("body", EMPTY)
             more = message.get("more_body", False)
             self.gateway.loop.now = self.gateway.loop.clock()
             if not more:
+                if self.trailers:
+                    self.end_body(body)
+                    return
                 self.write_last(body)
                 return
             self.write_body(body)
@@ -269,11 +276,25 @@ cdef class Exchange:
             if self.started:
                 raise RuntimeError("http.response.start sent twice")
             self.start(message["status"], message.get("headers", ()))
+            if message.get("trailers", False):
+                self.expect_trailers()
         elif kind == "http.response.pathsend":
             if not self.started or self.complete:
                 raise RuntimeError("http.response.pathsend without http.response.start, or after the response")
             self.gateway.loop.now = self.gateway.loop.clock()
             self.send_path(message["path"])
+        elif kind == "http.response.trailers":
+            if not self.trailers or not self.body_ended or self.complete:
+                raise RuntimeError("http.response.trailers without trailers announced in http.response.start, "
+                                   "before the body ended, or after the response")
+            self.add_trailers(message.get("headers", ()))
+            if not message.get("more_trailers", False):
+                self.gateway.loop.now = self.gateway.loop.clock()
+                self.finish()
+        elif kind == "http.response.early_hint":
+            if self.started:
+                raise RuntimeError("http.response.early_hint after http.response.start")
+            self.early_hint(message.get("links", ()))
         else:
             raise ValueError(f"unexpected ASGI message {kind!r} for an http scope")
 
@@ -341,7 +362,7 @@ cdef class Exchange:
         if self.status >= 200 and self.status != 204 and self.status != 304:
             if self.declared >= 0:
                 parts.append(self.length_line)
-            elif length >= 0:
+            elif length >= 0 and not self.trailers_out:
                 parts.append(b"Content-Length: %d\r\n" % length)
             elif self.http11:
                 self.chunked = True
@@ -412,7 +433,10 @@ cdef class Exchange:
     cdef int finish(self) except -1:
         cdef bint keep = True
         if self.chunked and not self.no_body:
-            self.conn.send(LAST_CHUNK)
+            if self.trailer_lines:
+                self.conn.send(b"0\r\n" + EMPTY.join(self.trailer_lines) + b"\r\n")
+            else:
+                self.conn.send(LAST_CHUNK)
         if self.declared >= 0 and self.sent < self.declared and not self.no_body:
             error_log.warning("application sent %d of its Content-Length %d for %s %s: closing the connection",
                               self.sent, self.declared, self.scope["method"], self.raw_target)
@@ -423,6 +447,59 @@ cdef class Exchange:
         self.gateway.flush_now()
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)  # a receive() waiting for the disconnect: the response is over
+        return 0
+
+    # -- trailers and early hints (extensions) ------------------------------------
+
+    cdef int expect_trailers(self) except -1:
+        """http.response.start with trailers: they go out after a chunked body
+        when the client said TE: trailers (RFC 9110 6.5.1); else the body is
+        framed as usual and the trailers are dropped."""
+        self.trailers = True
+        if not self.http11 or self.declared >= 0 or self.no_body:
+            return 0
+        for name, value in self.scope["headers"]:
+            if name == b"te" and b"trailers" in [token.strip().split(b";")[0] for token in value.lower().split(b",")]:
+                self.trailers_out = True
+                break
+        return 0
+
+    cdef int end_body(self, object body) except -1:
+        """The last body event of a response with trailers: the body ends,
+        the response waits for http.response.trailers."""
+        if not self.head_sent:
+            if type(body) is not bytes:
+                if isinstance(body, (bytearray, memoryview)):
+                    body = bytes(body)
+                else:
+                    raise TypeError(f"http.response.body: body is a {type(body).__name__}, not bytes")
+            self.send_head(-1 if self.trailers_out else PyBytes_GET_SIZE(body))
+        self.write_body(body)
+        self.body_ended = True
+        self.conn.flush()
+        return 0
+
+    cdef int add_trailers(self, object headers) except -1:
+        cdef tuple entry
+        if self.trailer_lines is None:
+            self.trailer_lines = []
+        for item in headers:
+            entry = check_header(item)
+            if entry[0] == H_PLAIN and self.trailers_out:
+                self.trailer_lines.append(entry[1])  # framing fields have no place in trailers (RFC 9110 6.5.1)
+        return 0
+
+    cdef int early_hint(self, object links) except -1:
+        """http.response.early_hint: a 103 with a Link field per link
+        (RFC 8297), to HTTP/1.1 clients only (1.0 has no interim responses)."""
+        cdef list parts = [b"HTTP/1.1 103 Early Hints\r\n"]
+        for link in links:
+            if type(link) is not bytes or b"\n" in link or b"\r" in link or b"\0" in link:
+                raise ValueError(f"http.response.early_hint: link {link!r} is not bytes without CR, LF or NUL")
+            parts.append(b"Link: " + link + b"\r\n")
+        if self.http11 and len(parts) > 1 and not self.disconnected:
+            parts.append(b"\r\n")
+            self.conn.send_interim(EMPTY.join(parts))
         return 0
 
     cdef int send_path(self, object path) except -1:
@@ -480,7 +557,7 @@ cdef class Exchange:
         cdef long long body = self.sent if not self.no_body else 0
         if stats is not None:
             stats.record_response(status, self.head_bytes + body, seconds)
-            stats.s.route_wsgi += 1  # the application's route, whatever its interface
+            stats.s.route_asgi += 1
         log = self.gateway.access_log
         if log is not None:
             scope = self.scope
@@ -696,7 +773,8 @@ cdef class AsgiGateway(RequestHandler):
             "headers": headers,
             "client": (conn.peer_host_str, int(conn.peer_port_str)) if conn.peer_port_str else None,
             "server": (environ["SERVER_NAME"], int(environ["SERVER_PORT"])) if environ["SERVER_PORT"] else None,
-            "extensions": {"http.response.pathsend": {}},
+            "extensions": {"http.response.pathsend": {}, "http.response.trailers": {},
+                           "http.response.early_hint": {}},
         }
         if self.state is not None:
             scope["state"] = self.state.copy()

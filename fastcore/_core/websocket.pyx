@@ -414,7 +414,7 @@ cdef class WebSocket:
         cdef double seconds = conn.loop.clock() - self.began
         if stats is not None:
             stats.record_response(status, sent, seconds)
-            stats.s.route_wsgi += 1  # the application's route, whatever its interface
+            stats.s.route_asgi += 1
         log = self.handler.gateway.access_log
         if log is not None:
             scope = self.scope
