@@ -39,3 +39,41 @@ def _flask_app():
 
 
 flask_hello = _flask_app()
+
+
+async def asgi_ws_echo(scope, receive, send):
+    """A raw ASGI WebSocket echo (the hello world over HTTP, for the
+    harness's readiness check; no lifespan)."""
+    if scope["type"] == "http":
+        return await asgi_hello(scope, receive, send)
+    if scope["type"] != "websocket":
+        raise ValueError("http and websocket only")
+    await receive()  # websocket.connect
+    await send({"type": "websocket.accept"})
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        await send({"type": "websocket.send", "text": message.get("text"), "bytes": message.get("bytes")})
+
+
+def _fastapi_app():
+    from fastapi import FastAPI, Request
+
+    app = FastAPI()
+
+    @app.get("/")
+    async def index():
+        return {"message": "Hello, World!"}
+
+    @app.post("/echo")
+    async def echo(request: Request):
+        return await request.json()
+
+    return app
+
+
+try:
+    fastapi_hello = _fastapi_app()  # GET / (the hello) and POST /echo (JSON echo)
+except ImportError:  # FastAPI not installed: the FastAPI scenarios report it absent
+    fastapi_hello = None
