@@ -68,6 +68,9 @@ cdef bytes ERROR_500 = (b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: te
                         b"Content-Length: 22\r\n\r\nInternal Server Error\n")
 cdef bytes EMPTY = b""
 cdef dict ASGI_VERSION = {"version": "3.0", "spec_version": "2.5"}
+# the extensions every http scope offers: a copy per scope (one dict; the
+# per-extension settings, all empty, are shared)
+cdef dict EXTENSIONS = {"http.response.pathsend": {}, "http.response.trailers": {}, "http.response.early_hint": {}}
 
 
 class ClientDisconnected(OSError):
@@ -773,8 +776,7 @@ cdef class AsgiGateway(RequestHandler):
             "headers": headers,
             "client": (conn.peer_host_str, int(conn.peer_port_str)) if conn.peer_port_str else None,
             "server": (environ["SERVER_NAME"], int(environ["SERVER_PORT"])) if environ["SERVER_PORT"] else None,
-            "extensions": {"http.response.pathsend": {}, "http.response.trailers": {},
-                           "http.response.early_hint": {}},
+            "extensions": EXTENSIONS.copy(),
         }
         if self.state is not None:
             scope["state"] = self.state.copy()
