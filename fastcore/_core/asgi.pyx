@@ -279,7 +279,9 @@ cdef class Exchange:
             if self.started:
                 raise RuntimeError("http.response.start sent twice")
             self.start(message["status"], message.get("headers", ()))
-            if message.get("trailers", False):
+            # typed for the common case: a method call on an untyped object
+            # costs a bound method a request, for a key few responses carry
+            if ((<dict>message).get("trailers") if type(message) is dict else message.get("trailers")):
                 self.expect_trailers()
         elif kind == "http.response.pathsend":
             if not self.started or self.complete:

@@ -42,12 +42,12 @@ the only way out (after it the connection is not this exchange's);
 websocket.disconnect is queued once; nothing is written after a close frame
 but nothing (the connection's own shutdown).
 """
-import base64
 import collections
-import hashlib
 import logging
 import os
-import zlib
+# base64, hashlib and zlib are imported at the first handshake: an HTTP-only
+# worker does not carry them (a full garbage collection walks every object
+# a module brings, and the cost gate's asgi_hello counts it)
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
@@ -336,6 +336,7 @@ cdef class WebSocket:
         cdef list headers_in = self.scope["headers"]
         cdef list parts = [b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"]
         cdef tuple agreement = None
+        import base64, hashlib, zlib
         key = field_value(headers_in, b"sec-websocket-key").strip()
         accept_key = base64.b64encode(hashlib.sha1(key + GUID).digest())
         lines = self.header_lines(headers)
@@ -432,6 +433,7 @@ cdef class WebSocket:
     cdef int send_message(self, int opcode, bytes payload) except -1:
         cdef uint8_t first = FC_WS_FIN | opcode
         if self.deflate:
+            import zlib
             if self.server_reset:
                 self.deflater = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -self.window_bits)
             payload = self.deflater.compress(payload) + self.deflater.flush(zlib.Z_SYNC_FLUSH)
@@ -581,6 +583,7 @@ cdef class WebSocket:
         cdef dict event
         cdef size_t limit = self.handler.max_size
         if self.message_compressed:
+            import zlib
             if self.client_reset:
                 self.inflater = zlib.decompressobj(-15)
             try:
@@ -729,6 +732,7 @@ cdef class WebSocketHandler(RequestHandler):
         cdef WebSocket ws
         cdef list headers = scope["headers"]
         cdef bytes key
+        import base64
         refusal = None
         status = 400
         extra = b""
