@@ -30,6 +30,13 @@ and once per event (receive/send), never per header.
 - on_close (the client went, or the server gave up on it) wakes receive()
   with http.disconnect; send() then raises ClientDisconnected (an OSError,
   as spec 2.4+ asks).
+- A WebSocket handshake (an Upgrade: websocket field, noticed while the
+  scope's headers are copied) is handed to the WebSocketHandler
+  (websocket.pyx) at on_head, with the scope: the connection's handler
+  becomes that one, and nothing of it runs for other requests.
+- http.response.trailers (after a chunked body, for a client that sent
+  TE: trailers) and http.response.early_hint (a 103) are the extensions
+  the scope offers besides pathsend.
 - A finished response is handed back with end_response() and written at
   once (flush_now): the core's deferred flush runs at the end of a core
   batch, and a task is not inside one.
