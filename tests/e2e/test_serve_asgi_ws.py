@@ -462,9 +462,9 @@ def test_client_that_does_not_answer_pings_is_closed_with_1011(serve):
 
 
 def test_pings_answered_keep_the_websocket_open(serve):
-    server = serve(RAW_WS_APP, "--ws-ping-interval", "0.1", "--ws-ping-timeout", "0.3")
+    server = serve(RAW_WS_APP, "--ws-ping-interval", "0.2", "--ws-ping-timeout", "1")
     ws = RawWebSocket(server.port)
-    for _ in range(5):  # five pings answered, over about twice the timeout
+    for _ in range(8):  # eight pings answered, over more than the timeout
         fin, opcode, payload = ws.read_frame()
         assert opcode == 0x9
         ws.send(client_frame(0xA, payload))
