@@ -43,6 +43,7 @@ C_SOURCES = {
     "realip": ["src_c/fc_realip.c"],
     "connection": ["src_c/fc_limits.c"],  # releases a request's count in the limits table
     "limits": ["src_c/fc_limits.c", "src_c/fc_realip.c"],
+    "websocket": ["src_c/fc_ws.c"],
 }
 
 
@@ -107,7 +108,7 @@ def extension(name):
 
 extensions = [extension(name) for name in ("parser", "stats", "buffer", "loop", "response", "stream", "realip", "connection",
                                         "gateway", "router", "limits", "filecache", "static", "upstream", "proxy",
-                                        "asgi", "balancer")]
+                                        "websocket", "asgi", "balancer")]
 if cythonize:
     extensions = cythonize(
         extensions,

@@ -2,7 +2,8 @@
 speaks, the asyncio loop of an ASGI worker, and the lifespan protocol.
 
 The per-request part (scope, receive, send, framing) is Cython, in
-fastcore._core.asgi.
+fastcore._core.asgi; WebSocket scopes in fastcore._core.websocket (frames
+in src_c/fc_ws.c).
 
 Why asyncio drives and the core loop is watched
 -----------------------------------------------

@@ -26,7 +26,7 @@ __all__ = ["render_prometheus", "render_status", "retire_worker_stats", "CONTENT
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
-ROUTES = ("wsgi", "static", "proxy")
+ROUTES = ("wsgi", "static", "proxy", "asgi")
 # reasons of fastcore_limit_refused_total for the refusals that protect the
 # server itself (no dry run for them), each counted in the stats field
 # limit_refused_<reason>

@@ -15,7 +15,7 @@ FIELDS = (
     "started_ns",          # CLOCK_REALTIME ns when the worker booted
     "requests",            # requests completed (responses handed over)
     "status_1xx", "status_2xx", "status_3xx", "status_4xx", "status_5xx",
-    "route_wsgi", "route_static", "route_proxy",
+    "route_wsgi", "route_static", "route_proxy", "route_asgi",
     "bytes_sent",          # response bytes (head + body) queued for clients
     "connections_open",
     "connections_total",

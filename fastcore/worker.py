@@ -419,7 +419,8 @@ def run_worker(config, sockets, *, app=None, app_spec=None, stats_buffer=None, e
         now = loop.time()
         if now >= stopping["idle_until"]:
             server.close_idle()
-            if server.idle:
+            # an ASGI worker also waits for its WebSocket handlers: their cleanup after the 1001
+            if server.idle and (asgi is None or asgi.gateway.idle):
                 loop.stop()
                 return
         if now >= stopping["deadline"]:
@@ -435,6 +436,8 @@ def run_worker(config, sockets, *, app=None, app_spec=None, stats_buffer=None, e
             stopping["idle_until"] = loop.time() + grace
             stats.set_draining(True)
             server.drain(grace)
+            if asgi is not None:
+                asgi.gateway.drain()  # open WebSockets get a close frame 1001
             loop.call_soon(check_drained)
 
     def housekeeping():

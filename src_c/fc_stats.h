@@ -23,6 +23,7 @@ typedef struct {
     uint64_t route_wsgi;
     uint64_t route_static;
     uint64_t route_proxy;
+    uint64_t route_asgi;
     uint64_t bytes_sent;
     uint64_t connections_open;
     uint64_t connections_total;

@@ -240,6 +240,9 @@ def command_for(name, app, port, workdir):
     if name == "granian-asgi":
         return [py, "-m", "granian", "--interface", "asgi", "--workers", "1", "--no-ws",
                 "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", f"apps:{app}"]
+    if name == "granian-asgi-ws":  # its WebSocket support on (the default)
+        return [py, "-m", "granian", "--interface", "asgi", "--workers", "1",
+                "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", f"apps:{app}"]
     if name == "gunicorn":
         return [py, "-m", "gunicorn", "-w", "1", "-k", "sync", "-b", f"127.0.0.1:{port}",
                 "--log-level", "warning", f"apps:{app}"]
@@ -403,6 +406,65 @@ def measure(name, app, duration, connections, script=None, cpus=SERVER_CPU, path
         cpu1 = cpu_seconds(proc.pid)
     result["cpu_us"] = (cpu1 - cpu0) / max(result["requests"], 1) * 1e6
     return result
+
+
+# ---- WebSocket echo ------------------------------------------------------------------
+
+WS_NAMES = ["fastcore", "uvicorn", "granian-asgi-ws"]
+
+
+def run_ws_client(port, duration, connections, processes=1):
+    """bench/load/ws_load.py on the client's core: echoes received and the window's length."""
+    cmd = ["taskset", "-c", CLIENT_CPU, sys.executable, str(HERE / "ws_load.py"), "--port", str(port),
+           "--connections", str(connections), "--duration", str(duration), "--processes", str(processes)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 90)
+    if out.returncode:
+        raise RuntimeError(f"ws_load failed: {out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def ws_measure(name, duration, connections, processes):
+    """Echoes a second through one client process and through two (the
+    check that the client is not what limits), with the server's CPU time
+    per message and how busy its core was."""
+    result = {}
+    with running(name, "asgi_ws_echo") as (proc, port):
+        run_ws_client(port, 1, connections)  # warm up
+        for label, count in (("one", 1), ("two", 2)) if processes == 2 else (("one", 1),):
+            cpu0, wall0 = cpu_seconds(proc.pid), time.monotonic()
+            r = run_ws_client(port, duration, connections, count)
+            cpu, wall = cpu_seconds(proc.pid) - cpu0, time.monotonic() - wall0
+            result[label] = {"mps": r["messages"] / r["seconds"], "messages": r["messages"],
+                             "cpu_us": cpu / max(r["messages"], 1) * 1e6, "server_busy": cpu / wall}
+    return result
+
+
+def ws_runs(duration, connections):
+    results = {}
+    for name in WS_NAMES:
+        try:
+            results[name] = ws_measure(name, duration, connections, 2) if available(name) else None
+        except Exception as e:  # a peer that fails is reported, the run goes on
+            print(f"{name}: failed: {e}", file=sys.stderr)
+            results[name] = None
+    return results
+
+
+def print_ws_table(results, connections):
+    base = (results.get("fastcore") or {}).get("one")
+    print(f"\n### WebSocket echo (raw ASGI application), one worker on core 0, {connections} connections, "
+          f"one 64-byte message in flight each\n")
+    print("| server | messages/s (1 client process) | messages/s (2 client processes) | CPU µs/message "
+          "| server core busy | messages/s vs fastcore | CPU/message vs fastcore |")
+    print("|---|---|---|---|---|---|---|")
+    for name, r in results.items():
+        if r is None:
+            print(f"| {name} | absent | | | | | |")
+            continue
+        one, two = r["one"], r.get("two")
+        print(f"| {name} | {one['mps']:,.0f} | {two['mps']:,.0f} | {one['cpu_us']:.1f} "
+              f"| {one['server_busy'] * 100:.0f}% | {ratio(one['mps'], base and base['mps'])} "
+              f"| {ratio(one['cpu_us'], base and base['cpu_us'])} |")
 
 
 def reload_run(duration, connections):
@@ -719,6 +781,9 @@ SCENARIOS = {
     "flask": ("Flask hello", "flask_hello", None, ["fastcore", "bjoern", "granian", "gunicorn"]),
     "asgi": ("hello world ASGI (raw application)", "asgi_hello", None, ["fastcore", "fastcore-uvloop", "uvicorn",
                                                                        "granian-asgi"]),
+    "fastapi": ("FastAPI hello (GET /, a JSON answer)", "fastapi_hello", None, ["fastcore", "uvicorn", "granian-asgi"]),
+    "fastapi_echo": ("FastAPI JSON echo of 1 KiB (POST /echo)", "fastapi_hello", "json_echo.lua",
+                     ["fastcore", "uvicorn", "granian-asgi"]),
     "limits": ("hello world WSGI, without and with a per-client rate limit configured (never reached)", "hello",
                None, ["fastcore", "fastcore-limited"]),
     "pipeline": ("hello world, 16 requests pipelined per write", "hello", "pipeline.lua",
@@ -736,7 +801,7 @@ def main(argv=None):
 
     ensure_debian("wrk", "nginx-light", "haproxy")
     ensure_python(("bjoern", "bjoern"), ("granian", "granian"), ("gunicorn", "gunicorn"), ("flask", "flask"),
-                  ("uvicorn", "uvicorn"))
+                  ("uvicorn", "uvicorn"), ("fastapi", "fastapi"), ("websockets", "websockets"))
     print(f"load benchmark, {time.strftime('%Y-%m-%d')}: server on CPU {SERVER_CPU}, wrk on CPU {CLIENT_CPU}, "
           f"{args.connections} connections, {args.duration} s per run")
     report = {}
@@ -749,6 +814,10 @@ def main(argv=None):
                     if available(name) else None
             report["workers"] = results
             print_table(title, {k: v for k, v in results.items()})
+            continue
+        if key == "asgi_ws":
+            report["asgi_ws"] = ws_runs(args.duration, args.connections)
+            print_ws_table(report["asgi_ws"], args.connections)
             continue
         if key == "mixed":
             report["mixed"] = mixed_runs(args.duration, args.connections)
@@ -800,7 +869,7 @@ def main(argv=None):
                 results[name] = None
         report[key] = results
         # wrk times a pipelined batch, not each request in it: no latency there
-        print_table(title, results, latency=script is None)
+        print_table(title, results, latency=script != "pipeline.lua")
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(report, indent=2))
     return 0

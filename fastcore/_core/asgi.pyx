@@ -30,6 +30,13 @@ and once per event (receive/send), never per header.
 - on_close (the client went, or the server gave up on it) wakes receive()
   with http.disconnect; send() then raises ClientDisconnected (an OSError,
   as spec 2.4+ asks).
+- A WebSocket handshake (an Upgrade: websocket field, noticed while the
+  scope's headers are copied) is handed to the WebSocketHandler
+  (websocket.pyx) at on_head, with the scope: the connection's handler
+  becomes that one, and nothing of it runs for other requests.
+- http.response.trailers (after a chunked body, for a client that sent
+  TE: trailers) and http.response.early_hint (a 103) are the extensions
+  the scope offers besides pathsend.
 - A finished response is handed back with end_response() and written at
   once (flush_now): the core's deferred flush runs at the end of a core
   batch, and a task is not inside one.
@@ -55,6 +62,7 @@ from fastcore._core.parser cimport RequestParser, ascii_only, is_head_request, m
 from fastcore._core.connection cimport Connection, RequestHandler, S_APP, S_BODY, S_CLOSED
 from fastcore._core.response cimport date_line, reason
 from fastcore._core.loop cimport Loop
+from fastcore._core.websocket cimport WebSocketHandler
 from fastcore._core.buffer cimport FileSegment
 from fastcore._core.stats cimport WorkerStats
 from fastcore._core.includes.syscalls cimport EAGAIN, EINTR, MSG_DONTWAIT, MSG_PEEK, errno, recv
@@ -67,6 +75,9 @@ cdef bytes ERROR_500 = (b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: te
                         b"Content-Length: 22\r\n\r\nInternal Server Error\n")
 cdef bytes EMPTY = b""
 cdef dict ASGI_VERSION = {"version": "3.0", "spec_version": "2.5"}
+# the extensions every http scope offers: a copy per scope (one dict; the
+# per-extension settings, all empty, are shared)
+cdef dict EXTENSIONS = {"http.response.pathsend": {}, "http.response.trailers": {}, "http.response.early_hint": {}}
 
 
 class ClientDisconnected(OSError):
@@ -198,7 +209,11 @@ cdef class Exchange:
     cdef Py_ssize_t head_bytes
     cdef double began
     cdef str raw_target              # for the access log
-    cdef bint websocket              # a WebSocket handshake (not supported yet: 403)
+    cdef bint websocket              # a WebSocket handshake: handed to the WebSocketHandler
+    cdef bint trailers               # http.response.start said trailers: the body's end waits for them
+    cdef bint trailers_out           # ... and they go out (chunked, the client sent TE: trailers)
+    cdef bint body_ended             # the last body event came; the trailers are pending
+    cdef list trailer_lines          # the trailers' encoded fields, once they came
     cdef int hangup_fd               # a duplicate of the socket asyncio watches for the client's end, or -1
 
     # -- the application's side (runs in its task) ------------------------------
@@ -244,13 +259,16 @@ cdef class Exchange:
             raise ClientDisconnected("the client has disconnected")
         kind = message["type"]
         if kind == "http.response.body":
-            if not self.started or self.complete:
+            if not self.started or self.complete or self.body_ended:
                 raise RuntimeError("http.response.body " +
                                    ("before http.response.start" if not self.started else "after the response ended"))
             body = message.get("body", EMPTY)
             more = message.get("more_body", False)
             self.gateway.loop.now = self.gateway.loop.clock()
             if not more:
+                if self.trailers:
+                    self.end_body(body)
+                    return
                 self.write_last(body)
                 return
             self.write_body(body)
@@ -268,11 +286,27 @@ cdef class Exchange:
             if self.started:
                 raise RuntimeError("http.response.start sent twice")
             self.start(message["status"], message.get("headers", ()))
+            # typed for the common case: a method call on an untyped object
+            # costs a bound method a request, for a key few responses carry
+            if ((<dict>message).get("trailers") if type(message) is dict else message.get("trailers")):
+                self.expect_trailers()
         elif kind == "http.response.pathsend":
             if not self.started or self.complete:
                 raise RuntimeError("http.response.pathsend without http.response.start, or after the response")
             self.gateway.loop.now = self.gateway.loop.clock()
             self.send_path(message["path"])
+        elif kind == "http.response.trailers":
+            if not self.trailers or not self.body_ended or self.complete:
+                raise RuntimeError("http.response.trailers without trailers announced in http.response.start, "
+                                   "before the body ended, or after the response")
+            self.add_trailers(message.get("headers", ()))
+            if not message.get("more_trailers", False):
+                self.gateway.loop.now = self.gateway.loop.clock()
+                self.finish()
+        elif kind == "http.response.early_hint":
+            if self.started:
+                raise RuntimeError("http.response.early_hint after http.response.start")
+            self.early_hint(message.get("links", ()))
         else:
             raise ValueError(f"unexpected ASGI message {kind!r} for an http scope")
 
@@ -340,7 +374,7 @@ cdef class Exchange:
         if self.status >= 200 and self.status != 204 and self.status != 304:
             if self.declared >= 0:
                 parts.append(self.length_line)
-            elif length >= 0:
+            elif length >= 0 and not self.trailers_out:
                 parts.append(b"Content-Length: %d\r\n" % length)
             elif self.http11:
                 self.chunked = True
@@ -411,7 +445,10 @@ cdef class Exchange:
     cdef int finish(self) except -1:
         cdef bint keep = True
         if self.chunked and not self.no_body:
-            self.conn.send(LAST_CHUNK)
+            if self.trailer_lines:
+                self.conn.send(b"0\r\n" + EMPTY.join(self.trailer_lines) + b"\r\n")
+            else:
+                self.conn.send(LAST_CHUNK)
         if self.declared >= 0 and self.sent < self.declared and not self.no_body:
             error_log.warning("application sent %d of its Content-Length %d for %s %s: closing the connection",
                               self.sent, self.declared, self.scope["method"], self.raw_target)
@@ -422,6 +459,59 @@ cdef class Exchange:
         self.gateway.flush_now()
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)  # a receive() waiting for the disconnect: the response is over
+        return 0
+
+    # -- trailers and early hints (extensions) ------------------------------------
+
+    cdef int expect_trailers(self) except -1:
+        """http.response.start with trailers: they go out after a chunked body
+        when the client said TE: trailers (RFC 9110 6.5.1); else the body is
+        framed as usual and the trailers are dropped."""
+        self.trailers = True
+        if not self.http11 or self.declared >= 0 or self.no_body:
+            return 0
+        for name, value in self.scope["headers"]:
+            if name == b"te" and b"trailers" in [token.strip().split(b";")[0] for token in value.lower().split(b",")]:
+                self.trailers_out = True
+                break
+        return 0
+
+    cdef int end_body(self, object body) except -1:
+        """The last body event of a response with trailers: the body ends,
+        the response waits for http.response.trailers."""
+        if not self.head_sent:
+            if type(body) is not bytes:
+                if isinstance(body, (bytearray, memoryview)):
+                    body = bytes(body)
+                else:
+                    raise TypeError(f"http.response.body: body is a {type(body).__name__}, not bytes")
+            self.send_head(-1 if self.trailers_out else PyBytes_GET_SIZE(body))
+        self.write_body(body)
+        self.body_ended = True
+        self.conn.flush()
+        return 0
+
+    cdef int add_trailers(self, object headers) except -1:
+        cdef tuple entry
+        if self.trailer_lines is None:
+            self.trailer_lines = []
+        for item in headers:
+            entry = check_header(item)
+            if entry[0] == H_PLAIN and self.trailers_out:
+                self.trailer_lines.append(entry[1])  # framing fields have no place in trailers (RFC 9110 6.5.1)
+        return 0
+
+    cdef int early_hint(self, object links) except -1:
+        """http.response.early_hint: a 103 with a Link field per link
+        (RFC 8297), to HTTP/1.1 clients only (1.0 has no interim responses)."""
+        cdef list parts = [b"HTTP/1.1 103 Early Hints\r\n"]
+        for link in links:
+            if type(link) is not bytes or b"\n" in link or b"\r" in link or b"\0" in link:
+                raise ValueError(f"http.response.early_hint: link {link!r} is not bytes without CR, LF or NUL")
+            parts.append(b"Link: " + link + b"\r\n")
+        if self.http11 and len(parts) > 1 and not self.disconnected:
+            parts.append(b"\r\n")
+            self.conn.send_interim(EMPTY.join(parts))
         return 0
 
     cdef int send_path(self, object path) except -1:
@@ -479,7 +569,7 @@ cdef class Exchange:
         cdef long long body = self.sent if not self.no_body else 0
         if stats is not None:
             stats.record_response(status, self.head_bytes + body, seconds)
-            stats.s.route_wsgi += 1  # the application's route, whatever its interface
+            stats.s.route_asgi += 1
         log = self.gateway.access_log
         if log is not None:
             scope = self.scope
@@ -553,6 +643,7 @@ cdef class AsgiGateway(RequestHandler):
     cdef public object access_log
     cdef public object new_request_id
     cdef readonly set tasks              # the applications' running tasks
+    cdef readonly WebSocketHandler websockets  # the websocket scopes (websocket.pyx)
 
     def __cinit__(self, app, config, Loop loop, aio):
         self.app = app
@@ -565,6 +656,17 @@ cdef class AsgiGateway(RequestHandler):
         self.root_path = config.root_path
         self.root_path_bytes = config.root_path.encode("utf-8")
         self.tasks = set()
+        self.websockets = WebSocketHandler(app, config, loop, aio, self, self.tasks, ClientDisconnected)
+
+    def drain(self):
+        """Graceful stop: open WebSockets are closed with 1001 (going away)."""
+        self.websockets.go_away()
+
+    @property
+    def idle(self):
+        """True when no WebSocket application runs (a handler's cleanup after
+        its 1001 included); HTTP tasks are the connections' business."""
+        return not self.websockets.running
 
     cdef int flush_now(self) except -1:
         """Writes the response just finished (Connection.end_response
@@ -600,10 +702,9 @@ cdef class AsgiGateway(RequestHandler):
         ex.expect_continue = (p.info.flags & FC_REQ_EXPECT_CONTINUE) != 0 and (
             p.info.flags & FC_REQ_CHUNKED or (p.info.flags & FC_REQ_HAS_LENGTH and p.info.content_length))
         if ex.websocket:
-            # no websocket scope yet: refused as the spec says a server refuses
-            # a handshake the application does not accept
-            conn.send_error(403, "WebSocket is not supported yet", ex.is_head)
-            return 0
+            # the rest of this connection is the WebSocket handler's
+            conn.handler = self.websockets
+            return self.websockets.begin(conn, ex.scope, ex.raw_target)
         conn.exchange = ex
         task = self.create_task(ex.run(self.app))
         self.tasks.add(task)
@@ -684,7 +785,7 @@ cdef class AsgiGateway(RequestHandler):
             "headers": headers,
             "client": (conn.peer_host_str, int(conn.peer_port_str)) if conn.peer_port_str else None,
             "server": (environ["SERVER_NAME"], int(environ["SERVER_PORT"])) if environ["SERVER_PORT"] else None,
-            "extensions": {"http.response.pathsend": {}},
+            "extensions": EXTENSIONS.copy(),
         }
         if self.state is not None:
             scope["state"] = self.state.copy()

@@ -509,14 +509,6 @@ async def app(scope, receive, send):
     assert server.stop() == 0
 
 
-def test_websocket_upgrade_refused_with_403(serve):
-    server = serve(RAW_APP)
-    response = server.request("GET", "/ws", headers=[("Upgrade", "websocket"), ("Connection", "Upgrade"),
-                                                      ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
-                                                      ("Sec-WebSocket-Version", "13")])
-    assert response.status == 403
-
-
 def test_static_files_in_front_of_an_asgi_application(serve, tmp_path):
     (tmp_path / "assets").mkdir()
     (tmp_path / "assets" / "style.css").write_text("body {}\n")
@@ -617,3 +609,72 @@ def test_reload_finishes_a_request_in_flight_and_serves_new_code(serve):
         # the old worker finished its request in flight
         assert slow.read_response().body == b"v1"
     assert server.request("GET", "/").body == b"v2"
+
+
+EXTENSIONS_APP = '''
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    assert {"http.response.trailers", "http.response.early_hint"} <= set(scope["extensions"])
+    if scope["path"] == "/trailers":
+        await send({"type": "http.response.start", "status": 200, "trailers": True,
+                    "headers": [(b"content-type", b"text/plain"), (b"trailer", b"x-checksum")]})
+        await send({"type": "http.response.body", "body": b"part one, ", "more_body": True})
+        await send({"type": "http.response.body", "body": b"part two"})
+        await send({"type": "http.response.trailers", "headers": [(b"x-checksum", b"abc123")], "more_trailers": True})
+        await send({"type": "http.response.trailers", "headers": [(b"x-rows", b"2"), (b"content-length", b"5")]})
+    elif scope["path"] == "/hints":
+        await send({"type": "http.response.early_hint",
+                    "links": [b"</style.css>; rel=preload; as=style", b"</app.js>; rel=preload; as=script"]})
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"page"})
+'''
+
+
+def read_raw_response(server, request):
+    """The bytes of one response whose chunked body ends the reading (trailers included)."""
+    with server.connect() as client:
+        client.send(request)
+        client.sock.settimeout(5)
+        raw = b""
+        while raw.count(b"\r\n\r\n") < 2:
+            data = client.sock.recv(65536)
+            assert data, raw
+            raw += data
+    return raw.split(b"\r\n\r\n", 1)
+
+
+def test_trailers_after_a_chunked_body_when_the_client_accepts_them(serve):
+    server = serve(EXTENSIONS_APP, "--lifespan", "off")
+    head, body = read_raw_response(server, request_bytes("GET", "/trailers", [("TE", "trailers")]))
+    assert b"Transfer-Encoding: chunked" in head and b"Content-Length" not in head
+    assert body.endswith(b"8\r\npart two\r\n0\r\nx-checksum: abc123\r\nx-rows: 2\r\n\r\n")  # no content-length
+    # without TE: trailers, the same response ends with the plain last chunk
+    head, body = read_raw_response(server, request_bytes("GET", "/trailers"))
+    assert body.endswith(b"8\r\npart two\r\n0\r\n\r\n")
+
+
+def test_early_hint_is_a_103_before_the_response(serve):
+    server = serve(EXTENSIONS_APP, "--lifespan", "off")
+    with server.connect() as client:
+        client.send(request_bytes("GET", "/hints"))
+        interim = client.read_response()
+        final = client.read_response()
+    assert interim.status == 103
+    assert interim.header_all("link") == ["</style.css>; rel=preload; as=style", "</app.js>; rel=preload; as=script"]
+    assert (final.status, final.body) == (200, b"page")
+    # HTTP/1.0 has no interim responses: the response alone
+    with server.connect() as client:
+        client.send(request_bytes("GET", "/hints", version="HTTP/1.0"))
+        response = client.read_response()
+    assert (response.status, response.body) == (200, b"page")
+
+
+def test_asgi_requests_count_under_their_own_route_in_metrics(serve):
+    server = serve(EXTENSIONS_APP, "--lifespan", "off", "--admin", "127.0.0.1:0")
+    admin_port = int(server.wait_for_stderr(r"admin on http://127\.0\.0\.1:(\d+)").group(1))
+    for _ in range(3):
+        assert server.request("GET", "/hints").status in (103, 200)
+    metrics = requests.get(f"http://127.0.0.1:{admin_port}/metrics", timeout=5).text
+    assert 'fastcore_requests_by_route_total{route="asgi"} 3' in metrics, metrics
+    assert 'fastcore_requests_by_route_total{route="wsgi"} 0' in metrics

@@ -19,6 +19,7 @@ cdef extern from "fc_stats.h" nogil:
         uint64_t route_wsgi
         uint64_t route_static
         uint64_t route_proxy
+        uint64_t route_asgi
         uint64_t bytes_sent
         uint64_t connections_open
         uint64_t connections_total
