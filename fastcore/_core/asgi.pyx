@@ -179,6 +179,14 @@ cdef tuple check_status(object status, bint http11):
     return entry
 
 
+cdef inline object message_get(object message, str key, object default):
+    """message.get(key, default), typed for the dict every framework sends: a
+    method call on an untyped object costs a bound method each time."""
+    if type(message) is dict:
+        return (<dict>message).get(key, default)
+    return message.get(key, default)
+
+
 cdef class Exchange:
     """One request and its response, between the core and the application's task."""
     cdef readonly dict scope
@@ -262,8 +270,8 @@ cdef class Exchange:
             if not self.started or self.complete or self.body_ended:
                 raise RuntimeError("http.response.body " +
                                    ("before http.response.start" if not self.started else "after the response ended"))
-            body = message.get("body", EMPTY)
-            more = message.get("more_body", False)
+            body = message_get(message, "body", EMPTY)
+            more = message_get(message, "more_body", False)
             self.gateway.loop.now = self.gateway.loop.clock()
             if not more:
                 if self.trailers:
@@ -285,10 +293,8 @@ cdef class Exchange:
         elif kind == "http.response.start":
             if self.started:
                 raise RuntimeError("http.response.start sent twice")
-            self.start(message["status"], message.get("headers", ()))
-            # typed for the common case: a method call on an untyped object
-            # costs a bound method a request, for a key few responses carry
-            if ((<dict>message).get("trailers") if type(message) is dict else message.get("trailers")):
+            self.start(message["status"], message_get(message, "headers", ()))
+            if message_get(message, "trailers", None):
                 self.expect_trailers()
         elif kind == "http.response.pathsend":
             if not self.started or self.complete:
@@ -299,14 +305,14 @@ cdef class Exchange:
             if not self.trailers or not self.body_ended or self.complete:
                 raise RuntimeError("http.response.trailers without trailers announced in http.response.start, "
                                    "before the body ended, or after the response")
-            self.add_trailers(message.get("headers", ()))
-            if not message.get("more_trailers", False):
+            self.add_trailers(message_get(message, "headers", ()))
+            if not message_get(message, "more_trailers", False):
                 self.gateway.loop.now = self.gateway.loop.clock()
                 self.finish()
         elif kind == "http.response.early_hint":
             if self.started:
                 raise RuntimeError("http.response.early_hint after http.response.start")
-            self.early_hint(message.get("links", ()))
+            self.early_hint(message_get(message, "links", ()))
         else:
             raise ValueError(f"unexpected ASGI message {kind!r} for an http scope")
 
