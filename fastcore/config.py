@@ -1694,7 +1694,8 @@ def _check_tls(values: Dict[str, Any], origins: Mapping[str, Tuple[Any, str]]) -
     if values["bind_tls"]:
         if "bind" not in origins:
             values["bind"] = ()  # --bind-tls alone: only HTTPS, not also the default plain address
-        both = set(values["bind"]) & set(values["bind_tls"])
+        both = {address for address in set(values["bind"]) & set(values["bind_tls"])
+                if not address.endswith(":0")}  # port 0: two different ports the kernel picks
         if both:
             raise ConfigError(f"setting bind_tls: {sorted(both)[0]} is also in bind (an address is plain or TLS)")
     if values["https_redirect"] and not (values["bind_tls"] and values["bind"]):

@@ -142,6 +142,11 @@ static SSL_CTX *make_context(const char *certfile, const char *keyfile, const fc
         goto fail;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx, keyfile, SSL_FILETYPE_PEM) != 1) {
+        if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH) {
+            snprintf(err, errlen, "keyfile: %s does not match the certificate in %s", keyfile, certfile);
+            ERR_clear_error();
+            goto fail;
+        }
         snprintf(what, sizeof(what), "keyfile: %s is not a PEM private key for %s", keyfile, certfile);
         openssl_reason(err, errlen, what);
         goto fail;
