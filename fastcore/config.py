@@ -1097,39 +1097,6 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("bind", "server", ("--bind", "-b"), parse_bind, ["127.0.0.1:8000"],
             "Address to listen on: HOST:PORT, [IPV6]:PORT or unix:PATH; repeat for several.",
             metavar="ADDRESS", kind="list", annotation=Tuple[str, ...]),
-    # tls
-    Setting("certfile", "tls", ("--certfile",), parse_absolute_file, None,
-            "TLS certificate (PEM, chain after it): with it the bind addresses speak HTTPS (or only those of "
-            "bind_tls, when given). Read again on reload (HUP).",
-            metavar="PATH", annotation=Optional[str]),
-    Setting("keyfile", "tls", ("--keyfile",), parse_absolute_file, None,
-            "Private key of certfile (PEM); refused if others may read it or if it does not match.",
-            metavar="PATH", annotation=Optional[str]),
-    Setting("bind_tls", "tls", ("--bind-tls",), parse_bind_tls, [],
-            "Addresses that speak HTTPS beside plain bind ones (HOST:PORT; repeat for several); when given, "
-            "bind stays plain and defaults to none.",
-            metavar="ADDRESS", kind="list", annotation=Tuple[str, ...]),
-    Setting("ca_certs", "tls", ("--ca-certs",), parse_absolute_file, None,
-            "CA certificates (PEM) that sign client certificates, for cert_reqs optional or required.",
-            metavar="PATH", annotation=Optional[str]),
-    Setting("cert_reqs", "tls", ("--cert-reqs",), choice("none", "optional", "required"), "none",
-            "Client certificates (mTLS): none, optional (checked when given) or required (a client without one "
-            "signed by ca_certs fails the handshake).",
-            metavar="WHAT", annotation=str),
-    Setting("ssl_min_version", "tls", ("--ssl-min-version",), parse_tls_version, "1.2",
-            "Oldest TLS version accepted: 1.2 or 1.3.",
-            metavar="VERSION", annotation=str),
-    Setting("ciphers", "tls", ("--ciphers",), parse_cipher_list, DEFAULT_CIPHERS,
-            "TLS 1.2 cipher suites (OpenSSL's list syntax); TLS 1.3 uses OpenSSL's own suites. The default is "
-            "ECDHE with AES-GCM or ChaCha20-Poly1305.",
-            metavar="LIST", annotation=str),
-    Setting("tls", "tls", ("--tls",), parse_tls, [],
-            "Certificates chosen by the client's SNI: NAME[,NAME...]=CERTFILE:KEYFILE, repeat for several, or "
-            "[[tls]] tables with server_names, certfile, keyfile; other names get certfile.",
-            metavar="ENTRY", kind="list", annotation=Tuple[TLSCertificate, ...]),
-    Setting("https_redirect", "tls", ("--https-redirect", "--no-https-redirect"), parse_bool, False,
-            "Plain listeners answer every request 301 to the same URL over https:// (the first TLS port).",
-            kind="flag", annotation=bool),
     Setting("chdir", "server", ("--chdir",), parse_directory, None,
             "Change to this directory before loading the application.",
             metavar="DIR", annotation=Optional[str]),
@@ -1217,6 +1184,39 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("config", "server", ("--config", "-c"), parse_file_path, None,
             "TOML file whose top-level keys are setting names.",
             metavar="PATH", in_file=False, annotation=Optional[str]),
+    # tls
+    Setting("certfile", "tls", ("--certfile",), parse_absolute_file, None,
+            "TLS certificate (PEM, chain after it): with it the bind addresses speak HTTPS (or only those of "
+            "bind_tls, when given). Read again on reload (HUP).",
+            metavar="PATH", annotation=Optional[str]),
+    Setting("keyfile", "tls", ("--keyfile",), parse_absolute_file, None,
+            "Private key of certfile (PEM); refused if others may read it or if it does not match.",
+            metavar="PATH", annotation=Optional[str]),
+    Setting("bind_tls", "tls", ("--bind-tls",), parse_bind_tls, [],
+            "Addresses that speak HTTPS beside plain bind ones (HOST:PORT; repeat for several); when given, "
+            "bind stays plain and defaults to none.",
+            metavar="ADDRESS", kind="list", annotation=Tuple[str, ...]),
+    Setting("ca_certs", "tls", ("--ca-certs",), parse_absolute_file, None,
+            "CA certificates (PEM) that sign client certificates, for cert_reqs optional or required.",
+            metavar="PATH", annotation=Optional[str]),
+    Setting("cert_reqs", "tls", ("--cert-reqs",), choice("none", "optional", "required"), "none",
+            "Client certificates (mTLS): none, optional (checked when given) or required (a client without one "
+            "signed by ca_certs fails the handshake).",
+            metavar="WHAT", annotation=str),
+    Setting("ssl_min_version", "tls", ("--ssl-min-version",), parse_tls_version, "1.2",
+            "Oldest TLS version accepted: 1.2 or 1.3.",
+            metavar="VERSION", annotation=str),
+    Setting("ciphers", "tls", ("--ciphers",), parse_cipher_list, DEFAULT_CIPHERS,
+            "TLS 1.2 cipher suites (OpenSSL's list syntax); TLS 1.3 uses OpenSSL's own suites. The default is "
+            "ECDHE with AES-GCM or ChaCha20-Poly1305.",
+            metavar="LIST", annotation=str),
+    Setting("tls", "tls", ("--tls",), parse_tls, [],
+            "Certificates chosen by the client's SNI: NAME[,NAME...]=CERTFILE:KEYFILE, repeat for several, or "
+            "[[tls]] tables with server_names, certfile, keyfile; other names get certfile.",
+            metavar="ENTRY", kind="list", annotation=Tuple[TLSCertificate, ...]),
+    Setting("https_redirect", "tls", ("--https-redirect", "--no-https-redirect"), parse_bool, False,
+            "Plain listeners answer every request 301 to the same URL over https:// (the first TLS port).",
+            kind="flag", annotation=bool),
     # static
     Setting("static", "static", ("--static",), parse_static, [],
             "Serve files: PREFIX=DIR maps requests under PREFIX to files under DIR; repeat for several (the longest "

@@ -296,6 +296,15 @@ BAD_VALUES = {
     "deny": ["300.1.1.1", "everyone"],
     "limit_dry_run": ["perhaps"],
     "limit_table_entries": ["63", "0", "lots"],
+    "certfile": [""],
+    "keyfile": [""],
+    "bind_tls": ["localhost", "1.2.3.4:99999"],
+    "ca_certs": [""],
+    "cert_reqs": ["yes", "require"],
+    "ssl_min_version": ["1.1", "1.0", "TLSv1", "2"],
+    "ciphers": [""],
+    "tls": ["example.com", "=c.pem:k.pem", "bad name!=c.pem:k.pem", "a.example=c.pem"],
+    "https_redirect": ["maybe"],
 }
 
 
