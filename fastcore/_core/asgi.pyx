@@ -676,7 +676,7 @@ cdef class AsgiGateway(RequestHandler):
             "asgi": ASGI_VERSION,
             "http_version": "1.1" if h.minor_version == 1 else "1.0",
             "method": method_str(h.method.at, h.method.len),
-            "scheme": environ["wsgi.url_scheme"],  # "https" on a TLS listener
+            "scheme": "http" if conn.tls == NULL else "https",
             "path": path,
             "raw_path": raw_path,
             "query_string": PyBytes_FromStringAndSize(info.query.at, info.query.len) if info.query.len else EMPTY,
