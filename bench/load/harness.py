@@ -581,6 +581,8 @@ def tls_runs(duration, connections):
             ("keep-alive 1 KiB file", str(site), "/1k.bin", (), ["fastcore-static-tls", "nginx-static-tls"], 1024),
             ("new TLS connection per request (full handshake), hello", "hello", "/", ("Connection: close",),
              ["fastcore-tls", "nginx-tls"], 0),
+            ("new TLS connection per request (full handshake), 1 KiB file", str(site), "/1k.bin",
+             ("Connection: close",), ["fastcore-static-tls", "nginx-static-tls"], 1024),
             ("keep-alive 1 MiB file", str(site), "/1m.bin", (), ["fastcore-static-tls", "nginx-static-tls"],
              1 << 20),
         ]

@@ -442,3 +442,39 @@ def test_bad_tls_configuration_is_one_line(certs, tmp_path):
         lines = out.stderr.strip().splitlines()
         assert out.returncode != 0 and len(lines) == 1, out.stderr
         assert lines[0].startswith("fastcore: error: ") and re.search(pattern, lines[0]), lines[0]
+
+
+def test_no_weak_protocol_or_cipher_at_the_defaults(serve, certs):
+    """What sslscan would flag: suites without forward secrecy, CBC with
+    SHA-1, and anything before TLS 1.2. A client offering only those is
+    refused; the default suites (ECDHE with AEAD) are taken."""
+    server = serve(ECHO_APP, *tls_args(certs))
+    for suites in ("AES128-SHA", "AES256-GCM-SHA384", "ECDHE-RSA-AES128-SHA", "ECDHE-RSA-AES256-SHA384",
+                   "DHE-RSA-AES128-GCM-SHA256"):
+        context = client_context(certs, ssl.TLSVersion.TLSv1_2)
+        context.set_ciphers(suites + ":@SECLEVEL=0")
+        with pytest.raises(ssl.SSLError):
+            tls_connect(server, context).close()
+    context = client_context(certs, ssl.TLSVersion.TLSv1_2)
+    with tls_connect(server, context) as sock:
+        name, version, _ = sock.cipher()
+        assert version == "TLSv1.2" and name.startswith("ECDHE-RSA-") and ("GCM" in name or "CHACHA20" in name)
+    # and the setting changes them
+    chacha = serve(ECHO_APP, *tls_args(certs), "--ciphers", "ECDHE-RSA-CHACHA20-POLY1305")
+    with tls_connect(chacha, client_context(certs, ssl.TLSVersion.TLSv1_2)) as sock:
+        assert sock.cipher()[0] == "ECDHE-RSA-CHACHA20-POLY1305"
+
+
+def test_hup_with_a_broken_certificate_keeps_the_running_one(serve, certs, tmp_path):
+    live = tmp_path / "live"
+    live.mkdir()
+    for ext in ("pem", "key"):
+        (live / f"site.{ext}").write_bytes((certs / f"server.{ext}").read_bytes())
+    os.chmod(live / "site.key", 0o600)
+    server = serve(ECHO_APP, "--certfile", str(live / "site.pem"), "--keyfile", str(live / "site.key"))
+    (live / "site.key").write_bytes((certs / "api.key").read_bytes())  # not the certificate's key
+    os.kill(server.pid, signal.SIGHUP)
+    server.wait_for_stderr(r"reload: keeping the current configuration: setting keyfile: .* does not match")
+    for _ in range(3):
+        with tls_connect(server, client_context(certs)) as sock:
+            assert common_name(sock) == "first.localhost" and get(sock)[0] == 200
