@@ -12,7 +12,9 @@ what separates servers there. The idle scenario reports the RSS a worker
 adds for 10,000 idle keep-alive connections. The proxy scenario puts the
 same backend (nginx, on wrk's core) behind fastcore, nginx and HAProxy, the
 proxy alone on core 0, and adds the latency over the backend alone and the
-backend connections each proxy opens under 256 clients.
+backend connections each proxy opens under 256 clients. The tls scenario
+runs fastcore and nginx over HTTPS with the same certificate, suites and
+session settings (keep-alive, a full handshake per request, a 1 MiB file).
 
 Missing tools are installed by the harness (wrk, nginx and HAProxy from
 Debian, the Python peers from PyPI); a peer that cannot be installed is reported as
@@ -838,7 +840,7 @@ SCENARIOS = {
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scenarios", default="hello,flask,pipeline,static,proxy,idle,workers,reload,mixed")
+    parser.add_argument("--scenarios", default="hello,flask,pipeline,static,proxy,idle,workers,reload,mixed,tls")
     parser.add_argument("--duration", type=int, default=10, help="seconds per run")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--json", help="also write the results to this file")
