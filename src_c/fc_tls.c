@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
@@ -435,4 +436,33 @@ int fc_tls_peer_names(const fc_tls_conn_t *conn, char *subject, size_t subject_l
     name_text(X509_get_subject_name(cert), subject, subject_len);
     name_text(X509_get_issuer_name(cert), issuer, issuer_len);
     return 1;
+}
+
+int fc_tls_version_number(const fc_tls_conn_t *conn) {
+    return SSL_version(conn->ssl);
+}
+
+int fc_tls_cipher_number(const fc_tls_conn_t *conn) {
+    const SSL_CIPHER *cipher = SSL_get_current_cipher(conn->ssl);
+    return cipher != NULL ? (int)SSL_CIPHER_get_protocol_id(cipher) : 0;
+}
+
+size_t fc_tls_certificate_pem(const fc_tls_conn_t *conn, int peer, char *out, size_t len) {
+    X509 *cert = peer ? SSL_get0_peer_certificate(conn->ssl) : SSL_get_certificate(conn->ssl);
+    BIO *bio;
+    int n;
+    out[0] = 0;
+    if (cert == NULL || (peer && SSL_get_verify_result(conn->ssl) != X509_V_OK))
+        return 0;
+    bio = BIO_new(BIO_s_mem());
+    if (bio == NULL)
+        return 0;
+    n = 0;
+    if (PEM_write_bio_X509(bio, cert) == 1 && BIO_pending(bio) < (int)len) {
+        n = BIO_read(bio, out, (int)len - 1);
+        out[n > 0 ? n : 0] = 0;
+    }
+    BIO_free(bio);
+    ERR_clear_error();
+    return n > 0 ? (size_t)n : 0;
 }

@@ -124,6 +124,13 @@ int fc_tls_peer_names(const fc_tls_conn_t *conn, char *subject, size_t subject_l
                       size_t issuer_len);
 /* whether the session was resumed (a ticket) */
 int fc_tls_resumed(const fc_tls_conn_t *conn);
+/* the protocol as its number (0x0304 for TLS 1.3) and the suite's IANA number */
+int fc_tls_version_number(const fc_tls_conn_t *conn);
+int fc_tls_cipher_number(const fc_tls_conn_t *conn);
+/* PEM text of our certificate (peer = 0) or of the client's verified one
+ * (peer = 1) into out (NUL-terminated): its length, 0 when there is none
+ * or out is too small */
+size_t fc_tls_certificate_pem(const fc_tls_conn_t *conn, int peer, char *out, size_t len);
 
 #ifdef __cplusplus
 }

@@ -686,6 +686,8 @@ cdef class AsgiGateway(RequestHandler):
             "server": (environ["SERVER_NAME"], int(environ["SERVER_PORT"])) if environ["SERVER_PORT"] else None,
             "extensions": {"http.response.pathsend": {}},
         }
+        if conn.tls != NULL:
+            scope["extensions"]["tls"] = conn.tls_scope()
         if self.state is not None:
             scope["state"] = self.state.copy()
         return scope

@@ -142,10 +142,12 @@ cdef class Connection(Stream):
     # environ keys, made when the application first asks (tls_environ)
     cdef bint tls_want_write
     cdef dict tls_env
+    cdef dict tls_scope_ext      # the ASGI "tls" extension, made at the first ASGI request that asks
 
     cdef int _on_readable(self) except -1
     cdef int _handshake(self) except -1
     cdef dict tls_environ(self)
+    cdef dict tls_scope(self)
     cdef bint _body_too_slow(self) noexcept
     cdef int _on_writable(self) except -1
     cdef int _process(self) except -1

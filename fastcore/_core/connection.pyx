@@ -55,7 +55,7 @@ from fastcore._core.includes.fc_tls cimport (
     FC_TLS_DONE, FC_TLS_PLAINTEXT, FC_TLS_WANT_READ, FC_TLS_WANT_WRITE, fc_tls_conn_free, fc_tls_handshake,
     fc_tls_pending, fc_tls_read, fc_tls_shutdown,
 )
-from fastcore._core.tls cimport TLSContext, session_environ
+from fastcore._core.tls cimport TLSContext, session_environ, session_scope
 from fastcore._core.parser import ParseError
 
 cdef object error_log = logging.getLogger("fastcore.error")
@@ -534,6 +534,15 @@ cdef class Connection(Stream):
         if self.tls_env is None:
             self.tls_env = session_environ(self.tls)
         return self.tls_env
+
+    cdef dict tls_scope(self):
+        """The ASGI "tls" scope extension of this connection (tls.session_scope),
+        made once; None on a plain connection."""
+        if self.tls == NULL:
+            return None
+        if self.tls_scope_ext is None:
+            self.tls_scope_ext = session_scope(self.tls)
+        return self.tls_scope_ext
 
     cdef bint _body_too_slow(self) noexcept:
         """The body so far averages less than min_body_rate since the grace

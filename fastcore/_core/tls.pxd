@@ -14,3 +14,4 @@ cdef class TLSContext:
 
 
 cdef dict session_environ(fc_tls_conn_t *tls)   # the SSL_* environ keys of an established session
+cdef dict session_scope(fc_tls_conn_t *tls)     # the ASGI "tls" extension of an established session

@@ -100,3 +100,27 @@ cdef dict session_environ(fc_tls_conn_t *tls):
     else:
         env["SSL_CLIENT_VERIFY"] = "NONE"
     return env
+
+
+DEF PEM_MAX = 16384
+
+
+cdef dict session_scope(fc_tls_conn_t *tls):
+    """The ASGI TLS extension (scope["extensions"]["tls"]): the certificate
+    this server showed, the client's verified certificate (its PEM and
+    subject, RFC 4514 text), the protocol and suite as numbers."""
+    cdef char pem[PEM_MAX]
+    cdef char subject[1024]
+    cdef char issuer[1024]
+    cdef size_t n = fc_tls_certificate_pem(tls, 0, pem, PEM_MAX)
+    server_cert = pem[:n].decode("ascii") if n else None
+    chain = []
+    name = None
+    if fc_tls_peer_names(tls, subject, sizeof(subject), issuer, sizeof(issuer)):
+        name = subject[:strlen(subject)].decode("utf-8", "replace")
+        n = fc_tls_certificate_pem(tls, 1, pem, PEM_MAX)
+        if n:
+            chain.append(pem[:n].decode("ascii"))
+    return {"server_cert": server_cert, "client_cert_chain": chain, "client_cert_name": name,
+            "client_cert_error": None, "tls_version": fc_tls_version_number(tls),
+            "cipher_suite": fc_tls_cipher_number(tls) or None}

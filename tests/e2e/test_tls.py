@@ -4,6 +4,7 @@ made here with the `openssl` command: a test CA, server certificates it
 signs (one per SNI name), a client certificate it signs and one it does not.
 """
 import hashlib
+import json
 import http.client
 import os
 import re
@@ -478,3 +479,33 @@ def test_hup_with_a_broken_certificate_keeps_the_running_one(serve, certs, tmp_p
     for _ in range(3):
         with tls_connect(server, client_context(certs)) as sock:
             assert common_name(sock) == "first.localhost" and get(sock)[0] == 200
+
+
+ASGI_APP = '''
+import json
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    tls = scope["extensions"].get("tls")
+    body = json.dumps({"scheme": scope["scheme"], "tls": tls}).encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+'''
+
+
+def test_asgi_scope_over_tls_with_a_client_certificate(serve, certs):
+    server = serve(ASGI_APP, *tls_args(certs), "--ca-certs", str(certs / "ca.pem"), "--cert-reqs", "optional")
+    with tls_connect(server, client_context(certs, ssl.TLSVersion.TLSv1_3, cert="client")) as sock:
+        status, body = get(sock)
+        scope = json.loads(body)
+    assert status == 200 and scope["scheme"] == "https"
+    tls = scope["tls"]
+    assert tls["tls_version"] == 0x0304 and tls["cipher_suite"] in (0x1301, 0x1302, 0x1303)
+    assert tls["client_cert_name"] == "CN=alice,O=fastcore tests" and tls["client_cert_error"] is None
+    assert tls["client_cert_chain"] == [(certs / "client.pem").read_text()]
+    assert tls["server_cert"] == (certs / "server.pem").read_text()
+    with tls_connect(server, client_context(certs, ssl.TLSVersion.TLSv1_2)) as sock:
+        tls = json.loads(get(sock)[1])["tls"]
+    assert tls["tls_version"] == 0x0303 and tls["client_cert_chain"] == [] and tls["client_cert_name"] is None

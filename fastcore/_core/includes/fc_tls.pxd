@@ -51,3 +51,6 @@ cdef extern from "fc_tls.h" nogil:
     int fc_tls_peer_names(const fc_tls_conn_t *conn, char *subject, size_t subject_len, char *issuer,
                           size_t issuer_len)
     int fc_tls_resumed(const fc_tls_conn_t *conn)
+    int fc_tls_version_number(const fc_tls_conn_t *conn)
+    int fc_tls_cipher_number(const fc_tls_conn_t *conn)
+    size_t fc_tls_certificate_pem(const fc_tls_conn_t *conn, int peer, char *out, size_t len)
