@@ -281,13 +281,17 @@ int fc_tls_handshake(fc_tls_conn_t *conn) {
          * which deserves a readable 400 rather than a reset (nginx's 497). */
         unsigned char first;
         ssize_t n = recv(SSL_get_fd(ssl), &first, 1, MSG_PEEK);
-        if (n < 0)
-            return errno == EAGAIN || errno == EINTR ? FC_TLS_WANT_READ : FC_TLS_FAILED;
-        if (n == 0)
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return FC_TLS_WANT_READ;
+        if (n <= 0) {
+            conn->failure = "the client closed before its first byte";
             return FC_TLS_FAILED;
+        }
         conn->started = 1;
-        if (first != 22)
+        if (first != 22) {
+            conn->failure = "not a TLS record";
             return first >= 'A' && first <= 'Z' ? FC_TLS_PLAINTEXT : FC_TLS_FAILED;
+        }
     }
     ERR_clear_error();
     rc = SSL_do_handshake(ssl);
@@ -299,6 +303,9 @@ int fc_tls_handshake(fc_tls_conn_t *conn) {
     case SSL_ERROR_WANT_WRITE:
         return FC_TLS_WANT_WRITE;
     default:
+        conn->failure = ERR_peek_last_error() ? ERR_reason_error_string(ERR_peek_last_error()) : NULL;
+        if (conn->failure == NULL)
+            conn->failure = "the client closed during the handshake";
         ERR_clear_error();
         return FC_TLS_FAILED;
     }

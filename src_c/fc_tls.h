@@ -10,10 +10,10 @@
  *
  * A server (fc_tls_server_t) is the contexts of one set of listeners: the
  * default certificate, and certificates chosen by SNI (exact names, or
- * "*.example.com" for one label). It is made once per worker and freed
- * when the worker stops; connections made from it keep their own reference
- * to the context they use, so a server replaced on reload never pulls a
- * context from under a connection still open.
+ * "*.example.com" for one label). It is made once per worker and lives as
+ * long as the worker (a reload starts new workers, which make their own):
+ * its SNI callback points at it, so it must outlive every connection made
+ * from it. Each connection holds OpenSSL's reference to its context.
  */
 #ifndef FC_TLS_H
 #define FC_TLS_H
@@ -61,6 +61,7 @@ typedef struct fc_tls_conn {
     void *ssl;                  /* SSL *, owned */
     size_t retry_len;           /* a write that wanted the socket: the length it must be retried with */
     int started;                /* the first handshake step ran (the plaintext check is done) */
+    const char *failure;        /* why the handshake failed (static text), for the log */
 } fc_tls_conn_t;
 
 /* The server of a default certificate and key (PEM; the certificate file may

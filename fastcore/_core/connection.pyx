@@ -523,6 +523,12 @@ cdef class Connection(Stream):
             self.state = S_HEAD
             self.send_error(400, "a plain HTTP request was sent to the HTTPS port; use https://")
         else:
+            # a refused client certificate, an old protocol, a scanner's
+            # garbage: one line each, within refusal_log_rate
+            if self.server.may_log_refusal(self.loop.now):
+                error_log.info("TLS handshake with %s failed: %s", self.peer_host or "unix socket",
+                               (<bytes>self.tls.failure).decode("ascii", "replace") if self.tls.failure != NULL
+                               else "unknown")
             self.close()
         return 0
 

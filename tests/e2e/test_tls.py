@@ -215,6 +215,9 @@ def test_mtls_accepts_a_signed_client_and_refuses_others(serve, certs):
         with pytest.raises((ssl.SSLError, ConnectionError, AssertionError)):
             with tls_connect(server, client_context(certs, cert=cert)) as sock:
                 get(sock)
+    # the reason of each refusal, in the error log
+    server.wait_for_stderr(r"TLS handshake with 127\.0\.0\.1 failed: peer did not return a certificate")
+    server.wait_for_stderr(r"TLS handshake with 127\.0\.0\.1 failed: certificate verify failed")
     response = subprocess.run(["curl", "-sS", "--max-time", "10", "--cacert", str(certs / "ca.pem"),
                                "--cert", str(certs / "client.pem"), "--key", str(certs / "client.key"),
                                f"https://127.0.0.1:{server.port}/"], capture_output=True, text=True, timeout=20)

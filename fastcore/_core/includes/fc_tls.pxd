@@ -31,6 +31,7 @@ cdef extern from "fc_tls.h" nogil:
 
     ctypedef struct fc_tls_conn_t:
         size_t retry_len
+        const char *failure
 
     fc_tls_server_t *fc_tls_server_new(const char *certfile, const char *keyfile, const fc_tls_options_t *options,
                                        char *err, size_t errlen)
