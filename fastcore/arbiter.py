@@ -47,7 +47,7 @@ from fastcore.config import ConfigError, build_config, listeners, parse_address
 from fastcore.worker import (APP_LOAD_ERROR, BOOT_ERROR, BindError, bind_socket, describe, limit_table_needed,
                              listener_kinds, make_limit_table, make_tls_context, run_worker, static_locations,
                              setup_logging)
-from fastcore._core.tls import TICKET_KEY_BYTES, TLSConfigError
+from fastcore._core.tls import TLSConfigError, new_ticket_keys, rotate_ticket_keys
 
 error_log = logging.getLogger("fastcore.error")
 
@@ -169,9 +169,10 @@ class Arbiter:
         self.waiting_for_fix = False      # --reload: the code on disk does not import; no worker is started
         self.limits_buffer = None         # the shared limits table (make_limit_table), made before the first fork
         self.limits_entries = None        # its limit_table_entries
-        # the session ticket key of every worker, made before the first fork
-        # and kept across reloads: a ticket resumes on any worker, any generation
-        self.ticket_key = os.urandom(TICKET_KEY_BYTES)
+        # the session ticket keys of every worker, in memory made before the
+        # first fork, rotated here (ssl_ticket_rotate) and kept across
+        # reloads: a ticket resumes on any worker, any generation
+        self.ticket_keys = new_ticket_keys()
 
     # -- start-up --------------------------------------------------------------
 
@@ -357,6 +358,8 @@ class Arbiter:
             self.watch_sources()
         self.maintain()
         self.loop.call_later(TICK, self.tick)
+        if self.config.certfile is not None:
+            self.loop.call_later(self.config.ssl_ticket_rotate, self.rotate_ticket_keys)
         try:
             self.loop.run()
         finally:
@@ -489,7 +492,7 @@ class Arbiter:
         tls = None
         if any(listener_kinds(self.config, mine)):
             try:
-                tls = make_tls_context(self.config, self.ticket_key)
+                tls = make_tls_context(self.config, self.ticket_keys)
             except TLSConfigError as e:  # changed on disk since preflight
                 os.write(report_fd, f"setting {e}".encode())
                 return BOOT_ERROR
@@ -735,6 +738,13 @@ class Arbiter:
             except ProcessLookupError:
                 pass
         error_log.info("arbiter: SIGUSR1, log files reopened")
+
+    def rotate_ticket_keys(self):
+        """A new session ticket key for every worker (the one before still
+        decrypts), then again in ssl_ticket_rotate seconds (as reloaded)."""
+        rotate_ticket_keys(self.ticket_keys)
+        error_log.debug("arbiter: session ticket key rotated")
+        self.loop.call_later(self.config.ssl_ticket_rotate, self.rotate_ticket_keys)
 
     def handle_hup(self):
         self.reload()

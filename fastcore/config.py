@@ -1210,6 +1210,10 @@ SETTINGS: Tuple[Setting, ...] = (
             "TLS 1.2 cipher suites (OpenSSL's list syntax); TLS 1.3 uses OpenSSL's own suites. The default is "
             "ECDHE with AES-GCM or ChaCha20-Poly1305.",
             metavar="LIST", annotation=str),
+    Setting("ssl_ticket_rotate", "tls", ("--ssl-ticket-rotate",), parse_duration, 3600,
+            "Session tickets: every worker shares the key, which the arbiter replaces this often; a ticket "
+            "resumes for one rotation more (then a new one is issued), so at most twice this long.",
+            metavar="SECONDS", annotation=float),
     Setting("tls", "tls", ("--tls",), parse_tls, [],
             "Certificates chosen by the client's SNI: NAME[,NAME...]=CERTFILE:KEYFILE, repeat for several, or "
             "[[tls]] tables with server_names, certfile, keyfile; other names get certfile.",

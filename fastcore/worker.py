@@ -347,17 +347,18 @@ def watch_pools(loop, proxies, board, channel):
     loop.call_soon(tick)
 
 
-def make_tls_context(config, ticket_key=None):
+def make_tls_context(config, ticket_keys=None):
     """The certificates of the TLS listeners (fastcore._core.tls), None when
     no certificate is configured. Raises TLSConfigError (one line, starting
-    with the setting's name). ticket_key: the session ticket key every
-    worker shares (the arbiter's), None for one of this process."""
+    with the setting's name). ticket_keys: the session ticket keys every
+    worker shares (the arbiter's tls.new_ticket_keys()), None for a key of
+    this process."""
     if config.certfile is None:
         return None
     from fastcore._core.tls import TLSContext
 
     return TLSContext(config.certfile, config.keyfile, ca_certs=config.ca_certs, cert_reqs=config.cert_reqs,
-                      min_version=config.ssl_min_version, ciphers=config.ciphers, ticket_key=ticket_key,
+                      min_version=config.ssl_min_version, ciphers=config.ciphers, ticket_keys=ticket_keys,
                       names=[(name, certificate.certfile, certificate.keyfile)
                              for certificate in config.tls for name in certificate.server_names])
 

@@ -23,7 +23,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/core_names.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -69,6 +72,39 @@ static int select_alpn(SSL *ssl, const unsigned char **out, unsigned char *outle
         return SSL_TLSEXT_ERR_NOACK;
     *out = chosen;
     return SSL_TLSEXT_ERR_OK;
+}
+
+/* OpenSSL's ticket callback (RFC 5077's format: key name, IV, AES-256-CBC,
+ * HMAC-SHA256) over the shared keys: 1 to encrypt or decrypt with the
+ * current key, 2 to decrypt with the previous one (OpenSSL then issues a
+ * new ticket), 0 for a key no longer known (a full handshake). */
+static int ticket_key(SSL *ssl, unsigned char key_name[16], unsigned char iv[EVP_MAX_IV_LENGTH],
+                      EVP_CIPHER_CTX *cipher, EVP_MAC_CTX *mac, int encrypt) {
+    const fc_tls_ticket_keys_t *shared = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+    uint32_t current = shared->current % 3;
+    const unsigned char *key = NULL;
+    OSSL_PARAM params[3];
+    int rc = 1;
+    if (encrypt) {
+        key = shared->keys[current];
+        memcpy(key_name, key, 16);
+        if (RAND_bytes(iv, 16) != 1)
+            return -1;
+    } else if (memcmp(key_name, shared->keys[current], 16) == 0) {
+        key = shared->keys[current];
+    } else if (memcmp(key_name, shared->keys[(current + 2) % 3], 16) == 0) {
+        key = shared->keys[(current + 2) % 3];
+        rc = 2;
+    } else {
+        return 0;
+    }
+    params[0] = OSSL_PARAM_construct_octet_string(OSSL_MAC_PARAM_KEY, (void *)(key + 16), 32);
+    params[1] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0);
+    params[2] = OSSL_PARAM_construct_end();
+    if (EVP_CipherInit_ex(cipher, EVP_aes_256_cbc(), NULL, key + 48, iv, encrypt) != 1 ||
+        EVP_MAC_CTX_set_params(mac, params) != 1)
+        return -1;
+    return rc;
 }
 
 static int name_matches(const char *pattern, const char *name) {
@@ -161,10 +197,12 @@ static SSL_CTX *make_context(const char *certfile, const char *keyfile, const fc
      * worker's cache; the id context is required once clients may show
      * certificates */
     SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"fastcore", 8);
-    if (options->ticket_key != NULL &&
-        SSL_CTX_set_tlsext_ticket_keys(ctx, (void *)options->ticket_key, FC_TLS_TICKET_KEY_LEN) != 1) {
-        openssl_reason(err, errlen, "cannot set the session ticket key");
-        goto fail;
+    if (options->ticket_keys != NULL) {
+        SSL_CTX_set_app_data(ctx, (void *)options->ticket_keys);
+        if (SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_key) != 1) {
+            openssl_reason(err, errlen, "cannot set the session ticket keys");
+            goto fail;
+        }
     }
     SSL_CTX_set_alpn_select_cb(ctx, select_alpn, NULL);
     if (options->cert_reqs != FC_TLS_VERIFY_NONE) {

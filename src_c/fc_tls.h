@@ -39,9 +39,21 @@ extern "C" {
 #define FC_TLS_VERIFY_OPTIONAL 1   /* asked for; checked if given */
 #define FC_TLS_VERIFY_REQUIRED 2   /* a client without a certificate signed by ca_certs fails the handshake */
 
-/* the session ticket key shared by the workers of one arbiter: name (16),
- * HMAC secret (32), AES key (32), as OpenSSL's SSL_CTX_set_tlsext_ticket_keys */
+/* a session ticket key: name (16), HMAC-SHA256 secret (32), AES-256 key (32) */
 #define FC_TLS_TICKET_KEY_LEN 80
+
+/* The ticket keys the workers of one arbiter share, in memory the arbiter
+ * writes and the workers read (mmap'd before fork). `current` names the
+ * slot whose key encrypts new tickets; the slot before it (current + 2,
+ * mod 3) still decrypts, so a ticket lives through one rotation and is
+ * renewed then. The arbiter rotates by writing a new key into the third
+ * slot, the one no worker reads, and only then moving `current` to it with
+ * one aligned 32-bit store: a reader never meets a key half written. */
+typedef struct fc_tls_ticket_keys {
+    volatile uint32_t current;  /* 0, 1 or 2 */
+    uint32_t reserved;
+    unsigned char keys[3][FC_TLS_TICKET_KEY_LEN];
+} fc_tls_ticket_keys_t;
 
 /* a TLS record carries at most this much plaintext: writes are coalesced
  * up to it, so a response head and a small body go out in one record */
@@ -52,7 +64,7 @@ typedef struct fc_tls_options {
     int cert_reqs;              /* FC_TLS_VERIFY_* */
     int min_version;            /* TLS1_2_VERSION (0x0303) or TLS1_3_VERSION (0x0304) */
     const char *ciphers;        /* OpenSSL cipher list for TLS 1.2, or NULL for OpenSSL's default */
-    const unsigned char *ticket_key;   /* FC_TLS_TICKET_KEY_LEN bytes, or NULL: a key of this process */
+    const fc_tls_ticket_keys_t *ticket_keys;   /* the shared keys, or NULL: OpenSSL's key of this process */
 } fc_tls_options_t;
 
 typedef struct fc_tls_server fc_tls_server_t;

@@ -9,6 +9,7 @@ from fastcore._core.includes.fc_tls cimport fc_tls_conn_t, fc_tls_server_t
 cdef class TLSContext:
     cdef fc_tls_server_t *server
     cdef readonly tuple server_names    # the SNI names of the [[tls]] tables, for messages
+    cdef object ticket_keys             # the shared mmap of the ticket keys, kept mapped while used
 
     cdef fc_tls_conn_t *new_connection(self, int fd) noexcept   # NULL: out of memory
 

@@ -7,9 +7,16 @@ shared between processes); the arbiter makes them once before, to refuse a
 bad certificate or key with one line (fastcore.preflight). A reload (HUP)
 starts new workers, which read the files again: new connections get the
 new certificate while the old workers finish their connections with the old.
-The session ticket key comes from the arbiter, made before the first fork,
-so a ticket one worker issued resumes on any other, across reloads too.
+The session ticket keys live in memory the arbiter shares with every
+worker (new_ticket_keys, made before the first fork): a ticket one worker
+issued resumes on any other, across reloads too. The arbiter rotates them
+(rotate_ticket_keys) every ssl_ticket_rotate seconds; a ticket is taken for
+one rotation more, and renewed then.
 """
+import mmap
+import os
+import struct
+
 from libc.string cimport strlen
 
 from fastcore._core.includes.fc_tls cimport *
@@ -22,7 +29,24 @@ cdef extern from "<openssl/ssl.h>":
 # the values of cert_reqs and ssl_min_version (config.py) as fc_tls takes them
 CERT_REQS = {"none": FC_TLS_VERIFY_NONE, "optional": FC_TLS_VERIFY_OPTIONAL, "required": FC_TLS_VERIFY_REQUIRED}
 MIN_VERSIONS = {"1.2": TLS1_2_VERSION, "1.3": TLS1_3_VERSION}
-TICKET_KEY_BYTES = FC_TLS_TICKET_KEY_LEN
+TICKET_KEYS_SIZE = sizeof(fc_tls_ticket_keys_t)
+
+
+def new_ticket_keys():
+    """Shared memory holding the ticket keys (fc_tls_ticket_keys_t), the first
+    one random and current; made by the arbiter before it forks."""
+    keys = mmap.mmap(-1, TICKET_KEYS_SIZE)  # MAP_SHARED | MAP_ANONYMOUS: the workers see its writes
+    keys[8:8 + FC_TLS_TICKET_KEY_LEN] = os.urandom(FC_TLS_TICKET_KEY_LEN)
+    struct.pack_into("=I", keys, 0, 0)
+    return keys
+
+
+def rotate_ticket_keys(keys):
+    """A new current key; the one it replaces still decrypts (one rotation)."""
+    current = struct.unpack_from("=I", keys, 0)[0] % 3
+    slot = (current + 1) % 3  # neither current nor previous: no worker reads it
+    keys[8 + slot * FC_TLS_TICKET_KEY_LEN:8 + (slot + 1) * FC_TLS_TICKET_KEY_LEN] = os.urandom(FC_TLS_TICKET_KEY_LEN)
+    struct.pack_into("=I", keys, 0, slot)  # one aligned 4-byte store
 
 
 class TLSConfigError(ValueError):
@@ -34,28 +58,32 @@ cdef class TLSContext:
     """The certificates of the TLS listeners: the default one (certfile,
     keyfile) and one per [[tls]] table, chosen by the client's SNI.
 
-    names: (server_name, certfile, keyfile) tuples; ticket_key: 80 bytes
-    shared by the workers (None: a key of this process, so a ticket resumes
-    only on the worker that issued it)."""
+    names: (server_name, certfile, keyfile) tuples; ticket_keys: the shared
+    memory of new_ticket_keys() (None: OpenSSL's key of this process, so a
+    ticket resumes only on the worker that issued it)."""
 
     def __cinit__(self, str certfile, str keyfile, *, str ca_certs=None, str cert_reqs="none",
-                  str min_version="1.2", str ciphers=None, bytes ticket_key=None, names=()):
+                  str min_version="1.2", str ciphers=None, ticket_keys=None, names=()):
         cdef fc_tls_options_t options
         cdef char err[1024]
         cdef bytes cert_b = certfile.encode(), key_b = keyfile.encode()
         cdef bytes ca_b = ca_certs.encode() if ca_certs is not None else None
         cdef bytes ciphers_b = ciphers.encode() if ciphers is not None else None
-        if ticket_key is not None and len(ticket_key) != FC_TLS_TICKET_KEY_LEN:
-            raise ValueError(f"ticket_key: {FC_TLS_TICKET_KEY_LEN} bytes expected")
+        cdef unsigned char[::1] keys_view
+        if ticket_keys is not None:
+            keys_view = ticket_keys
+            if keys_view.shape[0] < TICKET_KEYS_SIZE:
+                raise ValueError(f"ticket_keys: {TICKET_KEYS_SIZE} bytes expected")
+            self.ticket_keys = ticket_keys  # the mapping outlives the contexts that read it
         options.ca_certs = NULL
         options.ciphers = NULL
-        options.ticket_key = NULL
+        options.ticket_keys = NULL
         if ca_b is not None:
             options.ca_certs = ca_b
         if ciphers_b is not None:
             options.ciphers = ciphers_b
-        if ticket_key is not None:
-            options.ticket_key = <const unsigned char *>ticket_key
+        if ticket_keys is not None:
+            options.ticket_keys = <const fc_tls_ticket_keys_t *>&keys_view[0]
         options.cert_reqs = CERT_REQS[cert_reqs]
         options.min_version = MIN_VERSIONS[min_version]
         self.server = fc_tls_server_new(cert_b, key_b, &options, err, sizeof(err))

@@ -12,6 +12,7 @@
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
@@ -100,6 +101,11 @@ static void pair_open(pair_t *p, fc_tls_server_t *server)
 
 static void pair_close(pair_t *p)
 {
+    /* a client that ends without close_notify has its session marked not
+     * resumable (by OpenSSL, on its side) */
+    if (SSL_is_init_finished(p->client))
+        SSL_shutdown(p->client);
+    ERR_clear_error();
     fc_tls_conn_free(p->server);
     SSL_free(p->client);
     SSL_CTX_free(p->client_ctx);
@@ -266,6 +272,57 @@ static void test_not_tls(fc_tls_server_t *server)
     pair_close(&p);
 }
 
+/* a session resumes from a ticket under the current key and the one
+ * before; two rotations later it does not */
+static void test_tickets(void)
+{
+    static fc_tls_ticket_keys_t keys;
+    char err[512];
+    fc_tls_options_t options = defaults();
+    fc_tls_server_t *server;
+    SSL_SESSION *session;
+    pair_t p;
+    char buf[16];
+    size_t got;
+    int i, rotation;
+    int reused[4];
+    const unsigned char *ticket;
+    memset(&keys, 0, sizeof(keys));
+    RAND_bytes(keys.keys[0], FC_TLS_TICKET_KEY_LEN);
+    options.ticket_keys = &keys;
+    options.min_version = TLS1_2_VERSION;
+    server = fc_tls_server_new(file("a.pem"), file("a.key"), &options, err, sizeof(err));
+    CHECK(server != NULL, "server with shared keys: %s", err);
+    if (server == NULL)
+        return;
+    pair_open(&p, server);
+    SSL_set_max_proto_version(p.client, TLS1_2_VERSION);
+    CHECK(handshake(&p) == FC_TLS_DONE, "first handshake");
+    session = SSL_get1_session(p.client);
+    ticket = NULL;
+    SSL_SESSION_get0_ticket(session, &ticket, &got);
+    CHECK(ticket != NULL && got > 0, "a ticket");
+    pair_close(&p);
+    for (rotation = 0; rotation < 3; rotation++) {
+        pair_open(&p, server);
+        SSL_set_max_proto_version(p.client, TLS1_2_VERSION);
+        SSL_set_session(p.client, session);
+        CHECK(handshake(&p) == FC_TLS_DONE, "handshake after %d rotations", rotation);
+        reused[rotation] = SSL_session_reused(p.client);
+        CHECK(fc_tls_resumed(p.server) == reused[rotation], "both ends agree");
+        (void)SSL_read_ex(p.client, buf, sizeof(buf), &got);  /* takes a renewed ticket, if any */
+        ERR_clear_error();
+        pair_close(&p);
+        /* the arbiter's rotation: a new key in the free slot, then current */
+        i = (int)((keys.current + 1) % 3);
+        RAND_bytes(keys.keys[i], FC_TLS_TICKET_KEY_LEN);
+        keys.current = (uint32_t)i;
+    }
+    CHECK(reused[0] && reused[1] && !reused[2], "resumed %d %d %d", reused[0], reused[1], reused[2]);
+    SSL_SESSION_free(session);
+    fc_tls_server_free(server);
+}
+
 int main(void)
 {
     char err[512];
@@ -285,6 +342,7 @@ int main(void)
     test_session(server);
     test_not_tls(server);
     fc_tls_server_free(server);
+    test_tickets();
     unlink(file("a.pem"));
     unlink(file("a.key"));
     unlink(file("b.pem"));

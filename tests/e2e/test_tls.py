@@ -512,3 +512,29 @@ def test_asgi_scope_over_tls_with_a_client_certificate(serve, certs):
     with tls_connect(server, client_context(certs, ssl.TLSVersion.TLSv1_2)) as sock:
         tls = json.loads(get(sock)[1])["tls"]
     assert tls["tls_version"] == 0x0303 and tls["client_cert_chain"] == [] and tls["client_cert_name"] is None
+
+
+def test_ticket_keys_rotate(serve, certs):
+    """--ssl-ticket-rotate 1: a ticket resumes at first, stops resuming once
+    its key is two rotations old, and a new session resumes again."""
+    server = serve(ECHO_APP, *tls_args(certs), "--ssl-ticket-rotate", "1", "--workers", "2")
+    context = client_context(certs, ssl.TLSVersion.TLSv1_2)
+
+    def new_session():
+        with tls_connect(server, context) as sock:
+            get(sock)
+            return sock.session
+
+    def resumes(session):
+        raw = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        with context.wrap_socket(raw, server_hostname="localhost", session=session) as sock:
+            get(sock)
+            return sock.session_reused
+
+    session = new_session()
+    assert resumes(session)
+    deadline = time.monotonic() + 15
+    while resumes(session):
+        assert time.monotonic() < deadline, "the ticket still resumes after many rotations"
+        time.sleep(0.2)
+    assert resumes(new_session())

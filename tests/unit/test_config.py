@@ -305,6 +305,7 @@ BAD_VALUES = {
     "ciphers": [""],
     "tls": ["example.com", "=c.pem:k.pem", "bad name!=c.pem:k.pem", "a.example=c.pem"],
     "https_redirect": ["maybe"],
+    "ssl_ticket_rotate": ["0", "-1", "hourly"],
 }
 
 

@@ -19,12 +19,15 @@ cdef extern from "fc_tls.h" nogil:
         FC_TLS_TICKET_KEY_LEN
         FC_TLS_RECORD
 
+    ctypedef struct fc_tls_ticket_keys_t:
+        pass
+
     ctypedef struct fc_tls_options_t:
         const char *ca_certs
         int cert_reqs
         int min_version
         const char *ciphers
-        const unsigned char *ticket_key
+        const fc_tls_ticket_keys_t *ticket_keys
 
     ctypedef struct fc_tls_server_t:
         pass
