@@ -106,7 +106,8 @@ cdef class Stream(TimedHandle):
         if self.out.written and self.out.pending and self.send_queue is not None and self.queue is self.send_queue:
             self.send_queue.arm(self, self.loop.now)
         if full_speed:
-            self.limit_after -= self.out.written
+            # (a TLS record begun before may go whole, a little past the allowance)
+            self.limit_after -= min(self.out.written, self.limit_after)
             if self.limit_after == 0:
                 self.tokens_at = self.loop.now  # the limit starts now: tokens accrue from here
         else:

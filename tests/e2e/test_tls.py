@@ -538,3 +538,19 @@ def test_ticket_keys_rotate(serve, certs):
         assert time.monotonic() < deadline, "the ticket still resumes after many rotations"
         time.sleep(0.2)
     assert resumes(new_session())
+
+
+def test_bandwidth_limit_over_tls(serve_files, certs, tmp_path):
+    """--limit-rate counts what goes out in TLS records too: a file past
+    limit_rate_after arrives whole, no faster than the limit lets it."""
+    site = tmp_path / "site"
+    site.mkdir()
+    data = os.urandom(3 << 20)
+    (site / "big.bin").write_bytes(data)
+    server = serve_files(site, *tls_args(certs), "--bind", "127.0.0.1:0", "--limit-rate", "4m",
+                         "--limit-rate-after", "1m")
+    started = time.monotonic()
+    response = requests.get(f"https://127.0.0.1:{server.port}/big.bin", verify=str(certs / "ca.pem"), timeout=30)
+    seconds = time.monotonic() - started
+    assert response.status_code == 200 and response.content == data
+    assert seconds >= 0.4, f"2 MiB past the first at 4 MiB/s took {seconds:.2f} s"  # at least 0.5 s at the limit
