@@ -193,9 +193,11 @@ static SSL_CTX *make_context(const char *certfile, const char *keyfile, const fc
         ERR_clear_error();
         goto fail;
     }
-    /* sessions resume from tickets (stateless, any worker) and from this
-     * worker's cache; the id context is required once clients may show
-     * certificates */
+    /* sessions resume from tickets only: stateless, on any worker, and no
+     * cache of sessions growing with the handshakes (up to 20,000 of a few
+     * KiB each in OpenSSL's default). The id context is still required once
+     * clients may show certificates. */
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"fastcore", 8);
     if (options->ticket_keys != NULL) {
         SSL_CTX_set_app_data(ctx, (void *)options->ticket_keys);
