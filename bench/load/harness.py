@@ -288,6 +288,21 @@ def command_for(name, app, port, workdir):
     if name == "fastcore-static-tls":
         return [py, "-m", "fastcore", "serve", "--static", f"/={app}", "--bind", f"127.0.0.1:{port}",
                 "--max-connections", "20000", *tls_files]
+    if name == "granian-tls":
+        return [py, "-m", "granian", "--interface", "wsgi", "--workers", "1", "--blocking-threads", "1",
+                "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--ssl-protocol-min", "tls1.2",
+                "--ssl-certificate", f"{TLS_CERT_DIR}/cert.pem", "--ssl-keyfile", f"{TLS_CERT_DIR}/key.pem",
+                f"apps:{app}"]
+    if name == "granian-asgi-tls":
+        return [py, "-m", "granian", "--interface", "asgi", "--workers", "1", "--no-ws",
+                "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--ssl-protocol-min", "tls1.2",
+                "--ssl-certificate", f"{TLS_CERT_DIR}/cert.pem", "--ssl-keyfile", f"{TLS_CERT_DIR}/key.pem",
+                f"apps:{app}"]
+    if name == "uvicorn-tls":
+        return [py, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+                "--log-level", "warning", "--no-access-log", "--lifespan", "off",
+                "--ssl-certfile", f"{TLS_CERT_DIR}/cert.pem", "--ssl-keyfile", f"{TLS_CERT_DIR}/key.pem",
+                f"apps:{app}"]
     if name == "nginx-tls":
         return nginx_command(workdir, NGINX_HELLO_TLS, port=port, certs=TLS_CERT_DIR)
     if name == "nginx-static-tls":
@@ -579,7 +594,8 @@ def tls_runs(duration, connections):
         os.chmod(TLS_CERT_DIR, 0o755)  # nginx's worker may run as another user; the key stays 600 (master reads it)
         os.chmod(f"{TLS_CERT_DIR}/key.pem", 0o600)
         runs = [
-            ("keep-alive hello", "hello", "/", (), ["fastcore", "fastcore-tls", "nginx-tls"], 0),
+            ("keep-alive hello", "hello", "/", (), ["fastcore", "fastcore-tls", "nginx-tls", "granian-tls"], 0),
+            ("keep-alive ASGI hello", "asgi_hello", "/", (), ["fastcore-tls", "uvicorn-tls", "granian-asgi-tls"], 0),
             ("keep-alive 1 KiB file", str(site), "/1k.bin", (), ["fastcore-static-tls", "nginx-static-tls"], 1024),
             ("new TLS connection per request (full handshake), hello", "hello", "/", ("Connection: close",),
              ["fastcore-tls", "nginx-tls"], 0),
@@ -611,11 +627,13 @@ def tls_runs(duration, connections):
 def print_tls_table(report):
     print("\n### HTTPS, one worker each (server on core 0, wrk on core 1), same certificate (ECDSA P-256), "
           "suites and tickets\n")
-    print("| run | server | requests/s | MB/s | p99 | CPU µs/request | requests/s vs nginx | CPU/request vs nginx "
-          "| errors |")
+    print("| run | server | requests/s | MB/s | p99 | CPU µs/request | requests/s vs nginx (ASGI: vs fastcore) "
+          "| CPU/request vs nginx (ASGI: vs fastcore) | errors |")
     print("|---|---|---|---|---|---|---|---|---|")
     for label, results in report.items():
-        base = next((r for name, r in results.items() if name.startswith("nginx")), None)
+        # against nginx where it runs, else against fastcore (the ASGI run)
+        base = next((r for name, r in results.items() if name.startswith("nginx")), None) or \
+            next((r for name, r in results.items() if name.startswith("fastcore")), None)
         for name, r in results.items():
             if r is None:
                 print(f"| {label} | {name} | absent | | | | | | |")
