@@ -9,6 +9,7 @@ gives -O0 -g for a debugger.
 The released wheel is built and checked by .ci/wheel-check."""
 import glob
 import os
+import subprocess
 import sys
 
 import setuptools
@@ -41,10 +42,35 @@ C_SOURCES = {
     "static": ["src_c/fc_static.c"],
     "proxy": ["src_c/fc_forward.c"],
     "realip": ["src_c/fc_realip.c"],
-    "connection": ["src_c/fc_limits.c"],  # releases a request's count in the limits table
+    "connection": ["src_c/fc_limits.c", "src_c/fc_tls.c"],  # limits: releases a request's count
     "limits": ["src_c/fc_limits.c", "src_c/fc_realip.c"],
     "websocket": ["src_c/fc_ws.c"],
+    # TLS: contexts (tls), handshake and reads (connection), writes (buffer), freeing (stream)
+    "tls": ["src_c/fc_tls.c"],
+    "buffer": ["src_c/fc_tls.c"],
+    "stream": ["src_c/fc_tls.c"],
 }
+
+# The modules over fc_tls.c link the system's OpenSSL 3 (libssl.so.3,
+# libcrypto.so.3). The wheel does not carry them: auditwheel repair
+# excludes them (.ci/wheel-check), as distributions' nginx packages use the
+# system's OpenSSL and get its security updates.
+OPENSSL_LIBRARIES = ["ssl", "crypto"]
+
+
+def check_openssl_headers():
+    """One clear line, not a page of compiler errors, when OpenSSL's headers
+    are missing (a machine without the development package)."""
+    compiler = os.environ.get("CC", "cc").split()
+    probe = b"#include <openssl/ssl.h>\n#if OPENSSL_VERSION_MAJOR < 3\n#error OpenSSL 3 needed\n#endif\n"
+    try:
+        result = subprocess.run([*compiler, "-E", "-x", "c", "-", "-o", os.devnull], input=probe,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except OSError:
+        return  # no compiler: the build says so itself
+    if result.returncode != 0:
+        sys.exit("setup.py: error: OpenSSL 3 headers (openssl/ssl.h) not found: install the Debian/Ubuntu "
+                 "package libssl-dev (Fedora: openssl-devel)")
 
 
 # Plain Python modules compiled as they are, with an augmenting .pxd beside
@@ -69,6 +95,10 @@ class ParallelBuildExt(build_ext):
         super().finalize_options()
         if not self.parallel:
             self.parallel = build_jobs()
+
+    def run(self):
+        check_openssl_headers()
+        super().run()
 
 
 def our_sources():
@@ -103,12 +133,13 @@ def extension(name):
         sources=[f"{path}{suffix}", *C_SOURCES.get(name, [])],
         include_dirs=["src_c"],
         extra_compile_args=COMPILE_ARGS,
+        libraries=OPENSSL_LIBRARIES if "src_c/fc_tls.c" in C_SOURCES.get(name, []) else [],
     )
 
 
 extensions = [extension(name) for name in ("parser", "stats", "buffer", "loop", "response", "stream", "realip", "connection",
                                         "gateway", "router", "limits", "filecache", "static", "upstream", "proxy",
-                                        "websocket", "asgi", "balancer")]
+                                        "websocket", "asgi", "tls", "balancer")]
 if cythonize:
     extensions = cythonize(
         extensions,

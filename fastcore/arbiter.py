@@ -43,9 +43,11 @@ import traceback
 
 from fastcore import preflight, stats_layout
 from fastcore.proxy import control
-from fastcore.config import ConfigError, build_config, parse_address
+from fastcore.config import ConfigError, build_config, listeners, parse_address
 from fastcore.worker import (APP_LOAD_ERROR, BOOT_ERROR, BindError, bind_socket, describe, limit_table_needed,
-                             make_limit_table, run_worker, static_locations, setup_logging)
+                             listener_kinds, make_limit_table, make_tls_context, run_worker, static_locations,
+                             setup_logging)
+from fastcore._core.tls import TLSConfigError, new_ticket_keys, rotate_ticket_keys
 
 error_log = logging.getLogger("fastcore.error")
 
@@ -167,6 +169,10 @@ class Arbiter:
         self.waiting_for_fix = False      # --reload: the code on disk does not import; no worker is started
         self.limits_buffer = None         # the shared limits table (make_limit_table), made before the first fork
         self.limits_entries = None        # its limit_table_entries
+        # the session ticket keys of every worker, in memory made before the
+        # first fork, rotated here (ssl_ticket_rotate) and kept across
+        # reloads: a ticket resumes on any worker, any generation
+        self.ticket_keys = new_ticket_keys()
 
     # -- start-up --------------------------------------------------------------
 
@@ -180,14 +186,15 @@ class Arbiter:
                 error_log.info("sockets from systemd: workers share them (reuse_port does not apply)")
             self.reuse_port = False
             return
-        self.reuse_port = config.reuse_port and all(parse_address(b).family != "unix" for b in config.bind)
+        addresses = [address for address, _ in listeners(config)]
+        self.reuse_port = config.reuse_port and all(parse_address(b).family != "unix" for b in addresses)
         if self.reuse_port:
-            first = [bind_socket(text, config.backlog, reuse_port=True) for text in config.bind]
-            self.bound = [describe(s)[0] for s in first]
+            first = [bind_socket(text, config.backlog, reuse_port=True) for text in addresses]
             self.slot_sockets = [first]
         else:
-            self.shared_sockets = [bind_socket(text, config.backlog) for text in config.bind]
-            self.bound = [describe(s)[0] for s in self.shared_sockets]
+            first = self.shared_sockets = [bind_socket(text, config.backlog) for text in addresses]
+        self.bound = [describe(s)[0].replace("http://", "https://", 1) if is_tls else describe(s)[0]
+                      for s, is_tls in zip(first, listener_kinds(config, first))]
 
     def sockets_for_slot(self, slot):
         """The sockets of a worker slot (made on first use in reuse_port mode)."""
@@ -351,6 +358,8 @@ class Arbiter:
             self.watch_sources()
         self.maintain()
         self.loop.call_later(TICK, self.tick)
+        if self.config.certfile is not None:
+            self.loop.call_later(self.config.ssl_ticket_rotate, self.rotate_ticket_keys)
         try:
             self.loop.run()
         finally:
@@ -478,10 +487,19 @@ class Arbiter:
                 w.channel.close_arbiter_side()
         if channel is not None:
             channel.close_arbiter_side()
+        # the certificates and keys are read before the account changes: a
+        # key only root may read (as it should be) is read as root, as nginx does
+        tls = None
+        if any(listener_kinds(self.config, mine)):
+            try:
+                tls = make_tls_context(self.config, self.ticket_keys)
+            except TLSConfigError as e:  # changed on disk since preflight
+                os.write(report_fd, f"setting {e}".encode())
+                return BOOT_ERROR
         drop_privileges(self.config.user, self.config.group)
         return run_worker(self.config, mine, app=self.app, app_spec=self.app_spec, stats_buffer=stats,
                           exclusive=not self.reuse_port, report_fd=report_fd,
-                          multiprocess=self.target > 1, board=board, channel=channel, limits_buffer=limits)
+                          multiprocess=self.target > 1, board=board, channel=channel, limits_buffer=limits, tls=tls)
 
     def current(self):
         return [w for w in self.workers.values() if not w.stopping]
@@ -721,6 +739,13 @@ class Arbiter:
                 pass
         error_log.info("arbiter: SIGUSR1, log files reopened")
 
+    def rotate_ticket_keys(self):
+        """A new session ticket key for every worker (the one before still
+        decrypts), then again in ssl_ticket_rotate seconds (as reloaded)."""
+        rotate_ticket_keys(self.ticket_keys)
+        error_log.debug("arbiter: session ticket key rotated")
+        self.loop.call_later(self.config.ssl_ticket_rotate, self.rotate_ticket_keys)
+
     def handle_hup(self):
         self.reload()
 
@@ -739,9 +764,14 @@ class Arbiter:
         if found:
             error_log.error("reload: keeping the current configuration: %s", "; ".join(found))
             return
-        if config.bind != self.config.bind or config.reuse_port != self.config.reuse_port:
-            error_log.warning("reload: bind and reuse_port changes need a restart; keeping the current sockets")
-            config = dataclasses.replace(config, bind=self.config.bind, reuse_port=self.config.reuse_port)
+        if listeners(config) != listeners(self.config) or config.reuse_port != self.config.reuse_port:
+            error_log.warning("reload: bind, bind_tls, certfile-or-not and reuse_port changes need a restart; "
+                              "keeping the current sockets")
+            config = dataclasses.replace(config, bind=self.config.bind, bind_tls=self.config.bind_tls,
+                                         reuse_port=self.config.reuse_port)
+            if listeners(config) != listeners(self.config):  # TLS turned on or off: not without new sockets
+                error_log.error("reload: keeping the current configuration: TLS on or off needs a restart")
+                return
         if self.reload_generation is None:
             self.reload_from = (self.config, self.target)
         else:

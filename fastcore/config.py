@@ -42,6 +42,8 @@ __all__ = [
     "SETTINGS_BY_NAME",
     "Setting",
     "StaticLocation",
+    "TLSCertificate",
+    "listeners",
     "MiddlewareEntry",
     "ProxyLocation",
     "UpstreamServer",
@@ -60,7 +62,7 @@ __all__ = [
 ]
 
 ENV_PREFIX = "FASTCORE_"
-SECTIONS = ("server", "static", "proxy", "limits", "protection", "timeouts", "wsgi", "logging")
+SECTIONS = ("server", "tls", "static", "proxy", "limits", "protection", "timeouts", "wsgi", "logging")
 _MAX_REPR = 80  # a pasted blob in an error line helps nobody past this
 
 
@@ -939,6 +941,114 @@ def parse_bind(value: Any) -> Tuple[str, ...]:
 
 
 # ---------------------------------------------------------------------------
+# TLS.
+
+# Mozilla's "intermediate" TLS 1.2 suites that need no DH parameters: ECDHE
+# key exchange, AEAD ciphers only (TLS 1.3's own suites are all of that kind)
+DEFAULT_CIPHERS = ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+                   "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305")
+_SERVER_NAME_RE = re.compile(r"(\*\.)?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
+                             r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z")
+
+
+def parse_absolute_file(value: Any) -> str:
+    """A file path, made absolute against the starting directory."""
+    return os.path.abspath(_nonempty_string(value, "a file path"))
+
+
+def parse_bind_tls(value: Any) -> Tuple[str, ...]:
+    """Like bind, but none is allowed (the default: no separate TLS addresses)."""
+    if value in ([], (), ""):
+        return ()
+    return parse_bind(value)
+
+
+def parse_cipher_list(value: Any) -> str:
+    """An OpenSSL cipher list (OpenSSL itself checks it, fastcore.preflight)."""
+    return _nonempty_string(value, "an OpenSSL cipher list")
+
+
+def parse_tls_version(value: Any) -> str:
+    """"1.2" or "1.3" (also written TLSv1.2, tls1.3)."""
+    text = value.strip().lower() if isinstance(value, str) else value
+    if isinstance(text, float):
+        text = str(text)
+    if isinstance(text, str):
+        text = text.replace("tlsv", "").replace("tls", "")
+        if text in ("1.2", "1.3"):
+            return text
+    raise _Invalid("1.2 or 1.3 (TLS 1.0 and 1.1 are not offered)", value)
+
+
+@dataclasses.dataclass(frozen=True)
+class TLSCertificate:
+    """One ``[[tls]]`` table: the certificate of these SNI names."""
+
+    server_names: Tuple[str, ...]
+    certfile: str
+    keyfile: str
+
+
+def _tls_certificate(item: Any) -> TLSCertificate:
+    if isinstance(item, str):
+        # NAME[,NAME...]=CERTFILE:KEYFILE (command line, environment)
+        names, sep, files = item.partition("=")
+        certfile, sep2, keyfile = files.rpartition(":")
+        if not sep or not sep2 or not names.strip():
+            raise _Invalid("NAME[,NAME...]=CERTFILE:KEYFILE or a [[tls]] table", item)
+        item = {"server_names": [n.strip() for n in names.split(",")], "certfile": certfile, "keyfile": keyfile}
+    if not isinstance(item, dict):
+        raise _Invalid("NAME[,NAME...]=CERTFILE:KEYFILE or a [[tls]] table", item)
+    unknown = set(item) - {"server_names", "certfile", "keyfile"}
+    if unknown:
+        raise _Invalid(f"a [[tls]] table without the unknown key {sorted(unknown)[0]!r} "
+                       f"(keys: server_names, certfile, keyfile)", item)
+    missing = [key for key in ("server_names", "certfile", "keyfile") if key not in item]
+    if missing:
+        raise _Invalid(f"a [[tls]] table with {missing[0]!r}", item)
+    names = item["server_names"]
+    if isinstance(names, str):
+        names = [names]
+    if not isinstance(names, list) or not names:
+        raise _Invalid("[[tls]] server_names as a non-empty list of host names", names)
+    for name in names:
+        if not isinstance(name, str) or not _SERVER_NAME_RE.match(name):
+            raise _Invalid("[[tls]] server_names as host names (or *.example.com)", name)
+    return TLSCertificate(tuple(name.lower() for name in names), parse_absolute_file(item["certfile"]),
+                          parse_absolute_file(item["keyfile"]))
+
+
+def parse_tls(value: Any) -> Tuple[TLSCertificate, ...]:
+    """Certificates chosen by SNI: repeated ``--tls`` entries, entries
+    separated by ';' (environment) or ``[[tls]]`` tables."""
+    if isinstance(value, str):
+        items: List[Any] = [item.strip() for item in value.split(";") if item.strip()]
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        raise _Invalid("NAME[,NAME...]=CERTFILE:KEYFILE entries or [[tls]] tables", value)
+    certificates = [_tls_certificate(item) for item in items]
+    seen = set()
+    for certificate in certificates:
+        for name in certificate.server_names:
+            if name in seen:
+                raise _Invalid("each server name in one [[tls]] table", name)
+            seen.add(name)
+    return tuple(certificates)
+
+
+def listeners(config: Any) -> Tuple[Tuple[str, bool], ...]:
+    """(address, is_tls) of every listening address, in the order the
+    arbiter binds them: `bind` then `bind_tls`. With a certificate and no
+    `bind_tls`, every `bind` address is TLS; with `bind_tls`, `bind` is plain."""
+    if config.certfile is None:
+        return tuple((address, False) for address in config.bind)
+    if not config.bind_tls:
+        return tuple((address, True) for address in config.bind)
+    return tuple((address, False) for address in config.bind) + tuple((address, True) for address in config.bind_tls)
+
+
+# ---------------------------------------------------------------------------
 # The table.
 
 
@@ -1089,6 +1199,43 @@ SETTINGS: Tuple[Setting, ...] = (
     Setting("config", "server", ("--config", "-c"), parse_file_path, None,
             "TOML file whose top-level keys are setting names.",
             metavar="PATH", in_file=False, annotation=Optional[str]),
+    # tls
+    Setting("certfile", "tls", ("--certfile",), parse_absolute_file, None,
+            "TLS certificate (PEM, chain after it): with it the bind addresses speak HTTPS (or only those of "
+            "bind_tls, when given). Read again on reload (HUP).",
+            metavar="PATH", annotation=Optional[str]),
+    Setting("keyfile", "tls", ("--keyfile",), parse_absolute_file, None,
+            "Private key of certfile (PEM); refused if others may read it or if it does not match.",
+            metavar="PATH", annotation=Optional[str]),
+    Setting("bind_tls", "tls", ("--bind-tls",), parse_bind_tls, [],
+            "Addresses that speak HTTPS beside plain bind ones (HOST:PORT; repeat for several); when given, "
+            "bind stays plain and defaults to none.",
+            metavar="ADDRESS", kind="list", annotation=Tuple[str, ...]),
+    Setting("ca_certs", "tls", ("--ca-certs",), parse_absolute_file, None,
+            "CA certificates (PEM) that sign client certificates, for cert_reqs optional or required.",
+            metavar="PATH", annotation=Optional[str]),
+    Setting("cert_reqs", "tls", ("--cert-reqs",), choice("none", "optional", "required"), "none",
+            "Client certificates (mTLS): none, optional (checked when given) or required (a client without one "
+            "signed by ca_certs fails the handshake).",
+            metavar="WHAT", annotation=str),
+    Setting("ssl_min_version", "tls", ("--ssl-min-version",), parse_tls_version, "1.2",
+            "Oldest TLS version accepted: 1.2 or 1.3.",
+            metavar="VERSION", annotation=str),
+    Setting("ciphers", "tls", ("--ciphers",), parse_cipher_list, DEFAULT_CIPHERS,
+            "TLS 1.2 cipher suites (OpenSSL's list syntax); TLS 1.3 uses OpenSSL's own suites. The default is "
+            "ECDHE with AES-GCM or ChaCha20-Poly1305.",
+            metavar="LIST", annotation=str),
+    Setting("ssl_ticket_rotate", "tls", ("--ssl-ticket-rotate",), parse_duration, 3600,
+            "Session tickets: every worker shares the key, which the arbiter replaces this often; a ticket "
+            "resumes for one rotation more (then a new one is issued), so at most twice this long.",
+            metavar="SECONDS", annotation=float),
+    Setting("tls", "tls", ("--tls",), parse_tls, [],
+            "Certificates chosen by the client's SNI: NAME[,NAME...]=CERTFILE:KEYFILE, repeat for several, or "
+            "[[tls]] tables with server_names, certfile, keyfile; other names get certfile.",
+            metavar="ENTRY", kind="list", annotation=Tuple[TLSCertificate, ...]),
+    Setting("https_redirect", "tls", ("--https-redirect", "--no-https-redirect"), parse_bool, False,
+            "Plain listeners answer every request 301 to the same URL over https:// (the first TLS port).",
+            kind="flag", annotation=bool),
     # static
     Setting("static", "static", ("--static",), parse_static, [],
             "Serve files: PREFIX=DIR maps requests under PREFIX to files under DIR; repeat for several (the longest "
@@ -1538,10 +1685,41 @@ def build_config(cli: Optional[Mapping[str, Any]] = None, environ: Optional[Mapp
         if location.balance == "hash" and location.hash_key is None:
             raise ConfigError(f"setting proxy ({location.prefix}): balance hash needs hash_key "
                               f"(client_ip, uri or header:NAME)")
+    _check_tls(values, origins)
     if values["reload"] and values["preload"]:
         raise ConfigError("setting reload (--reload): true cannot go with preload (--preload): the arbiter would "
                           "keep the old code, and --reload needs the workers to import the changed code")
     return Config(**values)
+
+
+def _check_tls(values: Dict[str, Any], origins: Mapping[str, Tuple[Any, str]]) -> None:
+    """The TLS settings that only make sense together."""
+    has_certificate = values["certfile"] is not None
+    if values["keyfile"] is not None and not has_certificate:
+        raise ConfigError("setting keyfile: given without certfile (the certificate it is the key of)")
+    if has_certificate and values["keyfile"] is None:
+        raise ConfigError(f"setting certfile ({values['certfile']}): needs keyfile, its private key")
+    if not has_certificate:
+        for name in ("bind_tls", "tls", "https_redirect", "ca_certs"):
+            if values[name] and name in origins:
+                raise ConfigError(f"setting {name}: needs certfile and keyfile (the default certificate)")
+        if values["cert_reqs"] != "none":
+            raise ConfigError("setting cert_reqs: needs certfile and keyfile (client certificates are asked "
+                              "for in a TLS handshake)")
+        return
+    if values["cert_reqs"] != "none" and values["ca_certs"] is None:
+        raise ConfigError(f"setting cert_reqs ({values['cert_reqs']}): needs ca_certs, the CAs that sign "
+                          f"client certificates")
+    if values["bind_tls"]:
+        if "bind" not in origins:
+            values["bind"] = ()  # --bind-tls alone: only HTTPS, not also the default plain address
+        both = {address for address in set(values["bind"]) & set(values["bind_tls"])
+                if not address.endswith(":0")}  # port 0: two different ports the kernel picks
+        if both:
+            raise ConfigError(f"setting bind_tls: {sorted(both)[0]} is also in bind (an address is plain or TLS)")
+    if values["https_redirect"] and not (values["bind_tls"] and values["bind"]):
+        raise ConfigError("setting https_redirect: needs plain bind addresses beside bind_tls ones (the plain "
+                          "ones redirect to the TLS one)")
 
 
 # ---------------------------------------------------------------------------

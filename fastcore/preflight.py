@@ -12,7 +12,11 @@ replaces a working configuration:
   ``group`` when the arbiter is root (permission bits are read for that
   account: the arbiter cannot ask the kernel on its behalf);
 - no static root holds the application's own module or package, whose
-  source it would serve as files, unless ``static_allow_app`` says so.
+  source it would serve as files, unless ``static_allow_app`` says so;
+- the TLS files can be read, no private key may be read by every user of
+  the machine, and OpenSSL takes them (each key matches its certificate,
+  the cipher list and the CA file make sense): the contexts are made once
+  here and thrown away, the workers make their own.
 
 ``problems()`` returns every problem, each one line naming the setting and
 its value, so that one run shows every mistake; it never raises for a bad
@@ -147,4 +151,39 @@ def problems(config, app_spec: Optional[str] = None) -> List[str]:
                     found.append(f"setting static: {location.prefix}={location.root} would serve the "
                                  f"application's own source {source}; serve another directory, or add "
                                  f"--static-allow-app if that is intended")
+    found.extend(tls_problems(config))
+    return found
+
+
+def tls_problems(config) -> List[str]:
+    """The problems of the TLS settings, one line each (empty: none, or no TLS)."""
+    if config.certfile is None:
+        return []
+    found: List[str] = []
+    files = [("certfile", config.certfile), ("keyfile", config.keyfile)]
+    if config.ca_certs is not None:
+        files.append(("ca_certs", config.ca_certs))
+    for certificate in config.tls:
+        files += [(f"tls ({certificate.server_names[0]})", certificate.certfile),
+                  (f"tls ({certificate.server_names[0]})", certificate.keyfile)]
+    keys = {config.keyfile} | {certificate.keyfile for certificate in config.tls}
+    for name, path in files:
+        try:
+            with open(path, "rb"):
+                pass
+            info = os.stat(path)
+        except OSError as error:
+            found.append(f"setting {name}: cannot read {path!r}: {error.strerror or error}")
+            continue
+        if path in keys and info.st_mode & stat.S_IROTH:
+            found.append(f"setting {name}: the private key {path!r} may be read by every user of this machine "
+                         f"(mode {stat.S_IMODE(info.st_mode):04o}): chmod o-r {path}")
+    if found:
+        return found
+    from fastcore.worker import make_tls_context
+    from fastcore._core.tls import TLSConfigError
+    try:
+        make_tls_context(config)
+    except TLSConfigError as error:
+        found.append(f"setting {error}")
     return found

@@ -31,11 +31,11 @@ from fastcore._core.connection import Server
 from fastcore._core.filecache import FileCache
 from fastcore._core.limits import Limiter, LimitTable, table_size
 from fastcore._core.loop import Loop
-from fastcore._core.router import Router
+from fastcore._core.router import HttpsRedirect, Router
 from fastcore._core.proxy import ProxyLocation
 from fastcore._core.static import Location
 from fastcore._core.stats import SIZE, WorkerStats
-from fastcore.config import LIMIT_KEYS, StaticLocation, limits_active, parse_address
+from fastcore.config import LIMIT_KEYS, StaticLocation, limits_active, listeners, parse_address
 from fastcore.logs import AccessLog, make_request_id
 from fastcore.proxy.balancer import Member, Pool
 from fastcore.proxy.discovery import Discovery
@@ -347,12 +347,39 @@ def watch_pools(loop, proxies, board, channel):
     loop.call_soon(tick)
 
 
+def make_tls_context(config, ticket_keys=None):
+    """The certificates of the TLS listeners (fastcore._core.tls), None when
+    no certificate is configured. Raises TLSConfigError (one line, starting
+    with the setting's name). ticket_keys: the session ticket keys every
+    worker shares (the arbiter's tls.new_ticket_keys()), None for a key of
+    this process."""
+    if config.certfile is None:
+        return None
+    from fastcore._core.tls import TLSContext
+
+    return TLSContext(config.certfile, config.keyfile, ca_certs=config.ca_certs, cert_reqs=config.cert_reqs,
+                      min_version=config.ssl_min_version, ciphers=config.ciphers, ticket_keys=ticket_keys,
+                      names=[(name, certificate.certfile, certificate.keyfile)
+                             for certificate in config.tls for name in certificate.server_names])
+
+
+def listener_kinds(config, sockets):
+    """Whether each listening socket speaks TLS (config.listeners, in the
+    arbiter's order; sockets from systemd are all TLS when a certificate
+    is configured without bind_tls, else all plain)."""
+    kinds = [is_tls for _, is_tls in listeners(config)]
+    if len(kinds) != len(sockets):
+        kinds = [config.certfile is not None and not config.bind_tls] * len(sockets)
+    return kinds
+
+
 def run_worker(config, sockets, *, app=None, app_spec=None, stats_buffer=None, exclusive=False,
-               report_fd=None, multiprocess=False, board=None, channel=None, limits_buffer=None):
+               report_fd=None, multiprocess=False, board=None, channel=None, limits_buffer=None, tls=None):
     """Serves until stopped; returns the exit status. `sockets` are listening
     sockets; `exclusive` when other workers wait on the same ones;
     `limits_buffer` the shared limits table (make_limit_table), made here
-    when a limit needs one and none is given."""
+    when a limit needs one and none is given; `tls` the TLSContext of the
+    TLS listeners (make_tls_context), made here when needed and not given."""
     handler = setup_logging(config)
     faulthandler.enable(file=error_stream(handler), all_threads=True)
     if app is None and app_spec is not None:
@@ -407,10 +434,25 @@ def run_worker(config, sockets, *, app=None, app_spec=None, stats_buffer=None, e
         # (with one worker there is no other: it keeps accepting, and static
         # files and proxied requests are still answered by its loop)
         threads.on_full = server.set_saturated
-    for sock in sockets:
+    kinds = listener_kinds(config, sockets)
+    if tls is None and any(kinds):
+        from fastcore._core.tls import TLSConfigError
+        try:
+            tls = make_tls_context(config)
+        except TLSConfigError as e:
+            error_log.error("setting %s", e)
+            report(report_fd, f"setting {e}")
+            return BOOT_ERROR
+    redirect = None
+    if config.https_redirect:
+        https_port = next(describe(sock)[2] for sock, is_tls in zip(sockets, kinds) if is_tls)
+        redirect = HttpsRedirect(https_port)
+    for sock, is_tls in zip(sockets, kinds):
         url, host, port = describe(sock)
-        server.listen(sock, listener_environ(config, host, port, multiprocess=multiprocess),
-                      exclusive=exclusive and sock.family != socket.AF_UNIX)
+        server.listen(sock, listener_environ(config, host, port, multiprocess=multiprocess,
+                                             scheme="https" if is_tls else "http"),
+                      exclusive=exclusive and sock.family != socket.AF_UNIX,
+                      tls=tls if is_tls else None, handler=None if is_tls else redirect)
 
     stopping = {"deadline": None}
     limit = config.max_requests + random.randint(0, config.max_requests_jitter) if config.max_requests else 0

@@ -52,11 +52,12 @@ class ErrorStream:
             self._logger.error("%s", partial)
 
 
-def listener_environ(config, host, port, multiprocess=False):
-    """The WSGI keys that are the same for every request on one listener."""
+def listener_environ(config, host, port, multiprocess=False, scheme="http"):
+    """The WSGI keys that are the same for every request on one listener
+    (scheme "https" on a TLS listener)."""
     return {
         "wsgi.version": (1, 0),
-        "wsgi.url_scheme": "http",
+        "wsgi.url_scheme": scheme,
         "wsgi.multithread": config.threads == "auto" or config.threads > 1,
         "wsgi.multiprocess": multiprocess,
         "wsgi.run_once": False,

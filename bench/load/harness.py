@@ -12,7 +12,9 @@ what separates servers there. The idle scenario reports the RSS a worker
 adds for 10,000 idle keep-alive connections. The proxy scenario puts the
 same backend (nginx, on wrk's core) behind fastcore, nginx and HAProxy, the
 proxy alone on core 0, and adds the latency over the backend alone and the
-backend connections each proxy opens under 256 clients.
+backend connections each proxy opens under 256 clients. The tls scenario
+runs fastcore and nginx over HTTPS with the same certificate, suites and
+session settings (keep-alive, a full handshake per request, a 1 MiB file).
 
 Missing tools are installed by the harness (wrk, nginx and HAProxy from
 Debian, the Python peers from PyPI); a peer that cannot be installed is reported as
@@ -28,6 +30,7 @@ import resource
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -87,6 +90,28 @@ NGINX_HELLO = """
     }}
 """
 
+# TLS: the same certificate (an ECDSA P-256 key, as CDNs and ACME clients
+# make by default), the same TLS 1.2 suites (fastcore's default) and the
+# same session settings (tickets on, no shared session cache) for both
+TLS_CERT_DIR = None  # set by tls_runs()
+TLS_CIPHERS = ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+               "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305")
+NGINX_TLS = """
+        ssl_certificate {certs}/cert.pem;
+        ssl_certificate_key {certs}/key.pem;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        ssl_ciphers """ + TLS_CIPHERS + """;
+        ssl_prefer_server_ciphers on;
+        ssl_session_tickets on;
+"""
+NGINX_HELLO_TLS = """
+    server {{
+        listen 127.0.0.1:{port} ssl backlog=2048;
+""" + NGINX_TLS + """
+        location / {{ return 200 "Hello, World!"; }}
+    }}
+"""
+
 # nginx as a static-file server the way the docs tune it: sendfile, the open
 # file cache, no access log
 NGINX_FILES = """
@@ -100,6 +125,14 @@ NGINX_FILES = """
 NGINX_STATIC = NGINX_FILES + """
     server {{
         listen 127.0.0.1:{port} backlog=2048;
+        root {site};
+    }}
+"""
+
+NGINX_STATIC_TLS = NGINX_FILES + """
+    server {{
+        listen 127.0.0.1:{port} ssl backlog=2048;
+""" + NGINX_TLS + """
         root {site};
     }}
 """
@@ -251,6 +284,32 @@ def command_for(name, app, port, workdir):
                 "--max-connections", "20000"]
     if name == "nginx-static":
         return nginx_command(workdir, NGINX_STATIC, port=port, site=app)
+    tls_files = ["--certfile", f"{TLS_CERT_DIR}/cert.pem", "--keyfile", f"{TLS_CERT_DIR}/key.pem"]
+    if name == "fastcore-tls":
+        return [py, "-m", "fastcore", "serve", f"apps:{app}", "--bind", f"127.0.0.1:{port}",
+                "--max-connections", "20000", *tls_files]
+    if name == "fastcore-static-tls":
+        return [py, "-m", "fastcore", "serve", "--static", f"/={app}", "--bind", f"127.0.0.1:{port}",
+                "--max-connections", "20000", *tls_files]
+    if name == "granian-tls":
+        return [py, "-m", "granian", "--interface", "wsgi", "--workers", "1", "--blocking-threads", "1",
+                "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--ssl-protocol-min", "tls1.2",
+                "--ssl-certificate", f"{TLS_CERT_DIR}/cert.pem", "--ssl-keyfile", f"{TLS_CERT_DIR}/key.pem",
+                f"apps:{app}"]
+    if name == "granian-asgi-tls":
+        return [py, "-m", "granian", "--interface", "asgi", "--workers", "1", "--no-ws",
+                "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--ssl-protocol-min", "tls1.2",
+                "--ssl-certificate", f"{TLS_CERT_DIR}/cert.pem", "--ssl-keyfile", f"{TLS_CERT_DIR}/key.pem",
+                f"apps:{app}"]
+    if name == "uvicorn-tls":
+        return [py, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+                "--log-level", "warning", "--no-access-log", "--lifespan", "off",
+                "--ssl-certfile", f"{TLS_CERT_DIR}/cert.pem", "--ssl-keyfile", f"{TLS_CERT_DIR}/key.pem",
+                f"apps:{app}"]
+    if name == "nginx-tls":
+        return nginx_command(workdir, NGINX_HELLO_TLS, port=port, certs=TLS_CERT_DIR)
+    if name == "nginx-static-tls":
+        return nginx_command(workdir, NGINX_STATIC_TLS, port=port, site=app, certs=TLS_CERT_DIR)
     if name == "nginx":
         return nginx_command(workdir, NGINX_HELLO, port=port)
     # the proxy scenario: app is the backend's HOST:PORT, or its site for the backend
@@ -290,7 +349,7 @@ def running(name, app, cpus=SERVER_CPU):
                             cwd=HERE, env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     try:
-        wait_ready(port, proc, workdir)
+        wait_ready(port, proc, workdir, scheme="https" if name.endswith("-tls") else "http")
         yield proc, port
     finally:
         with contextlib.suppress(ProcessLookupError):
@@ -304,13 +363,14 @@ def running(name, app, cpus=SERVER_CPU):
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def wait_ready(port, proc, workdir, deadline=30.0):
+def wait_ready(port, proc, workdir, deadline=30.0, scheme="http"):
     end = time.monotonic() + deadline
+    context = ssl._create_unverified_context() if scheme == "https" else None
     while time.monotonic() < end:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited: {(pathlib.Path(workdir) / 'server.log').read_text()[-2000:]}")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1) as r:
+            with urllib.request.urlopen(f"{scheme}://127.0.0.1:{port}/", timeout=1, context=context) as r:
                 if r.status == 200:
                     return
         except OSError:
@@ -386,23 +446,24 @@ def parse_wrk(text):
     }
 
 
-def run_wrk(port, duration, connections, script=None, path="/", headers=()):
+def run_wrk(port, duration, connections, script=None, path="/", headers=(), scheme="http"):
     cmd = ["taskset", "-c", CLIENT_CPU, "wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency",
            "--timeout", "5s"]
     if script:
         cmd += ["-s", str(HERE / script)]
     for header in headers:
         cmd += ["-H", header]
-    cmd.append(f"http://127.0.0.1:{port}{path}")
+    cmd.append(f"{scheme}://127.0.0.1:{port}{path}")
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 30)
     return parse_wrk(out.stdout)
 
 
 def measure(name, app, duration, connections, script=None, cpus=SERVER_CPU, path="/", headers=()):
+    scheme = "https" if name.endswith("-tls") else "http"
     with running(name, app, cpus) as (proc, port):
-        run_wrk(port, 1, connections, script, path, headers)  # warm up
+        run_wrk(port, 1, connections, script, path, headers, scheme)  # warm up
         cpu0 = cpu_seconds(proc.pid)
-        result = run_wrk(port, duration, connections, script, path, headers)
+        result = run_wrk(port, duration, connections, script, path, headers, scheme)
         cpu1 = cpu_seconds(proc.pid)
     result["cpu_us"] = (cpu1 - cpu0) / max(result["requests"], 1) * 1e6
     return result
@@ -574,6 +635,75 @@ def print_static_table(report):
             mbs = f"{r['mb_s'] / base['mb_s']:.2f}x" if base and base["mb_s"] else ""
             print(f"| {label} | {name.split('-')[0]} | {r['rps']:,.0f} | {r['mb_s']:,.0f} | {fmt_time(r['p99'])} "
                   f"| {r['cpu_us']:.1f} | {rps} | {cpu} | {mbs} | {r['errors']} |")
+
+
+# ---- TLS -------------------------------------------------------------------------------
+
+def tls_runs(duration, connections):
+    """fastcore and nginx over HTTPS with the same certificate, suites and
+    session settings: the hello (fastcore's WSGI application, nginx's
+    `return`) and a 1 KiB file over keep-alive connections; new TLS
+    connections per second (wrk sends Connection: close and resumes no
+    session: a full handshake each); the 1 MiB file. fastcore's plain hello
+    alongside, for what TLS costs it."""
+    global TLS_CERT_DIR
+    TLS_CERT_DIR = tempfile.mkdtemp(prefix="bench-certs-")
+    site = make_site()
+    try:
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                        "-nodes", "-keyout", f"{TLS_CERT_DIR}/key.pem", "-out", f"{TLS_CERT_DIR}/cert.pem",
+                        "-days", "2", "-subj", "/CN=localhost"], check=True, capture_output=True)
+        os.chmod(TLS_CERT_DIR, 0o755)  # nginx's worker may run as another user; the key stays 600 (master reads it)
+        os.chmod(f"{TLS_CERT_DIR}/key.pem", 0o600)
+        runs = [
+            ("keep-alive hello", "hello", "/", (), ["fastcore", "fastcore-tls", "nginx-tls", "granian-tls"], 0),
+            ("keep-alive ASGI hello", "asgi_hello", "/", (), ["fastcore-tls", "uvicorn-tls", "granian-asgi-tls"], 0),
+            ("keep-alive 1 KiB file", str(site), "/1k.bin", (), ["fastcore-static-tls", "nginx-static-tls"], 1024),
+            ("new TLS connection per request (full handshake), hello", "hello", "/", ("Connection: close",),
+             ["fastcore-tls", "nginx-tls"], 0),
+            ("new TLS connection per request (full handshake), 1 KiB file", str(site), "/1k.bin",
+             ("Connection: close",), ["fastcore-static-tls", "nginx-static-tls"], 1024),
+            ("keep-alive 1 MiB file", str(site), "/1m.bin", (), ["fastcore-static-tls", "nginx-static-tls"],
+             1 << 20),
+        ]
+        report = {}
+        for label, app, path, headers, names, size in runs:
+            results = {}
+            for name in names:
+                try:
+                    r = measure(name, app, duration, connections, path=path, headers=headers) \
+                        if available(name) else None
+                except Exception as e:  # a peer that fails is reported, the run goes on
+                    print(f"{name}: failed: {e}", file=sys.stderr)
+                    r = None
+                if r is not None:
+                    r["mb_s"] = r["rps"] * size / 1e6
+                results[name] = r
+            report[label] = results
+    finally:
+        shutil.rmtree(site, ignore_errors=True)
+        shutil.rmtree(TLS_CERT_DIR, ignore_errors=True)
+    return report
+
+
+def print_tls_table(report):
+    print("\n### HTTPS, one worker each (server on core 0, wrk on core 1), same certificate (ECDSA P-256), "
+          "suites and tickets\n")
+    print("| run | server | requests/s | MB/s | p99 | CPU µs/request | requests/s vs nginx (ASGI: vs fastcore) "
+          "| CPU/request vs nginx (ASGI: vs fastcore) | errors |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for label, results in report.items():
+        # against nginx where it runs, else against fastcore (the ASGI run)
+        base = next((r for name, r in results.items() if name.startswith("nginx")), None) or \
+            next((r for name, r in results.items() if name.startswith("fastcore")), None)
+        for name, r in results.items():
+            if r is None:
+                print(f"| {label} | {name} | absent | | | | | | |")
+                continue
+            rps = f"{r['rps'] / base['rps']:.2f}x" if base else ""
+            cpu = f"{r['cpu_us'] / base['cpu_us']:.2f}x" if base and base["cpu_us"] else ""
+            print(f"| {label} | {name} | {r['rps']:,.0f} | {r['mb_s']:,.1f} | {fmt_time(r['p99'])} "
+                  f"| {r['cpu_us']:.1f} | {rps} | {cpu} | {r['errors']} |")
 
 
 # ---- proxy -----------------------------------------------------------------------------
@@ -793,7 +923,7 @@ SCENARIOS = {
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scenarios", default="hello,flask,pipeline,static,proxy,idle,workers,reload,mixed")
+    parser.add_argument("--scenarios", default="hello,flask,pipeline,static,proxy,idle,workers,reload,mixed,tls")
     parser.add_argument("--duration", type=int, default=10, help="seconds per run")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--json", help="also write the results to this file")
@@ -826,6 +956,10 @@ def main(argv=None):
         if key == "static":
             report["static"] = static_runs(args.duration, args.connections)
             print_static_table(report["static"])
+            continue
+        if key == "tls":
+            report["tls"] = tls_runs(args.duration, args.connections)
+            print_tls_table(report["tls"])
             continue
         if key == "proxy":
             report["proxy"] = proxy_runs(args.duration, args.connections)

@@ -783,7 +783,7 @@ cdef class AsgiGateway(RequestHandler):
             "asgi": ASGI_VERSION,
             "http_version": "1.1" if h.minor_version == 1 else "1.0",
             "method": method_str(h.method.at, h.method.len),
-            "scheme": "http",
+            "scheme": "http" if conn.tls == NULL else "https",
             "path": path,
             "raw_path": raw_path,
             "query_string": PyBytes_FromStringAndSize(info.query.at, info.query.len) if info.query.len else EMPTY,
@@ -793,6 +793,8 @@ cdef class AsgiGateway(RequestHandler):
             "server": (environ["SERVER_NAME"], int(environ["SERVER_PORT"])) if environ["SERVER_PORT"] else None,
             "extensions": EXTENSIONS.copy(),
         }
+        if conn.tls != NULL:
+            scope["extensions"]["tls"] = conn.tls_scope()
         if self.state is not None:
             scope["state"] = self.state.copy()
         return scope

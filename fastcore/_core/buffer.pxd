@@ -4,6 +4,7 @@
 # closes. flush() never blocks: the socket is non-blocking, and it writes
 # at most `budget` bytes (a bandwidth limit's allowance).
 from libc.stdint cimport int64_t
+from fastcore._core.includes.fc_tls cimport fc_tls_conn_t
 
 
 cdef class FileSegment:
@@ -26,4 +27,5 @@ cdef class OutputQueue:
     cdef int push(self, bytes data) except -1
     cdef int push_file(self, FileSegment segment) except -1
     cdef int flush(self, int fd, size_t budget) except -1   # budget: most bytes to write (SIZE_MAX: no limit)
+    cdef int flush_tls(self, fc_tls_conn_t *tls, size_t budget) except -1   # the same through a TLS session
     cdef void clear(self) noexcept

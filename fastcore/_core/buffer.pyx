@@ -13,6 +13,7 @@ from libc.string cimport memset
 from posix.unistd cimport close
 
 from fastcore._core.includes.syscalls cimport *
+from fastcore._core.includes.fc_tls cimport FC_TLS_RECORD, fc_tls_conn_t, fc_tls_sendfile, fc_tls_writev
 
 DEF MAX_IOV = 64
 
@@ -27,6 +28,23 @@ cdef int trim_iovecs(iovec *iov, int count, size_t budget) noexcept:
             return i + 1
         budget -= iov[i].iov_len
     return count
+
+
+cdef inline void consume_bytes(OutputQueue q, size_t n) noexcept:
+    """Drops the first n bytes of the queue's leading bytes items (written)."""
+    cdef size_t size
+    q.pending -= n
+    q.written += n
+    while n:
+        size = PyBytes_GET_SIZE(q.items[q.first]) - q.first_offset
+        if n >= size:
+            n -= size
+            q.items[q.first] = None
+            q.first += 1
+            q.first_offset = 0
+        else:
+            q.first_offset += n
+            n = 0
 
 
 cdef class FileSegment:
@@ -153,21 +171,80 @@ cdef class OutputQueue:
                 if errno == EAGAIN or errno == EINTR:
                     return 1
                 raise ConnectionError(errno, f"writev: {os.strerror(errno)}")
-            self.pending -= n
-            self.written += n
             budget -= <size_t>n
-            left = <size_t>n
-            while left:
-                size = PyBytes_GET_SIZE(self.items[self.first]) - self.first_offset
-                if left >= size:
-                    left -= size
-                    self.items[self.first] = None
-                    self.first += 1
-                    self.first_offset = 0
-                else:
-                    self.first_offset += left
-                    left = 0
+            consume_bytes(self, <size_t>n)
         self.items = None
         self.first = 0
         self.first_offset = 0
         return 0
+
+    cdef int flush_tls(self, fc_tls_conn_t *tls, size_t budget) except -1:
+        """flush() through a TLS session: bytes items coalesced into records
+        of up to 16 KiB (fc_tls_writev), file segments read and encrypted a
+        record at a time (fc_tls_sendfile; the kernel cannot encrypt for us
+        without kernel TLS). Same returns and errors as flush()."""
+        cdef iovec iov[MAX_IOV]
+        cdef int count
+        cdef Py_ssize_t i, n_items
+        cdef ssize_t n
+        cdef size_t size, gathered
+        cdef object item
+        cdef FileSegment seg
+        self.written = 0
+        if budget < tls.retry_len:
+            budget = tls.retry_len  # a record OpenSSL has begun must be offered whole again
+        while self.pending:
+            if budget == 0:
+                return 1
+            n_items = len(self.items)
+            item = self.items[self.first]
+            if type(item) is FileSegment:
+                seg = <FileSegment>item
+                size = <size_t>min(seg.remaining, FC_TLS_RECORD)
+                if size > budget:
+                    size = budget
+                n = fc_tls_sendfile(tls, seg.fd, &seg.offset, size)
+                if n < 0:
+                    if errno == EAGAIN or errno == EINTR:
+                        return 1
+                    raise ConnectionError(errno, f"TLS write of a file: {os.strerror(errno)}")
+                if n == 0:
+                    raise ConnectionError(0, "TLS write of a file: file shorter than its declared size")
+                seg.remaining -= n
+                self.pending -= n
+                self.written += n
+                budget -= <size_t>n
+                if seg.remaining == 0:
+                    self.items[self.first] = None
+                    self.first += 1
+                continue
+            # consecutive bytes items, a record's worth at most, in one record
+            count = 0
+            gathered = 0
+            i = self.first
+            while i < n_items and count < MAX_IOV and gathered < FC_TLS_RECORD:
+                item = self.items[i]
+                if type(item) is not bytes:
+                    break
+                iov[count].iov_base = PyBytes_AS_STRING(item)
+                iov[count].iov_len = PyBytes_GET_SIZE(item)
+                if count == 0:
+                    iov[0].iov_base = <char *>iov[0].iov_base + self.first_offset
+                    iov[0].iov_len -= self.first_offset
+                gathered += iov[count].iov_len
+                count += 1
+                i += 1
+            if budget < gathered:
+                count = trim_iovecs(iov, count, budget)
+            n = fc_tls_writev(tls, iov, count)
+            if n < 0:
+                if errno == EAGAIN or errno == EINTR:
+                    return 1
+                raise ConnectionError(errno, f"TLS write: {os.strerror(errno)}")
+            budget -= <size_t>n
+            consume_bytes(self, <size_t>n)
+        self.items = None
+        self.first = 0
+        self.first_offset = 0
+        return 0
+

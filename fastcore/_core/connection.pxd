@@ -13,6 +13,7 @@ from fastcore._core.stream cimport Stream
 from fastcore._core.stats cimport WorkerStats
 from fastcore._core.realip cimport ClientResolver
 from fastcore._core.includes.fc_limits cimport fc_limit_key_t, fc_limits_t
+from fastcore._core.tls cimport TLSContext
 
 cdef enum ConnState:
     S_HEAD       # waiting for or reading a request head
@@ -23,6 +24,7 @@ cdef enum ConnState:
     S_LINGER     # response sent, write side shut, discarding input briefly
     S_TUNNEL     # after a 101 (proxied Upgrade): bytes both ways, to and from the handler
     S_HELD       # a request head held back by a rate limit's delay (hold_request), reading nothing
+    S_HANDSHAKE  # a TLS listener's connection before its handshake is done (under header_timeout)
     S_CLOSED
 
 
@@ -98,6 +100,8 @@ cdef class Listener(Handle):
     cdef object sock
     cdef readonly bint is_unix
     cdef readonly dict environ   # per-listener WSGI constants (SERVER_NAME, SERVER_PORT)
+    cdef readonly TLSContext tls_context   # a TLS listener's certificates; None: plain
+    cdef RequestHandler handler  # what this listener's requests go to (the server's, or an HTTPS redirect)
 
     cdef int refuse_waiting(self) except -1
 
@@ -134,8 +138,16 @@ cdef class Connection(Stream):
     cdef fc_limits_t *limit_table   # NULL: none held
     cdef fc_limit_key_t limit_key
     cdef bint limit_passed       # a delayed request's head is parsed again: the limits let it through already
+    # TLS (self.tls, Stream): what the handshake waits for, and the session's
+    # environ keys, made when the application first asks (tls_environ)
+    cdef bint tls_want_write
+    cdef dict tls_env
+    cdef dict tls_scope_ext      # the ASGI "tls" extension, made at the first ASGI request that asks
 
     cdef int _on_readable(self) except -1
+    cdef int _handshake(self) except -1
+    cdef dict tls_environ(self)
+    cdef dict tls_scope(self)
     cdef bint _body_too_slow(self) noexcept
     cdef int _on_writable(self) except -1
     cdef int _process(self) except -1

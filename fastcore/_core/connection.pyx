@@ -51,6 +51,11 @@ from fastcore._core.buffer cimport FileSegment, OutputQueue
 from fastcore._core.stream cimport Stream
 from fastcore._core.realip cimport ClientResolver, address_of, address_text
 from fastcore._core.includes.fc_limits cimport fc_limit_release
+from fastcore._core.includes.fc_tls cimport (
+    FC_TLS_DONE, FC_TLS_PLAINTEXT, FC_TLS_WANT_READ, FC_TLS_WANT_WRITE, fc_tls_conn_free, fc_tls_handshake,
+    fc_tls_pending, fc_tls_read, fc_tls_shutdown,
+)
+from fastcore._core.tls cimport TLSContext, session_environ, session_scope
 from fastcore._core.parser import ParseError
 
 cdef object error_log = logging.getLogger("fastcore.error")
@@ -182,11 +187,16 @@ cdef class Server:
         self.loop.call_later(self.accept_backoff, self.resume_accepting_later)
         return 0
 
-    def listen(self, sock, dict environ, bint exclusive=False):
+    def listen(self, sock, dict environ, bint exclusive=False, TLSContext tls=None, RequestHandler handler=None):
         """Serves connections accepted on this listening socket (non-blocking).
         exclusive: other worker processes wait on the same socket; with
-        EPOLLEXCLUSIVE a new connection wakes one of them, not all."""
+        EPOLLEXCLUSIVE a new connection wakes one of them, not all. tls: the
+        certificates of a TLS listener (None: plain). handler: what this
+        listener's requests go to instead of the server's (a plain listener
+        redirecting to HTTPS)."""
         cdef Listener listener = Listener.__new__(Listener)
+        listener.tls_context = tls
+        listener.handler = handler if handler is not None else self.handler
         listener.events = EPOLLIN | (EPOLLEXCLUSIVE if exclusive else 0)
         sock.setblocking(False)
         listener.server = self
@@ -222,8 +232,14 @@ cdef class Server:
         conn.parser = RequestParser(**self.parser_limits)
         conn.out = OutputQueue()
         conn.send_queue = self.send_queue
-        conn.handler = self.handler
+        conn.handler = listener.handler
         conn.state = S_HEAD
+        if listener.tls_context is not None:
+            conn.tls = listener.tls_context.new_connection(fd)
+            if conn.tls == NULL:
+                close_fd(fd)
+                raise MemoryError("no memory for a TLS session")
+            conn.state = S_HANDSHAKE  # the handshake runs under header_timeout, armed below
         self.connections += 1
         self.live.add(conn)
         if self.overloaded:
@@ -241,8 +257,8 @@ cdef class Server:
     def connection_states(self):
         """{state name: count}, for /status and tests."""
         cdef Connection conn
-        names = {S_HEAD: "head", S_BODY: "body", S_APP: "app", S_IDLE: "idle",
-                 S_CLOSING: "closing", S_LINGER: "linger", S_TUNNEL: "tunnel", S_HELD: "held", S_CLOSED: "closed"}
+        names = {S_HEAD: "head", S_BODY: "body", S_APP: "app", S_IDLE: "idle", S_CLOSING: "closing",
+                 S_LINGER: "linger", S_TUNNEL: "tunnel", S_HELD: "held", S_HANDSHAKE: "handshake", S_CLOSED: "closed"}
         out = {}
         for conn in self.live:
             key = names[conn.state]
@@ -293,8 +309,8 @@ cdef class Server:
         """Closes connections with no request in progress."""
         cdef Connection conn
         for conn in list(self.live):
-            if conn.state == S_IDLE or (conn.state == S_HEAD and not conn.got_bytes and not conn.out.pending
-                                        and not conn.flush_scheduled):
+            if conn.state == S_IDLE or conn.state == S_HANDSHAKE or (
+                    conn.state == S_HEAD and not conn.got_bytes and not conn.out.pending and not conn.flush_scheduled):
                 conn.close()
 
     def close_all(self):
@@ -326,8 +342,8 @@ cdef class Server:
         cdef Connection conn
         for conn in self.live:
             # a response still being written (a large file) is a request in progress
-            if conn.state != S_IDLE and not (conn.state == S_HEAD and not conn.got_bytes and not conn.out.pending
-                                             and not conn.flush_scheduled):
+            if conn.state != S_IDLE and conn.state != S_HANDSHAKE and not (
+                    conn.state == S_HEAD and not conn.got_bytes and not conn.out.pending and not conn.flush_scheduled):
                 return False
         return True
 
@@ -437,16 +453,25 @@ cdef class Connection(Stream):
                 self.close()
             return 0
         if self.state == S_TUNNEL:
-            n = read(self.fd, tunnel_buffer, TUNNEL_READ)
+            if self.tls == NULL:
+                n = read(self.fd, tunnel_buffer, TUNNEL_READ)
+            else:
+                n = fc_tls_read(self.tls, tunnel_buffer, TUNNEL_READ)
             if n == 0 or (n < 0 and errno != EAGAIN and errno != EINTR):
                 self.close()
             elif n > 0:
                 self.server.tunnel_queue.arm(self, self.loop.now)
                 self.handler.on_tunnel_data(self, tunnel_buffer, n)
             return 0
+        if self.state == S_HANDSHAKE:
+            return self._handshake()
         # the parser sizes the read: small while a head arrives (slowloris)
         buf = self.parser.reserve_read(self.server.read_size, &room)
-        n = read(self.fd, buf, room)
+        if self.tls == NULL:
+            n = read(self.fd, buf, room)
+        else:
+            # OpenSSL may keep plaintext past room: _update sees to it (fc_tls_pending)
+            n = fc_tls_read(self.tls, buf, room)
         if n < 0:
             if errno == EAGAIN or errno == EINTR:
                 return 0
@@ -477,6 +502,54 @@ cdef class Connection(Stream):
         self._process()
         return 0
 
+    cdef int _handshake(self) except -1:
+        """One step of a TLS listener's handshake, on the event it waited for.
+        Done: the connection reads its first request head (header_timeout,
+        armed at accept, still runs). A plain HTTP request gets a 400 in
+        clear text (nginx's 497); anything else that is not TLS, or a
+        handshake that fails, closes this connection alone."""
+        cdef int rc = fc_tls_handshake(self.tls)
+        if rc == FC_TLS_DONE:
+            self.state = S_HEAD
+            self.tls_want_write = False
+            self._update()
+            return self._on_readable()  # the request may have come with the handshake's end
+        if rc == FC_TLS_WANT_READ or rc == FC_TLS_WANT_WRITE:
+            self.tls_want_write = rc == FC_TLS_WANT_WRITE
+            self._update()
+        elif rc == FC_TLS_PLAINTEXT:
+            fc_tls_conn_free(self.tls)
+            self.tls = NULL
+            self.state = S_HEAD
+            self.send_error(400, "a plain HTTP request was sent to the HTTPS port; use https://")
+        else:
+            # a refused client certificate, an old protocol, a scanner's
+            # garbage: one line each, within refusal_log_rate
+            if self.server.may_log_refusal(self.loop.now):
+                error_log.info("TLS handshake with %s failed: %s", self.peer_host or "unix socket",
+                               (<bytes>self.tls.failure).decode("ascii", "replace") if self.tls.failure != NULL
+                               else "unknown")
+            self.close()
+        return 0
+
+    cdef dict tls_environ(self):
+        """The SSL_* keys of this connection's TLS session (tls.session_environ),
+        made at the first request that asks; None on a plain connection."""
+        if self.tls == NULL:
+            return None
+        if self.tls_env is None:
+            self.tls_env = session_environ(self.tls)
+        return self.tls_env
+
+    cdef dict tls_scope(self):
+        """The ASGI "tls" scope extension of this connection (tls.session_scope),
+        made once; None on a plain connection."""
+        if self.tls == NULL:
+            return None
+        if self.tls_scope_ext is None:
+            self.tls_scope_ext = session_scope(self.tls)
+        return self.tls_scope_ext
+
     cdef bint _body_too_slow(self) noexcept:
         """The body so far averages less than min_body_rate since the grace
         ran out (Apache's MinRate: a body of N bytes may take the grace plus
@@ -487,7 +560,10 @@ cdef class Connection(Stream):
         return late > 0 and self.body_received < late * self.server.min_body_rate
 
     cdef int _on_writable(self) except -1:
-        cdef int rc = self._write()
+        cdef int rc
+        if self.state == S_HANDSHAKE:
+            return self._handshake()
+        rc = self._write()
         if rc < 0:
             return 0
         if rc == 0:
@@ -548,7 +624,14 @@ cdef class Connection(Stream):
         return 0
 
     cdef int _on_deferred(self) except -1:
-        """The batch is over: write the responses this connection completed."""
+        """The batch is over: write the responses this connection completed.
+        On a TLS connection, also: read the plaintext OpenSSL holds (_update
+        defers for it), which no epoll event would announce."""
+        if self.tls != NULL and not self.flush_scheduled:
+            if (self.state == S_HEAD or self.state == S_BODY or self.state == S_IDLE or self.state == S_TUNNEL) \
+                    and not self.reading_paused and self.out.pending < self.server.high_water:
+                self._on_readable()
+            return 0
         self.flush_scheduled = False
         if self.state == S_CLOSED:
             return 0
@@ -596,7 +679,7 @@ cdef class Connection(Stream):
                         # before the handler answers: the last request's response
                         # then says "Connection: close" instead of a promise broken
                         server.on_request_limit()
-                    self.handler = server.handler
+                    self.handler = self.listener.handler
                     self.handler.on_head(self)
                     if self.handler.limit_rate > 0 or self.throttled:
                         # the location's bandwidth limit, for this response (a
@@ -668,7 +751,11 @@ cdef class Connection(Stream):
             # more before its answer, and two epoll_ctl calls per request
             # (off, then on again) are saved.
             events |= self.interest & (EPOLLIN | EPOLLRDHUP)
+        elif self.state == S_HANDSHAKE:
+            events = EPOLLOUT if self.tls_want_write else EPOLLIN | EPOLLRDHUP
         self.set_interest(events)
+        if self.tls != NULL and events & EPOLLIN and self.state != S_HANDSHAKE and fc_tls_pending(self.tls):
+            self.loop.defer(self)  # read what OpenSSL holds: the socket may have nothing to wake epoll
         return 0
 
     # -- what handlers call ---------------------------------------------------
@@ -844,6 +931,8 @@ cdef class Connection(Stream):
         does not reset the connection before the client has read the response."""
         if self.state == S_CLOSED:
             return 0
+        if self.tls != NULL:
+            fc_tls_shutdown(self.tls)  # close_notify, if the socket takes it now
         shutdown(self.fd, SHUT_WR)
         self.state = S_LINGER
         self.server.linger_queue.arm(self, self.loop.now)

@@ -820,6 +820,9 @@ cdef class Gateway(RequestHandler):
         if conn.forwarded_proto:
             # X-Forwarded-Proto of a trusted peer (read by client_ready)
             env["wsgi.url_scheme"] = "https" if conn.forwarded_proto == FC_PROTO_HTTPS else "http"
+        if conn.tls != NULL:
+            # HTTPS, SSL_PROTOCOL, SSL_CLIENT_S_DN, ... (tls.session_environ)
+            env.update(conn.tls_environ())
         if info.flags & FC_REQ_HAS_LENGTH:
             # the parsed decimal, not the field as sent: whatever the parser
             # lets through ("005", repeated fields), CONTENT_LENGTH is one number

@@ -16,3 +16,7 @@ cdef class Router(RequestHandler):
     cdef readonly int path_error # fc_path_error_t of the last refused path, 0 if none
 
     cdef RequestHandler match(self, const char *at, size_t n)
+
+
+cdef class HttpsRedirect(RequestHandler):
+    cdef bytes port_suffix       # b":8443", or b"" for 443

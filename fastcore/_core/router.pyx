@@ -22,6 +22,7 @@ from libc.string cimport memcmp
 from fastcore._core.connection cimport Connection, RequestHandler
 from fastcore._core.response cimport plain_response
 from fastcore._core.includes.fc_static cimport fc_path_normalize
+from fastcore._core.includes.fc_http cimport FC_TARGET_ORIGIN
 from fastcore._core.parser cimport RequestParser, is_head_request
 
 cdef dict PATH_ERRORS = {
@@ -117,4 +118,44 @@ cdef class Router(RequestHandler):
                 handler = self.fallback
         conn.handler = handler
         handler.on_head(conn)
+        return 0
+
+
+cdef class HttpsRedirect(RequestHandler):
+    """Every request of a plain listener when https_redirect is on: 301 to
+    the same host and target over https (the TLS listener's port unless it
+    is 443). A request without a Host field cannot be redirected: 400."""
+
+    def __init__(self, int https_port):
+        self.port_suffix = b"" if https_port == 443 else f":{https_port}".encode()
+
+    cdef int on_head(self, Connection conn) except -1:
+        cdef RequestParser p = conn.parser
+        cdef const char *host
+        cdef size_t n, i
+        if p.info.host_index < 0 or p.fields[p.info.host_index].value.len == 0:
+            conn.send_error(400, "a Host field is needed to redirect to https://", is_head_request(p))
+            return 0
+        host = p.fields[p.info.host_index].value.at
+        n = p.fields[p.info.host_index].value.len
+        # the host without its port (an IPv6 literal keeps its brackets)
+        i = n
+        while i > 0 and host[i - 1] != c':' and host[i - 1] != c']':
+            i -= 1
+        if i > 0 and host[i - 1] == c':':
+            n = i - 1
+        location = (b"https://" + host[:n] + self.port_suffix +
+                    (p.head.target.at[:p.head.target.len] if p.info.target_form == FC_TARGET_ORIGIN
+                     else p.info.path.at[:p.info.path.len]))
+        conn.exchange = (location, is_head_request(p))
+        return 0
+
+    cdef int on_end(self, Connection conn) except -1:
+        cdef bint keep = conn.may_keep_alive()
+        location, is_head = conn.exchange
+        response = plain_response(301, "", keep, is_head, b"Location: " + location + b"\r\n")
+        conn.send(response)
+        if conn.server.stats is not None:
+            conn.server.stats.record_response(301, len(response), 0.0)
+        conn.end_response(keep)
         return 0

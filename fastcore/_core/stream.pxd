@@ -11,10 +11,15 @@
 # token_timer is set). Nothing here reads: reading is the subclass's state machine.
 from fastcore._core.loop cimport DeadlineQueue, TimedHandle
 from fastcore._core.buffer cimport FileSegment, OutputQueue
+from fastcore._core.includes.fc_tls cimport fc_tls_conn_t
 
 
 cdef class Stream(TimedHandle):
     cdef OutputQueue out
+    # the TLS session of a connection accepted on a TLS listener, NULL for a
+    # plain one: the one pointer the read and write paths test. Owned here,
+    # freed by close() (which the subclass's TLS setup never outlives)
+    cdef fc_tls_conn_t *tls
     cdef DeadlineQueue send_queue   # the send timeout of this kind of stream (set by the owner)
     cdef bint reading_paused        # pause_reading(): no EPOLLIN until resume_reading()
     cdef bint producing             # wait_writable(): the owner is told when the queue has drained

@@ -40,6 +40,7 @@ from posix.unistd cimport close as close_fd
 
 from fastcore._core.includes.syscalls cimport *
 from fastcore._core.buffer cimport FileSegment, OutputQueue
+from fastcore._core.includes.fc_tls cimport fc_tls_conn_free
 
 # a throttled stream waits until this much time's worth of tokens is there
 # (or all that is pending): at most 20 wake-ups a second, each one write of
@@ -49,6 +50,10 @@ DEF TOKEN_WAIT = 0.05
 
 cdef class Stream(TimedHandle):
 
+    def __dealloc__(self):
+        if self.tls != NULL:  # never closed (a connection dropped while set up)
+            fc_tls_conn_free(self.tls)
+
     cdef int _write(self) except -2:
         """Writes what the socket takes now: 0 when the queue is empty, 1
         when output remains, -1 when the peer is gone (closed here)."""
@@ -56,7 +61,10 @@ cdef class Stream(TimedHandle):
         if self.throttled:
             return self._write_limited()
         try:
-            rc = self.out.flush(self.fd, SIZE_MAX)
+            if self.tls == NULL:
+                rc = self.out.flush(self.fd, SIZE_MAX)
+            else:
+                rc = self.out.flush_tls(self.tls, SIZE_MAX)
         except ConnectionError:
             self.close()
             return -1
@@ -88,14 +96,18 @@ cdef class Stream(TimedHandle):
                 return 1
             budget = <size_t>self.tokens
         try:
-            rc = self.out.flush(self.fd, budget)
+            if self.tls == NULL:
+                rc = self.out.flush(self.fd, budget)
+            else:
+                rc = self.out.flush_tls(self.tls, budget)
         except ConnectionError:
             self.close()
             return -1
         if self.out.written and self.out.pending and self.send_queue is not None and self.queue is self.send_queue:
             self.send_queue.arm(self, self.loop.now)
         if full_speed:
-            self.limit_after -= self.out.written
+            # (a TLS record begun before may go whole, a little past the allowance)
+            self.limit_after -= min(self.out.written, self.limit_after)
             if self.limit_after == 0:
                 self.tokens_at = self.loop.now  # the limit starts now: tokens accrue from here
         else:
@@ -158,8 +170,9 @@ cdef class Stream(TimedHandle):
         cdef ssize_t sent
         if self.fd < 0:
             return -1
-        if self.throttled:
-            # through the queue, where the limit counts what goes out
+        if self.throttled or self.tls != NULL:
+            # through the queue, where the limit counts what goes out (and
+            # where TLS records are made)
             self.out.push(PyBytes_FromStringAndSize(at, n))
             self.flush()
             return 0 if self.fd >= 0 else -1
@@ -214,6 +227,9 @@ cdef class Stream(TimedHandle):
         if self.token_timer is not None:
             self.token_timer.cancel()
             self.token_timer = None
+        if self.tls != NULL:
+            fc_tls_conn_free(self.tls)
+            self.tls = NULL
         close_fd(self.fd)
         self.fd = -1
         self.out.clear()

@@ -300,6 +300,16 @@ BAD_VALUES = {
     "deny": ["300.1.1.1", "everyone"],
     "limit_dry_run": ["perhaps"],
     "limit_table_entries": ["63", "0", "lots"],
+    "certfile": [""],
+    "keyfile": [""],
+    "bind_tls": ["localhost", "1.2.3.4:99999"],
+    "ca_certs": [""],
+    "cert_reqs": ["yes", "require"],
+    "ssl_min_version": ["1.1", "1.0", "TLSv1", "2"],
+    "ciphers": [""],
+    "tls": ["example.com", "=c.pem:k.pem", "bad name!=c.pem:k.pem", "a.example=c.pem"],
+    "https_redirect": ["maybe"],
+    "ssl_ticket_rotate": ["0", "-1", "hourly"],
 }
 
 
@@ -503,3 +513,51 @@ def test_config_proxy_hash_needs_a_key_and_tables_refuse_unknown_keys(tmp_path):
     path.write_text('[[proxy]]\nprefix = "/"\nservers = ["127.0.0.1:80"]\nretrys = 2\n')
     with pytest.raises(ConfigError, match="did you mean 'retries'"):
         build_config({"config": str(path)}, environ={})
+
+
+# --- TLS ---------------------------------------------------------------------
+
+
+def test_config_tls_bind_rule():
+    plain = build_config({"bind": ["127.0.0.1:80"]}, environ={})
+    assert cfg.listeners(plain) == (("127.0.0.1:80", False),)
+    every = build_config({"bind": ["0.0.0.0:443"], "certfile": "c.pem", "keyfile": "k.pem"}, environ={})
+    assert cfg.listeners(every) == (("0.0.0.0:443", True),)
+    assert every.certfile == os.path.abspath("c.pem") and every.ssl_min_version == "1.2"
+    both = build_config({"bind": ["0.0.0.0:80"], "bind_tls": ["0.0.0.0:443"], "certfile": "c.pem",
+                         "keyfile": "k.pem", "https_redirect": True}, environ={})
+    assert cfg.listeners(both) == (("0.0.0.0:80", False), ("0.0.0.0:443", True))
+    alone = build_config({"bind_tls": ["0.0.0.0:443"], "certfile": "c.pem", "keyfile": "k.pem"}, environ={})
+    assert cfg.listeners(alone) == (("0.0.0.0:443", True),)  # no default plain address beside it
+
+
+def test_config_tls_tables_from_flag_environment_and_file(tmp_path):
+    flag = build_config({"certfile": "c.pem", "keyfile": "k.pem",
+                         "tls": ["API.example.com,www.example.com=/a.pem:/a.key"]}, environ={})
+    assert flag.tls == (cfg.TLSCertificate(("api.example.com", "www.example.com"), "/a.pem", "/a.key"),)
+    env = build_config({}, environ={"FASTCORE_CERTFILE": "c.pem", "FASTCORE_KEYFILE": "k.pem",
+                                    "FASTCORE_TLS": "a.test=/a.pem:/a.key; *.b.test=/b.pem:/b.key",
+                                    "FASTCORE_SSL_MIN_VERSION": "TLSv1.3", "FASTCORE_CERT_REQS": "optional",
+                                    "FASTCORE_CA_CERTS": "ca.pem"})
+    assert [t.server_names for t in env.tls] == [("a.test",), ("*.b.test",)]
+    assert (env.ssl_min_version, env.cert_reqs) == ("1.3", "optional")
+    path = tmp_path / "fastcore.toml"
+    path.write_text('certfile = "c.pem"\nkeyfile = "k.pem"\n[[tls]]\nserver_names = ["a.test"]\n'
+                    'certfile = "/a.pem"\nkeyfile = "/a.key"\n')
+    assert build_config({"config": str(path)}, environ={}).tls[0].certfile == "/a.pem"
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"keyfile": "k.pem"}, "setting keyfile: given without certfile"),
+    ({"certfile": "c.pem"}, "needs keyfile"),
+    ({"bind_tls": ["127.0.0.1:443"]}, "setting bind_tls: needs certfile and keyfile"),
+    ({"cert_reqs": "required", "certfile": "c.pem", "keyfile": "k.pem"}, "needs ca_certs"),
+    ({"certfile": "c.pem", "keyfile": "k.pem", "bind": ["127.0.0.1:443"], "bind_tls": ["127.0.0.1:443"]},
+     "127.0.0.1:443 is also in bind"),
+    ({"certfile": "c.pem", "keyfile": "k.pem", "https_redirect": True}, "setting https_redirect: needs plain"),
+    ({"certfile": "c.pem", "keyfile": "k.pem",
+      "tls": ["a.test=/a.pem:/a.key", "A.test=/b.pem:/b.key"]}, "each server name in one [[tls]] table"),
+])
+def test_config_tls_settings_that_go_together(values, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        build_config(values, environ={})

@@ -1,0 +1,152 @@
+/* fc_tls: TLS over a non-blocking socket, with OpenSSL, for the server side
+ * of a connection. No Python here: the loop (connection.pyx) drives it.
+ *
+ * Contract: every call returns at once. A call that needs the socket to be
+ * readable or writable first says so (FC_TLS_WANT_READ, FC_TLS_WANT_WRITE,
+ * or -1 with errno EAGAIN for reads and writes, like read(2)); the caller
+ * waits for that event and calls again. OpenSSL may hold decrypted bytes
+ * that the socket no longer has: after a read, fc_tls_pending() says
+ * whether more is there without any epoll event to announce it.
+ *
+ * A server (fc_tls_server_t) is the contexts of one set of listeners: the
+ * default certificate, and certificates chosen by SNI (exact names, or
+ * "*.example.com" for one label). It is made once per worker and lives as
+ * long as the worker (a reload starts new workers, which make their own):
+ * its SNI callback points at it, so it must outlive every connection made
+ * from it. Each connection holds OpenSSL's reference to its context.
+ */
+#ifndef FC_TLS_H
+#define FC_TLS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* results of fc_tls_handshake */
+#define FC_TLS_DONE        1   /* established: read and write from now on */
+#define FC_TLS_FAILED     -1   /* bad or foreign bytes, refused certificate, peer gone: close */
+#define FC_TLS_WANT_READ  -2   /* call again when the socket is readable */
+#define FC_TLS_WANT_WRITE -3   /* call again when the socket is writable */
+#define FC_TLS_PLAINTEXT  -4   /* the client speaks plain HTTP (a request line came first): answer 400 in clear */
+
+/* client certificates (cert_reqs) */
+#define FC_TLS_VERIFY_NONE     0
+#define FC_TLS_VERIFY_OPTIONAL 1   /* asked for; checked if given */
+#define FC_TLS_VERIFY_REQUIRED 2   /* a client without a certificate signed by ca_certs fails the handshake */
+
+/* a session ticket key: name (16), HMAC-SHA256 secret (32), AES-256 key (32) */
+#define FC_TLS_TICKET_KEY_LEN 80
+
+/* The ticket keys the workers of one arbiter share, in memory the arbiter
+ * writes and the workers read (mmap'd before fork). `current` names the
+ * slot whose key encrypts new tickets; the slot before it (current + 2,
+ * mod 3) still decrypts, so a ticket lives through one rotation and is
+ * renewed then. The arbiter rotates by writing a new key into the third
+ * slot, the one no worker reads, and only then moving `current` to it with
+ * one aligned 32-bit store: a reader never meets a key half written. */
+typedef struct fc_tls_ticket_keys {
+    volatile uint32_t current;  /* 0, 1 or 2 */
+    uint32_t reserved;
+    unsigned char keys[3][FC_TLS_TICKET_KEY_LEN];
+} fc_tls_ticket_keys_t;
+
+/* a TLS record carries at most this much plaintext: writes are coalesced
+ * up to it, so a response head and a small body go out in one record */
+#define FC_TLS_RECORD 16384
+
+typedef struct fc_tls_options {
+    const char *ca_certs;       /* PEM file of the CAs that sign client certificates, or NULL */
+    int cert_reqs;              /* FC_TLS_VERIFY_* */
+    int min_version;            /* TLS1_2_VERSION (0x0303) or TLS1_3_VERSION (0x0304) */
+    const char *ciphers;        /* OpenSSL cipher list for TLS 1.2, or NULL for OpenSSL's default */
+    const fc_tls_ticket_keys_t *ticket_keys;   /* the shared keys, or NULL: OpenSSL's key of this process */
+} fc_tls_options_t;
+
+typedef struct fc_tls_server fc_tls_server_t;
+
+typedef struct fc_tls_conn {
+    void *ssl;                  /* SSL *, owned */
+    size_t retry_len;           /* a write that wanted the socket: the length it must be retried with */
+    int started;                /* the first handshake step ran (the plaintext check is done) */
+    const char *failure;        /* why the handshake failed (static text), for the log */
+} fc_tls_conn_t;
+
+/* The server of a default certificate and key (PEM; the certificate file may
+ * hold the chain after it). Returns NULL with a one-line reason in err
+ * (a missing file, a key that does not match its certificate, a bad
+ * cipher list or CA file). */
+fc_tls_server_t *fc_tls_server_new(const char *certfile, const char *keyfile, const fc_tls_options_t *options,
+                                   char *err, size_t errlen);
+
+/* Adds a certificate chosen when the client's SNI is server_name. Returns 0,
+ * or -1 with the reason in err. */
+int fc_tls_server_add_name(fc_tls_server_t *server, const char *server_name, const char *certfile,
+                           const char *keyfile, char *err, size_t errlen);
+
+void fc_tls_server_free(fc_tls_server_t *server);
+
+/* A connection on the accepted socket fd (non-blocking), not yet
+ * handshaken. NULL when out of memory. */
+fc_tls_conn_t *fc_tls_conn_new(fc_tls_server_t *server, int fd);
+
+/* Frees the connection's TLS state (the caller closes fd). */
+void fc_tls_conn_free(fc_tls_conn_t *conn);
+
+/* One step of the handshake: FC_TLS_DONE, FC_TLS_WANT_READ/WRITE,
+ * FC_TLS_PLAINTEXT (checked once, before any TLS byte is read: the socket's
+ * first bytes are peeked) or FC_TLS_FAILED. */
+int fc_tls_handshake(fc_tls_conn_t *conn);
+
+/* Like read(2): bytes read (> 0), 0 at the end (close_notify, or the peer
+ * closed), -1 with errno EAGAIN (wait for readable; rarely writable, see
+ * fc_tls_wants_write) or ECONNRESET (a TLS error). */
+ssize_t fc_tls_read(fc_tls_conn_t *conn, void *buf, size_t n);
+
+/* Whether OpenSSL holds plaintext already read from the socket. */
+int fc_tls_pending(const fc_tls_conn_t *conn);
+
+/* Like writev(2) over at most FC_TLS_RECORD bytes of the iovecs, as one
+ * record: bytes written (> 0), or -1 with errno EAGAIN or EPIPE/ECONNRESET.
+ * After EAGAIN the next call must offer the same bytes (at least as many):
+ * the caller's queue still holds them, unchanged, in front. */
+ssize_t fc_tls_writev(fc_tls_conn_t *conn, const struct iovec *iov, int count);
+
+/* Like sendfile(2) for TLS: reads up to FC_TLS_RECORD bytes of file_fd at
+ * *offset and writes them as one record; advances *offset by what was sent.
+ * Returns that count, 0 at the end of the file, -1 with errno as above (or
+ * the read's errno). */
+ssize_t fc_tls_sendfile(fc_tls_conn_t *conn, int file_fd, int64_t *offset, size_t count);
+
+/* Sends close_notify if the socket takes it now (best effort, never waits). */
+void fc_tls_shutdown(fc_tls_conn_t *conn);
+
+/* What the handshake settled, for the application (valid once FC_TLS_DONE):
+ * the protocol ("TLSv1.3"), the cipher, the SNI name (NULL if none), and
+ * for a client certificate the subject and issuer as RFC 2253 text into buf
+ * (returns 1 if verified, 0 if there is none or it was not verified, the
+ * text then empty). */
+const char *fc_tls_protocol(const fc_tls_conn_t *conn);
+const char *fc_tls_cipher(const fc_tls_conn_t *conn);
+const char *fc_tls_server_name(const fc_tls_conn_t *conn);
+int fc_tls_peer_names(const fc_tls_conn_t *conn, char *subject, size_t subject_len, char *issuer,
+                      size_t issuer_len);
+/* whether the session was resumed (a ticket) */
+int fc_tls_resumed(const fc_tls_conn_t *conn);
+/* the protocol as its number (0x0304 for TLS 1.3) and the suite's IANA number */
+int fc_tls_version_number(const fc_tls_conn_t *conn);
+int fc_tls_cipher_number(const fc_tls_conn_t *conn);
+/* PEM text of our certificate (peer = 0) or of the client's verified one
+ * (peer = 1) into out (NUL-terminated): its length, 0 when there is none
+ * or out is too small */
+size_t fc_tls_certificate_pem(const fc_tls_conn_t *conn, int peer, char *out, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FC_TLS_H */
