@@ -60,7 +60,7 @@ from fastcore._core.includes.fc_http cimport (
 )
 from fastcore._core.parser cimport RequestParser, ascii_only, is_head_request, method_str, text
 from fastcore._core.connection cimport Connection, RequestHandler, S_APP, S_BODY, S_CLOSED
-from fastcore._core.response cimport date_line, reason
+from fastcore._core.response cimport date_line, header_pair, reason
 from fastcore._core.loop cimport Loop
 from fastcore._core.websocket cimport WebSocketHandler
 from fastcore._core.buffer cimport FileSegment
@@ -113,8 +113,6 @@ cdef bytes lower_name(const char *at, size_t n):
 
 # ---- response head validation -----------------------------------------------
 
-cdef frozenset TOKEN_BYTES = frozenset(b"!#$%&'*+-.^_`|~0123456789"
-                                       b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 cdef frozenset HOP_BY_HOP = frozenset([b"connection", b"keep-alive", b"transfer-encoding", b"upgrade",
                                        b"proxy-connection", b"te", b"trailer"])
 
@@ -135,16 +133,7 @@ cdef tuple check_header(object item):
     cached = header_cache.get(item) if type(item) is tuple else None
     if cached is not None:
         return <tuple>cached
-    try:
-        name, value = item
-    except (TypeError, ValueError):
-        raise TypeError(f"response header {item!r} is not a [name, value] pair") from None
-    if type(name) is not bytes or type(value) is not bytes:
-        raise TypeError(f"response header {item!r}: name and value must be bytes")
-    if not name or not TOKEN_BYTES.issuperset(name):
-        raise ValueError(f"invalid response header name {name!r} from the application")
-    if b"\n" in value or b"\r" in value or b"\0" in value:
-        raise ValueError(f"value of response header {name!r} contains CR, LF or NUL")
+    name, value = header_pair(item)
     lower = name.lower()
     length = -1
     closes = False

@@ -8,7 +8,7 @@ limit to allow more). A peer that has gone away raises ConnectionError."""
 import os
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
-from libc.stdint cimport int64_t
+from libc.stdint cimport SIZE_MAX, int64_t
 from libc.string cimport memset
 from posix.unistd cimport close
 
@@ -45,6 +45,42 @@ cdef inline void consume_bytes(OutputQueue q, size_t n) noexcept:
         else:
             q.first_offset += n
             n = 0
+
+
+cdef inline void consume_file(OutputQueue q, FileSegment seg, size_t n) noexcept:
+    """Counts n bytes of the leading file segment as written (sendfile moved
+    its offset); a finished segment leaves the queue."""
+    seg.remaining -= n
+    q.pending -= n
+    q.written += n
+    if seg.remaining == 0:
+        q.items[q.first] = None
+        q.first += 1
+
+
+cdef inline int gather_bytes(OutputQueue q, iovec *iov, size_t most, Py_ssize_t *after) noexcept:
+    """iovecs over the consecutive bytes items at the head of the queue (the
+    first from first_offset), until a file segment, MAX_IOV of them, or once
+    `most` bytes are gathered; *after is the index of the item that stopped
+    it. Returns how many."""
+    cdef int count = 0
+    cdef size_t gathered = 0
+    cdef Py_ssize_t i = q.first, n_items = len(q.items)
+    cdef object item
+    while i < n_items and count < MAX_IOV and gathered < most:
+        item = q.items[i]
+        if type(item) is not bytes:
+            break
+        iov[count].iov_base = PyBytes_AS_STRING(item)
+        iov[count].iov_len = PyBytes_GET_SIZE(item)
+        if count == 0:
+            iov[0].iov_base = <char *>iov[0].iov_base + q.first_offset
+            iov[0].iov_len -= q.first_offset
+        gathered += iov[count].iov_len
+        count += 1
+        i += 1
+    after[0] = i
+    return count
 
 
 cdef class FileSegment:
@@ -131,28 +167,11 @@ cdef class OutputQueue:
                     raise ConnectionError(errno, f"sendfile: {os.strerror(errno)}")
                 if n == 0:
                     raise ConnectionError(0, "sendfile: file shorter than its declared size")
-                seg.remaining -= n
-                self.pending -= n
-                self.written += n
                 budget -= <size_t>n
-                if seg.remaining == 0:
-                    self.items[self.first] = None
-                    self.first += 1
+                consume_file(self, seg, <size_t>n)
                 continue
             # consecutive bytes items go out in one writev
-            count = 0
-            i = self.first
-            while i < n_items and count < MAX_IOV:
-                item = self.items[i]
-                if type(item) is not bytes:
-                    break
-                iov[count].iov_base = PyBytes_AS_STRING(item)
-                iov[count].iov_len = PyBytes_GET_SIZE(item)
-                if count == 0:
-                    iov[0].iov_base = <char *>iov[0].iov_base + self.first_offset
-                    iov[0].iov_len -= self.first_offset
-                count += 1
-                i += 1
+            count = gather_bytes(self, iov, SIZE_MAX, &i)
             limited = budget < self.pending
             if limited:
                 # a bandwidth limit's allowance: the iovecs past it are cut
@@ -185,9 +204,9 @@ cdef class OutputQueue:
         without kernel TLS). Same returns and errors as flush()."""
         cdef iovec iov[MAX_IOV]
         cdef int count
-        cdef Py_ssize_t i, n_items
+        cdef Py_ssize_t i
         cdef ssize_t n
-        cdef size_t size, gathered
+        cdef size_t size
         cdef object item
         cdef FileSegment seg
         self.written = 0
@@ -196,7 +215,6 @@ cdef class OutputQueue:
         while self.pending:
             if budget == 0:
                 return 1
-            n_items = len(self.items)
             item = self.items[self.first]
             if type(item) is FileSegment:
                 seg = <FileSegment>item
@@ -210,32 +228,12 @@ cdef class OutputQueue:
                     raise ConnectionError(errno, f"TLS write of a file: {os.strerror(errno)}")
                 if n == 0:
                     raise ConnectionError(0, "TLS write of a file: file shorter than its declared size")
-                seg.remaining -= n
-                self.pending -= n
-                self.written += n
                 budget -= <size_t>n
-                if seg.remaining == 0:
-                    self.items[self.first] = None
-                    self.first += 1
+                consume_file(self, seg, <size_t>n)
                 continue
             # consecutive bytes items, a record's worth at most, in one record
-            count = 0
-            gathered = 0
-            i = self.first
-            while i < n_items and count < MAX_IOV and gathered < FC_TLS_RECORD:
-                item = self.items[i]
-                if type(item) is not bytes:
-                    break
-                iov[count].iov_base = PyBytes_AS_STRING(item)
-                iov[count].iov_len = PyBytes_GET_SIZE(item)
-                if count == 0:
-                    iov[0].iov_base = <char *>iov[0].iov_base + self.first_offset
-                    iov[0].iov_len -= self.first_offset
-                gathered += iov[count].iov_len
-                count += 1
-                i += 1
-            if budget < gathered:
-                count = trim_iovecs(iov, count, budget)
+            count = gather_bytes(self, iov, FC_TLS_RECORD, &i)
+            count = trim_iovecs(iov, count, budget)
             n = fc_tls_writev(tls, iov, count)
             if n < 0:
                 if errno == EAGAIN or errno == EINTR:

@@ -51,6 +51,31 @@ cdef bytes reason(int status):
     return REASONS.get(status, b"Unknown")
 
 
+cdef frozenset TOKEN_BYTES = frozenset(b"!#$%&'*+-.^_`|~0123456789"
+                                       b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+cdef bint is_token(bytes text):
+    return len(text) > 0 and TOKEN_BYTES.issuperset(text)
+
+
+cdef tuple header_pair(object item):
+    """An application's response header as (name, value): a pair of bytes,
+    the name a token, no CR, LF or NUL in the value (else TypeError or
+    ValueError, saying which)."""
+    try:
+        name, value = item
+    except (TypeError, ValueError):
+        raise TypeError(f"response header {item!r} is not a [name, value] pair") from None
+    if type(name) is not bytes or type(value) is not bytes:
+        raise TypeError(f"response header {item!r}: name and value must be bytes")
+    if not is_token(name):
+        raise ValueError(f"invalid response header name {name!r} from the application")
+    if b"\n" in value or b"\r" in value or b"\0" in value:
+        raise ValueError(f"value of response header {name!r} contains CR, LF or NUL")
+    return (name, value)
+
+
 cdef bytes status_line(int status):
     cdef object line = STATUS_LINES.get(status)
     if line is None:

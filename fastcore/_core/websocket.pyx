@@ -55,7 +55,7 @@ from libc.stdint cimport uint8_t, uint64_t
 
 from fastcore._core.connection cimport Connection, RequestHandler, S_APP, S_CLOSED
 from fastcore._core.loop cimport Loop
-from fastcore._core.response cimport date_line, plain_response, reason
+from fastcore._core.response cimport date_line, header_pair, is_token, plain_response, reason
 from fastcore._core.stats cimport WorkerStats
 from fastcore._core.includes.fc_ws cimport (
     FC_WS_BINARY, FC_WS_CLOSE, FC_WS_CONTINUATION, FC_WS_FIN, FC_WS_MAX_HEADER, FC_WS_PING, FC_WS_PONG,
@@ -69,8 +69,6 @@ cdef bytes GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"   # RFC 6455 section 1
 cdef dict ASGI_VERSION = {"version": "3.0", "spec_version": "2.3"}
 cdef bytes EMPTY = b""
 cdef bytes DEFLATE_TAIL = b"\x00\x00\xff\xff"               # RFC 7692 section 7.2.1
-cdef frozenset TOKEN_BYTES = frozenset(b"!#$%&'*+-.^_`|~0123456789"
-                                       b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 # fields of the 101 that are the server's to write
 cdef frozenset OWN_FIELDS = frozenset([b"connection", b"upgrade", b"sec-websocket-accept", b"sec-websocket-protocol",
                                        b"sec-websocket-extensions", b"content-length", b"transfer-encoding",
@@ -316,16 +314,7 @@ cdef class WebSocket:
     cdef list header_lines(self, object headers):
         cdef list lines = []
         for item in headers:
-            try:
-                name, value = item
-            except (TypeError, ValueError):
-                raise TypeError(f"response header {item!r} is not a [name, value] pair") from None
-            if type(name) is not bytes or type(value) is not bytes:
-                raise TypeError(f"response header {item!r}: name and value must be bytes")
-            if not name or not TOKEN_BYTES.issuperset(name):
-                raise ValueError(f"invalid response header name {name!r} from the application")
-            if b"\n" in value or b"\r" in value or b"\0" in value:
-                raise ValueError(f"value of response header {name!r} contains CR, LF or NUL")
+            name, value = header_pair(item)
             if name.lower() in OWN_FIELDS:
                 continue
             lines.append(name + b": " + value + b"\r\n")
@@ -342,8 +331,7 @@ cdef class WebSocket:
         lines = self.header_lines(headers)
         parts.append(b"Sec-WebSocket-Accept: " + accept_key + b"\r\n")
         if subprotocol is not None:
-            if not isinstance(subprotocol, str) or not subprotocol or \
-                    not TOKEN_BYTES.issuperset(subprotocol.encode("latin-1", "replace")):
+            if not isinstance(subprotocol, str) or not is_token(subprotocol.encode("latin-1", "replace")):
                 raise ValueError(f"websocket.accept: invalid subprotocol {subprotocol!r}")
             parts.append(b"Sec-WebSocket-Protocol: " + subprotocol.encode("ascii") + b"\r\n")
         if handler.deflate_allowed:
