@@ -25,7 +25,8 @@ and once per event (receive/send), never per header.
   unless the application gave Content-Length; send() waits while the
   connection's output is above write_buffer_high (on_writable wakes it), so
   a slow reader slows the application instead of growing a buffer.
-  http.response.pathsend goes out with sendfile. HEAD, 1xx, 204 and 304
+  http.response.pathsend and http.response.zerocopysend (parts of an open
+  file, framed like body events) go out with sendfile. HEAD, 1xx, 204 and 304
   carry no body. The framing rules are the WSGI gateway's.
 - on_close (the client went, or the server gave up on it) wakes receive()
   with http.disconnect; send() then raises ClientDisconnected (an OSError,
@@ -77,7 +78,8 @@ cdef bytes EMPTY = b""
 cdef dict ASGI_VERSION = {"version": "3.0", "spec_version": "2.5"}
 # the extensions every http scope offers: a copy per scope (one dict; the
 # per-extension settings, all empty, are shared)
-cdef dict EXTENSIONS = {"http.response.pathsend": {}, "http.response.trailers": {}, "http.response.early_hint": {}}
+cdef dict EXTENSIONS = {"http.response.pathsend": {}, "http.response.zerocopysend": {}, "http.response.trailers": {},
+                        "http.response.early_hint": {}}
 
 
 class ClientDisconnected(OSError):
@@ -269,16 +271,22 @@ cdef class Exchange:
                 self.write_last(body)
                 return
             self.write_body(body)
-            self.conn.flush()
-            while self.conn.out.pending >= self.gateway.high_water and not self.disconnected:
-                self.drain_waiter = self.gateway.aio.create_future()
-                self.conn.wait_writable()
-                try:
-                    await self.drain_waiter
-                finally:
-                    self.drain_waiter = None
-            if self.disconnected:
-                raise ClientDisconnected("the client has disconnected")
+            await self.drain()
+        elif kind == "http.response.zerocopysend":
+            if not self.started or self.complete or self.body_ended:
+                raise RuntimeError("http.response.zerocopysend " +
+                                   ("before http.response.start" if not self.started else "after the response ended"))
+            more = message_get(message, "more_body", False)
+            self.gateway.loop.now = self.gateway.loop.clock()
+            self.send_file_part(message, more)
+            if not more:
+                if self.trailers:
+                    self.body_ended = True
+                    self.conn.flush()
+                    return
+                self.finish()
+                return
+            await self.drain()
         elif kind == "http.response.start":
             if self.started:
                 raise RuntimeError("http.response.start sent twice")
@@ -304,6 +312,20 @@ cdef class Exchange:
             self.early_hint(message_get(message, "links", ()))
         else:
             raise ValueError(f"unexpected ASGI message {kind!r} for an http scope")
+
+    async def drain(self):
+        """After a body event with more to come: writes what the socket
+        takes, and waits while the output stays above write_buffer_high."""
+        self.conn.flush()
+        while self.conn.out.pending >= self.gateway.high_water and not self.disconnected:
+            self.drain_waiter = self.gateway.aio.create_future()
+            self.conn.wait_writable()
+            try:
+                await self.drain_waiter
+            finally:
+                self.drain_waiter = None
+        if self.disconnected:
+            raise ClientDisconnected("the client has disconnected")
 
     async def run(self, app):
         """The application's task: runs it and settles what it left undone."""
@@ -526,6 +548,44 @@ cdef class Exchange:
         finally:
             os.close(fd)  # the segment holds its own duplicate
         self.finish()
+        return 0
+
+    cdef int send_file_part(self, object message, bint more) except -1:
+        """http.response.zerocopysend: `count` bytes (all to the end when
+        absent) of the open file `file` (an object with fileno(), or a
+        descriptor) from `offset` (its current position when absent, which
+        then moves past them) go out with sendfile, framed as a body part."""
+        cdef int64_t offset, n
+        file = message["file"]
+        fd = file if type(file) is int else file.fileno()
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError(f"http.response.zerocopysend: {file!r} is not a regular file")
+        given = message_get(message, "offset", None)
+        offset = os.lseek(fd, 0, os.SEEK_CUR) if given is None else given
+        count = message_get(message, "count", None)
+        if offset < 0 or (count is not None and count < 0):
+            raise ValueError(f"http.response.zerocopysend: negative offset or count ({offset}, {count})")
+        n = max(info.st_size - offset, 0)
+        if count is not None and count < n:
+            n = count
+        if given is None:
+            os.lseek(fd, offset + n, os.SEEK_SET)
+        if not self.head_sent:
+            # one event with the whole body: its length is known
+            self.send_head(-1 if more or self.trailers_out else n)
+        if self.declared >= 0 and self.sent + n > self.declared:
+            error_log.warning("application sent more than its Content-Length (%d) for %s %s",
+                              self.declared, self.scope["method"], self.raw_target)
+            n = self.declared - self.sent
+        self.sent += n
+        if n == 0 or self.no_body:
+            return 0
+        if self.chunked:
+            self.conn.send(b"%x\r\n" % n)
+        self.conn.send_file(FileSegment(fd, offset, n))  # the segment holds a duplicate of fd
+        if self.chunked:
+            self.conn.send(b"\r\n")
         return 0
 
     cdef int fail(self, object error) except -1:

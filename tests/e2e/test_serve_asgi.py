@@ -314,6 +314,26 @@ async def app(scope, receive, send):
     elif path == "/file":
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
         await send({"type": "http.response.pathsend", "path": os.path.join(HERE, "data.txt")})
+    elif path == "/scope-extensions":
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": json.dumps(sorted(scope["extensions"])).encode()})
+    elif path == "/zerocopy":
+        # one part: from the file's position (moved there first) to its end
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        with open(os.path.join(HERE, "data.txt"), "rb") as f:
+            f.seek(5)
+            await send({"type": "http.response.zerocopysend", "file": f})
+    elif path == "/zerocopy-parts":
+        # parts with offsets and counts, a body between them, then a part from
+        # the position the first position-less part left: a streamed response
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        with open(os.path.join(HERE, "data.txt"), "rb") as f:
+            await send({"type": "http.response.zerocopysend", "file": f, "offset": 9, "count": 4,
+                        "more_body": True})
+            await send({"type": "http.response.body", "body": b"|", "more_body": True})
+            await send({"type": "http.response.zerocopysend", "file": f, "count": 4, "more_body": True})
+            await send({"type": "http.response.zerocopysend", "file": f.fileno(), "count": 2, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
     else:
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
         await send({"type": "http.response.body", "body": b"hello " + path.encode()})
@@ -346,6 +366,25 @@ def test_raw_events_in_order_more_body_and_scope(serve):
     assert scope["client"][0] == "127.0.0.1"
     assert scope["state"] == {"started": "yes"}
     assert scope["asgi"]["version"] == "3.0"
+
+
+def test_zerocopysend_parts_of_an_open_file_with_their_framing(serve):
+    server = serve(RAW_APP, files={"data.txt": "file contents\n"})
+    with server.connect() as client:
+        client.send(request_bytes("GET", "/zerocopy"))
+        whole = client.read_response()
+        assert whole.status == 200 and whole.body == b"contents\n"
+        assert whole.header("Content-Length") == "9"  # one event: its length is known
+        client.send(request_bytes("GET", "/zerocopy-parts"))
+        parts = client.read_response()
+        # offset 9 count 4, the body, then from the untouched position 0: 4 bytes, then 2 more
+        assert parts.status == 200 and parts.body == b"ents|file c"
+        assert parts.header("Transfer-Encoding") == "chunked"
+        client.send(request_bytes("HEAD", "/zerocopy"))
+        head = client.read_response("HEAD")
+        assert head.status == 200 and head.body == b"" and head.header("Content-Length") == "9"
+        client.send(request_bytes("GET", "/scope-extensions"))
+        assert "http.response.zerocopysend" in json.loads(client.read_response().body)
 
 
 def test_raw_framing_keepalive_pipelining_head_204_and_errors(serve):
