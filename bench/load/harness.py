@@ -270,6 +270,9 @@ def command_for(name, app, port, workdir):
     if name == "uvicorn":  # ASGI: its defaults (httptools when installed), one worker
         return [py, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
                 "--log-level", "warning", "--no-access-log", "--lifespan", "off", f"apps:{app}"]
+    if name == "gunicorn-uvicorn":  # ASGI: gunicorn's arbiter over one uvicorn worker (httptools, uvloop)
+        return [py, "-m", "gunicorn", "-w", "1", "-k", "uvicorn.workers.UvicornWorker", "-b", f"127.0.0.1:{port}",
+                "--log-level", "warning", f"apps:{app}"]
     if name == "granian-asgi":
         return [py, "-m", "granian", "--interface", "asgi", "--workers", "1", "--no-ws",
                 "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", f"apps:{app}"]
@@ -910,10 +913,11 @@ SCENARIOS = {
     "hello": ("hello world WSGI", "hello", None, ["fastcore", "bjoern", "granian", "gunicorn", "nginx"]),
     "flask": ("Flask hello", "flask_hello", None, ["fastcore", "bjoern", "granian", "gunicorn"]),
     "asgi": ("hello world ASGI (raw application)", "asgi_hello", None, ["fastcore", "fastcore-uvloop", "uvicorn",
-                                                                       "granian-asgi"]),
-    "fastapi": ("FastAPI hello (GET /, a JSON answer)", "fastapi_hello", None, ["fastcore", "uvicorn", "granian-asgi"]),
+                                                                       "granian-asgi", "gunicorn-uvicorn"]),
+    "fastapi": ("FastAPI hello (GET /, a JSON answer)", "fastapi_hello", None,
+                ["fastcore", "uvicorn", "granian-asgi", "gunicorn-uvicorn"]),
     "fastapi_echo": ("FastAPI JSON echo of 1 KiB (POST /echo)", "fastapi_hello", "json_echo.lua",
-                     ["fastcore", "uvicorn", "granian-asgi"]),
+                     ["fastcore", "uvicorn", "granian-asgi", "gunicorn-uvicorn"]),
     "limits": ("hello world WSGI, without and with a per-client rate limit configured (never reached)", "hello",
                None, ["fastcore", "fastcore-limited"]),
     "pipeline": ("hello world, 16 requests pipelined per write", "hello", "pipeline.lua",
