@@ -8,6 +8,7 @@ connect and read timeouts can notice.
 Needs root (network namespaces); skipped with the reason where the kernel
 or the user refuses them. CI runs as root."""
 import collections
+import itertools
 import json
 import os
 import pathlib
@@ -23,6 +24,7 @@ import requests
 HERE = pathlib.Path(__file__).resolve().parent
 UPSTREAM = HERE / "upstream_server.py"
 PORT = 8000  # the same on every host, as on real machines
+FIXTURE_SERIAL = itertools.count()
 
 
 def run(*command):
@@ -73,17 +75,23 @@ class Host:
             self.proc.wait()
             self.proc.stdout.close()
         if self.made:
-            # deleting the namespace deletes its veth end, and with it ours
-            subprocess.run(["ip", "netns", "delete", self.namespace], stdin=subprocess.DEVNULL,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10)
+            # our end first: deleting it deletes its peer at once, where a
+            # namespace's deletion tears its devices down later, in the
+            # background (the next test's names and addresses are new anyway)
+            for command in (["ip", "link", "delete", self.link], ["ip", "netns", "delete", self.namespace]):
+                subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, timeout=10)
 
 
 @pytest.fixture
 def hosts(tmp_path):
     """hosts(*names) -> [Host], each running upstream_server.py NAME."""
     made = []
-    tag = f"{os.getpid() % 100000}"
-    subnet = 100 + os.getpid() % 150
+    # names and a subnet of this test's own: a namespace deleted by the test
+    # before may still be going away (links are 15 characters at most)
+    serial = next(FIXTURE_SERIAL)
+    tag = f"{os.getpid() % 100000}{serial % 100}"
+    subnet = 100 + (os.getpid() + serial) % 150
 
     def make(*names):
         out = []
