@@ -628,13 +628,6 @@ def parse_tls_server_name(value: Any) -> Optional[str]:
     raise _Invalid("a DNS name or an IP address", value)
 
 
-def parse_optional_file(value: Any) -> Optional[str]:
-    """A file path made absolute, or empty for none."""
-    if value is None or value == "":
-        return None
-    return parse_absolute_file(value)
-
-
 def parse_hash_key(value: Any) -> Optional[str]:
     """client_ip, uri or header:NAME."""
     if value is None:
@@ -700,10 +693,10 @@ _PROXY_OPTIONS: Dict[str, Callable[[Any], Any]] = {
     "forwarded": parse_bool,
     "via": parse_bool,
     "tls_verify": parse_bool,
-    "tls_ca_certs": parse_optional_file,
+    "tls_ca_certs": lambda value: parse_absolute_file(value),
     "tls_server_name": parse_tls_server_name,
-    "tls_certfile": parse_optional_file,
-    "tls_keyfile": parse_optional_file,
+    "tls_certfile": lambda value: parse_absolute_file(value),
+    "tls_keyfile": lambda value: parse_absolute_file(value),
 }
 
 
@@ -1438,7 +1431,7 @@ SETTINGS: Tuple[Setting, ...] = (
             "it must carry proxy_tls_server_name; a server that fails is a connect failure (502 when all do). "
             "Off: any certificate is taken (encryption without authentication).",
             kind="flag", annotation=bool),
-    Setting("proxy_tls_ca_certs", "proxy", ("--proxy-tls-ca-certs",), parse_optional_file, None,
+    Setting("proxy_tls_ca_certs", "proxy", ("--proxy-tls-ca-certs",), parse_absolute_file, None,
             "The CA certificates (PEM) trusted for https:// servers; default: the system's CA store.",
             metavar="PATH", annotation=Optional[str]),
     Setting("proxy_tls_server_name", "proxy", ("--proxy-tls-server-name",), parse_tls_server_name, None,
@@ -1446,10 +1439,10 @@ SETTINGS: Tuple[Setting, ...] = (
             "its address (the DNS name it was resolved from, or the IP address itself, checked against the "
             "certificate's IP addresses, with no SNI).",
             metavar="NAME", annotation=Optional[str]),
-    Setting("proxy_tls_certfile", "proxy", ("--proxy-tls-certfile",), parse_optional_file, None,
+    Setting("proxy_tls_certfile", "proxy", ("--proxy-tls-certfile",), parse_absolute_file, None,
             "A client certificate (PEM, chain after it) shown to https:// servers that ask for one (mTLS).",
             metavar="PATH", annotation=Optional[str]),
-    Setting("proxy_tls_keyfile", "proxy", ("--proxy-tls-keyfile",), parse_optional_file, None,
+    Setting("proxy_tls_keyfile", "proxy", ("--proxy-tls-keyfile",), parse_absolute_file, None,
             "The private key of proxy_tls_certfile (PEM).",
             metavar="PATH", annotation=Optional[str]),
     Setting("forwarded_allow_ips", "proxy", ("--forwarded-allow-ips",), parse_cidrs, "127.0.0.1/8,::1",

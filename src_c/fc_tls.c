@@ -635,8 +635,17 @@ fc_tls_conn_t *fc_tls_client_conn_new(fc_tls_client_t *client, int fd, const cha
             goto fail;
     }
     SSL_set_app_data(ssl, session);
-    if (session != NULL && *session != NULL)
-        SSL_set_session(ssl, *session);  /* a stale one only costs a full handshake */
+    if (session != NULL && *session != NULL) {
+        /* OpenSSL spends a TLS 1.3 ticket once it resumed with it (RFC 8446
+         * C.4); the server may send none new then: the next connection
+         * makes a full handshake, which brings new ones */
+        if (!SSL_SESSION_is_resumable(*session)) {
+            SSL_SESSION_free(*session);
+            *session = NULL;
+        } else {
+            SSL_set_session(ssl, *session);  /* a stale one only costs a full handshake */
+        }
+    }
     SSL_set_connect_state(ssl);
     conn->ssl = ssl;
     conn->started = 1;  /* the plaintext check is the server side's */

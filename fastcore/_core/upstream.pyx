@@ -52,7 +52,7 @@ from fastcore._core.parser import ParseError
 from fastcore._core.includes.fc_tls cimport (
     FC_TLS_DONE, FC_TLS_WANT_READ, FC_TLS_WANT_WRITE, fc_tls_client_conn_new, fc_tls_client_free,
     fc_tls_client_new, fc_tls_client_options_t, fc_tls_failure_reason, fc_tls_handshake, fc_tls_pending,
-    fc_tls_read, fc_tls_session_free,
+    fc_tls_read, fc_tls_session_free, fc_tls_shutdown,
 )
 
 
@@ -408,6 +408,13 @@ cdef class UpstreamConnection(Stream):
         else:
             self._fail(UF_TIMEOUT, "read_timeout")
         return 0
+
+    cdef int close(self) except -1:
+        if self.tls != NULL and self.fd >= 0:
+            # close_notify, if the socket takes it now: also what keeps the
+            # session resumable (OpenSSL forgets one closed without it)
+            fc_tls_shutdown(self.tls)
+        return Stream.close(self)
 
     cdef int _fail(self, UpFailure failure, str why) except -1:
         cdef UpstreamOwner owner = self.owner

@@ -8,10 +8,12 @@ what it received. Every wait is bounded."""
 import hashlib
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 import requests
@@ -23,6 +25,7 @@ UPSTREAM_APP = '''
 import hashlib
 
 ports = set()
+health_checks = []
 BIG = bytes(range(256)) * (10 * 1024 * 1024 // 256)
 
 
@@ -42,6 +45,13 @@ def app(environ, start_response):
         body = BIG
     elif path == "/connections":
         body = str(len(ports)).encode()
+    elif path == "/session":
+        body = environ["SSL_SESSION_RESUMED"].encode()
+    elif path == "/health":
+        health_checks.append(environ["REMOTE_PORT"])
+        body = b"ok"
+    elif path == "/health-checks":
+        body = str(len(health_checks)).encode()
     else:
         body = f"{environ['SERVER_PORT']} {path} sni={environ.get('SSL_TLS_SNI')}".encode()
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
@@ -147,6 +157,36 @@ def test_proxy_tls_keeps_upstream_connections_alive(tls, certs):
             assert response.text == f"{upstream.port} /n{number} sni=None"
         # one client at a time: one kept connection carried them all
         assert int(session.get(url(server, "/connections"), timeout=10).text) <= 2
+
+
+def test_proxy_tls_resumes_the_session_of_a_new_connection(tls, certs):
+    https_upstream, _, proxy = tls
+    upstream = https_upstream()
+    # no kept connections: every request makes a new one, which offers the last session
+    server = proxy("--proxy", f"/=https://127.0.0.1:{upstream.port}", *trusting(certs), "--proxy-keepalive", "0")
+    answers = [requests.get(url(server, "/session"), timeout=10).text for _ in range(6)]
+    # a TLS 1.3 ticket resumes once (RFC 8446 C.4), and fastcore sends no
+    # new one on a resumed connection: every other handshake is a full one
+    assert answers == ["Initial", "Resumed"] * 3
+    assert int(requests.get(url(server, "/connections"), timeout=10).text) == 7
+
+
+def test_proxy_tls_health_checks_go_through_tls(tls, certs):
+    https_upstream, _, proxy = tls
+    good, stranger = https_upstream(), https_upstream("stranger")
+    server = proxy("--proxy", f"/=https://127.0.0.1:{good.port},https://127.0.0.1:{stranger.port}",
+                   *trusting(certs), "--proxy-health-path", "/health", "--proxy-health-interval", "0.2",
+                   "--proxy-health-fall", "1")
+    # the stranger fails its checks in the handshake: every request goes to the good one
+    server.wait_for_stderr(rf"127\.0\.0\.1:{stranger.port}.*(fail|down)", timeout=10)
+    for number in range(6):
+        response = requests.get(url(server, f"/h{number}"), timeout=10)
+        assert response.text.startswith(f"{good.port} ")
+    # and the good one is checked again and again, through TLS
+    deadline = time.monotonic() + 10
+    while int(requests.get(url(server, "/health-checks"), timeout=10).text) < 3:
+        assert time.monotonic() < deadline, "the TLS server got fewer than 3 health checks in 10 s"
+        select.select([], [], [], 0.1)
 
 
 def test_proxy_tls_refuses_a_certificate_its_cas_did_not_sign(tls, certs):
