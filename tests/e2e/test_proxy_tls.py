@@ -45,6 +45,8 @@ def app(environ, start_response):
         body = BIG
     elif path == "/connections":
         body = str(len(ports)).encode()
+    elif path == "/client":
+        body = str(environ.get("SSL_CLIENT_S_DN")).encode()
     elif path == "/session":
         body = environ["SSL_SESSION_RESUMED"].encode()
     elif path == "/health":
@@ -71,7 +73,8 @@ def free_port():
 def certs(tmp_path_factory):
     """The test CA and: `server` (localhost, 127.0.0.1), `api`
     (api.example.test), `other` (other.example.test only), all signed by
-    it, and `stranger` (127.0.0.1, self-signed)."""
+    it, `client` (a client certificate it signs) and `stranger`
+    (127.0.0.1, self-signed)."""
     directory = tmp_path_factory.mktemp("upstream-certs")
     openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
             "-subj", "/O=fastcore tests/CN=fastcore proxy test CA", cwd=directory)
@@ -79,6 +82,7 @@ def certs(tmp_path_factory):
     make_certificate(directory, "api", "api.example.test", ["DNS:api.example.test"])
     make_certificate(directory, "other", "other.example.test", ["DNS:other.example.test"])
     make_certificate(directory, "stranger", "stranger", ["DNS:localhost", "IP:127.0.0.1"], ca=False)
+    make_certificate(directory, "client", "the proxy", [])
     return directory
 
 
@@ -271,6 +275,53 @@ def test_proxy_tls_ten_mebibytes_each_way(tls, certs):
     body = os.urandom(10 * 1024 * 1024)
     response = requests.post(url(server, "/upload"), data=body, timeout=30)
     assert response.text == f"{len(body)} {hashlib.sha256(body).hexdigest()}"
+
+
+def test_proxy_tls_dns_name_is_the_name_checked_and_sent(tls, certs):
+    https_upstream, _, proxy = tls
+    upstream = https_upstream()
+    # localhost is resolved (every address a member); its certificate carries DNS:localhost
+    server = proxy("--proxy", f"/=https://localhost:{upstream.port}", *trusting(certs))
+    with requests.Session() as session:
+        for number in range(4):
+            response = session.get(url(server, f"/d{number}"), timeout=10)
+            assert response.text == f"{upstream.port} /d{number} sni=localhost"
+
+
+def test_proxy_tls_client_certificate_to_an_upstream_that_requires_one(tls, certs):
+    https_upstream, _, proxy = tls
+    upstream = https_upstream("server", "--cert-reqs", "required", "--ca-certs", str(certs / "ca.pem"))
+    with_certificate = proxy("--proxy", f"/=https://127.0.0.1:{upstream.port}", *trusting(certs),
+                             "--proxy-tls-certfile", str(certs / "client.pem"),
+                             "--proxy-tls-keyfile", str(certs / "client.key"))
+    response = requests.get(url(with_certificate, "/client"), timeout=10)
+    assert response.status_code == 200
+    assert "CN=the proxy" in response.text
+    without = proxy("--proxy", f"/=https://127.0.0.1:{upstream.port}", *trusting(certs))
+    assert requests.get(url(without, "/client"), timeout=10).status_code == 502
+
+
+def test_proxy_tls_server_added_through_the_admin_api(tls, certs):
+    https_upstream, plain_upstream, proxy = tls
+    secure, plain = https_upstream(), plain_upstream()
+    server = proxy("--admin", "127.0.0.1:0", *trusting(certs), config=f"""
+[[proxy]]
+prefix = "/"
+name = "app"
+servers = ["127.0.0.1:{plain.port}"]
+""")
+    admin_port = int(server.wait_for_stderr(r"fastcore: admin on http://127\.0\.0\.1:(\d+)").group(1))
+    added = requests.post(f"http://127.0.0.1:{admin_port}/upstreams/app/servers",
+                          json={"address": f"https://127.0.0.1:{secure.port}"}, timeout=5)
+    assert added.status_code == 201, added.text
+    seen = set()
+    deadline = time.monotonic() + 10
+    with requests.Session() as session:
+        while secure.port not in seen:
+            assert time.monotonic() < deadline, f"the added https:// server got no request: {seen}"
+            response = session.get(url(server, "/a"), timeout=10)
+            assert response.status_code == 200
+            seen.add(int(response.text.split(" ")[0]))
 
 
 def kill_hard(server):
