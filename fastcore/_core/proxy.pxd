@@ -59,6 +59,7 @@ cdef class ProxyLocation(RequestHandler):
     cdef public object new_request_id
 
     cdef tuple server_for(self, Member member)
+    cdef tuple new_server(self, Member member)
     cdef TLSClient tls_context(self)
     cdef bytes address_bytes(self, str host)
     cdef UpstreamConnection connection_to(self, Member member, bint peek)

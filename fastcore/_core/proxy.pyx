@@ -257,14 +257,18 @@ cdef class ProxyLocation(RequestHandler):
         location's tls_server_name, else the DNS name the member was
         resolved from, else the address's host (an IP address)."""
         cdef tuple entry = self.servers.get(member.address)
-        cdef TLSPeer peer = None
         if entry is None:
-            from fastcore.proxy.balancer import parse_address
-            family, sockaddr = parse_address(member.address)
-            if (<str>member.address).startswith("https://"):
-                peer = TLSPeer(self.tls_context(), self.tls_server_name or member.server_name or sockaddr[0])
-            entry = (family, sockaddr, IdlePool(self.keepalive), peer)
-            self.servers[member.address] = entry
+            entry = self.new_server(member)
+        return entry
+
+    cdef tuple new_server(self, Member member):
+        cdef TLSPeer peer = None
+        from fastcore.proxy.balancer import parse_address
+        family, sockaddr = parse_address(member.address)
+        if (<str>member.address).startswith("https://"):
+            peer = TLSPeer(self.tls_context(), self.tls_server_name or member.server_name or sockaddr[0])
+        entry = (family, sockaddr, IdlePool(self.keepalive), peer)
+        self.servers[member.address] = entry
         return entry
 
     cdef TLSClient tls_context(self):

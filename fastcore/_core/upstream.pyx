@@ -384,7 +384,7 @@ cdef class UpstreamConnection(Stream):
         return 0
 
     cdef int _on_deferred(self) except -1:
-        # reading resumed while OpenSSL held plaintext (_update deferred it)
+        # reading resumed while OpenSSL held plaintext (resume_reading deferred it)
         if self.tls != NULL and self.fd >= 0 and self.state == U_ACTIVE and not self.reading_paused:
             self._read_tls()
         return 0
@@ -445,9 +445,13 @@ cdef class UpstreamConnection(Stream):
                 self.disarm()
             if not self.reading_paused and not self.eof:
                 events |= EPOLLIN | EPOLLRDHUP
-                if self.tls != NULL and fc_tls_pending(self.tls):
-                    self.loop.defer(self)  # no event will say what OpenSSL holds
         self.set_interest(events)
+        return 0
+
+    cdef int resume_reading(self) except -1:
+        Stream.resume_reading(self)
+        if self.tls != NULL and self.fd >= 0 and self.state == U_ACTIVE and fc_tls_pending(self.tls):
+            self.loop.defer(self)  # no event will say what OpenSSL holds: read it after this batch
         return 0
 
     cdef int _on_closed(self) except -1:
