@@ -49,6 +49,7 @@ C_SOURCES = {
     "tls": ["src_c/fc_tls.c"],
     "buffer": ["src_c/fc_tls.c"],
     "stream": ["src_c/fc_tls.c"],
+    "upstream": ["src_c/fc_tls.c"],  # the client side: contexts, handshake and reads to https:// servers
 }
 
 # The modules over fc_tls.c link the system's OpenSSL 3 (libssl.so.3,

@@ -501,7 +501,8 @@ def parse_static(value: Any) -> Tuple[StaticLocation, ...]:
 @dataclasses.dataclass(frozen=True)
 class UpstreamServer:
     """One server of a proxy pool: HOST:PORT, [IPV6]:PORT, unix:PATH, or a
-    DNS name with a port (re-resolved every resolve_interval)."""
+    DNS name with a port (re-resolved every resolve_interval); any but
+    unix:PATH after https:// for a server that speaks TLS."""
 
     address: str
     weight: int = 1
@@ -511,9 +512,10 @@ class UpstreamServer:
     @property
     def is_name(self) -> bool:
         """A DNS name rather than an address."""
-        if self.address.startswith(("unix:", "[")):
+        address = self.address[len("https://"):] if self.address.startswith("https://") else self.address
+        if address.startswith(("unix:", "[")):
             return False
-        host = self.address.rpartition(":")[0]
+        host = address.rpartition(":")[0]
         try:
             ipaddress.ip_address(host)
             return False
@@ -555,6 +557,11 @@ class ProxyLocation:
     websocket: Optional[bool] = None
     forwarded: Optional[bool] = None
     via: Optional[bool] = None
+    tls_verify: Optional[bool] = None
+    tls_ca_certs: Optional[str] = None
+    tls_server_name: Optional[str] = None
+    tls_certfile: Optional[str] = None
+    tls_keyfile: Optional[str] = None
     limit_rate: Optional[int] = None
     limit_rate_after: Optional[int] = None
     limit_req_rate: Optional[float] = None
@@ -577,11 +584,20 @@ _HOST_PORT = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-
 
 
 def parse_upstream_address(value: Any) -> str:
-    """HOST:PORT, [IPV6]:PORT, unix:PATH or NAME:PORT (a DNS name)."""
-    expected = "HOST:PORT, [IPV6]:PORT, unix:PATH or a DNS name with a port"
+    """HOST:PORT, [IPV6]:PORT, unix:PATH or NAME:PORT (a DNS name); any but
+    unix:PATH after https:// for a TLS server (http:// is dropped: plain)."""
+    expected = "HOST:PORT, [IPV6]:PORT, unix:PATH or a DNS name with a port, after https:// for TLS"
     if not isinstance(value, str):
         raise _Invalid(expected, value)
     text = value.strip()
+    scheme = text[:text.find("://") + 3].lower() if "://" in text else ""
+    if scheme not in ("", "http://", "https://"):
+        raise _Invalid(expected, value)
+    text = text[len(scheme):]
+    if scheme == "https://":
+        if text.startswith("unix:") or "://" in text:
+            raise _Invalid(expected, value)
+        return "https://" + parse_upstream_address(text)
     if text.startswith("unix:"):
         if len(text) <= 5 or "\0" in text:
             raise _Invalid(expected, value)
@@ -595,6 +611,21 @@ def parse_upstream_address(value: Any) -> str:
         except ValueError:
             raise _Invalid(expected, value) from None
     return text
+
+
+def parse_tls_server_name(value: Any) -> Optional[str]:
+    """A DNS name or an IP address (the name an upstream's certificate must carry)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            return str(ipaddress.ip_address(value.strip("[]")))
+        except ValueError:
+            pass
+        if re.fullmatch(r"(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?"
+                        r"(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?)*\.?", value):
+            return value.rstrip(".").lower()
+    raise _Invalid("a DNS name or an IP address", value)
 
 
 def parse_hash_key(value: Any) -> Optional[str]:
@@ -661,6 +692,11 @@ _PROXY_OPTIONS: Dict[str, Callable[[Any], Any]] = {
     "websocket": parse_bool,
     "forwarded": parse_bool,
     "via": parse_bool,
+    "tls_verify": parse_bool,
+    "tls_ca_certs": lambda value: parse_absolute_file(value),
+    "tls_server_name": parse_tls_server_name,
+    "tls_certfile": lambda value: parse_absolute_file(value),
+    "tls_keyfile": lambda value: parse_absolute_file(value),
 }
 
 
@@ -1300,7 +1336,7 @@ SETTINGS: Tuple[Setting, ...] = (
     # proxy
     Setting("proxy", "proxy", ("--proxy",), parse_proxy, [],
             "Proxy requests: PREFIX=ADDR[,ADDR...] sends requests under PREFIX to these servers (HOST:PORT, "
-            "[IPV6]:PORT, unix:PATH or NAME:PORT); repeat for several (the longest prefix wins across static, "
+            "[IPV6]:PORT, unix:PATH or NAME:PORT, after https:// for servers that speak TLS); repeat for several (the longest prefix wins across static, "
             "proxy and the application); [[proxy]] tables in the config file also take name, servers as tables "
             "(address, weight, backup, max_conns) and the per-location options below without their proxy_ "
             "prefix. In the environment, entries are separated by spaces.",
@@ -1390,6 +1426,25 @@ SETTINGS: Tuple[Setting, ...] = (
             "Add 'Via: 1.1 fastcore' to requests going upstream and responses going to clients (RFC 9110 "
             "7.6.3; off by default, as in nginx and HAProxy).",
             kind="flag", annotation=bool),
+    Setting("proxy_tls_verify", "proxy", ("--proxy-tls-verify", "--no-proxy-tls-verify"), parse_bool, True,
+            "Check the certificate of an https:// server: its chain must reach a CA of proxy_tls_ca_certs and "
+            "it must carry proxy_tls_server_name; a server that fails is a connect failure (502 when all do). "
+            "Off: any certificate is taken (encryption without authentication).",
+            kind="flag", annotation=bool),
+    Setting("proxy_tls_ca_certs", "proxy", ("--proxy-tls-ca-certs",), parse_absolute_file, None,
+            "The CA certificates (PEM) trusted for https:// servers; default: the system's CA store.",
+            metavar="PATH", annotation=Optional[str]),
+    Setting("proxy_tls_server_name", "proxy", ("--proxy-tls-server-name",), parse_tls_server_name, None,
+            "The name sent as SNI to an https:// server and checked in its certificate; default: the host of "
+            "its address (the DNS name it was resolved from, or the IP address itself, checked against the "
+            "certificate's IP addresses, with no SNI).",
+            metavar="NAME", annotation=Optional[str]),
+    Setting("proxy_tls_certfile", "proxy", ("--proxy-tls-certfile",), parse_absolute_file, None,
+            "A client certificate (PEM, chain after it) shown to https:// servers that ask for one (mTLS).",
+            metavar="PATH", annotation=Optional[str]),
+    Setting("proxy_tls_keyfile", "proxy", ("--proxy-tls-keyfile",), parse_absolute_file, None,
+            "The private key of proxy_tls_certfile (PEM).",
+            metavar="PATH", annotation=Optional[str]),
     Setting("forwarded_allow_ips", "proxy", ("--forwarded-allow-ips",), parse_cidrs, "127.0.0.1/8,::1",
             "Peers trusted as proxies: their real_ip_header names the client (REMOTE_ADDR, the access log, the "
             "limits), their X-Forwarded-Proto sets wsgi.url_scheme, and a proxy location passes their X-Forwarded-* "
@@ -1686,10 +1741,20 @@ def build_config(cli: Optional[Mapping[str, Any]] = None, environ: Optional[Mapp
             raise ConfigError(f"setting proxy ({location.prefix}): balance hash needs hash_key "
                               f"(client_ip, uri or header:NAME)")
     _check_tls(values, origins)
+    _check_proxy_tls(values)
     if values["reload"] and values["preload"]:
         raise ConfigError("setting reload (--reload): true cannot go with preload (--preload): the arbiter would "
                           "keep the old code, and --reload needs the workers to import the changed code")
     return Config(**values)
+
+
+def _check_proxy_tls(values: Dict[str, Any]) -> None:
+    """A client certificate to upstreams comes with its key, and the reverse."""
+    for location in values["proxy"]:
+        if (location.tls_certfile is None) != (location.tls_keyfile is None):
+            given, missing = ("tls_certfile", "tls_keyfile") if location.tls_keyfile is None else \
+                ("tls_keyfile", "tls_certfile")
+            raise ConfigError(f"setting proxy_{given} ([[proxy]] {location.prefix}): needs proxy_{missing} too")
 
 
 def _check_tls(values: Dict[str, Any], origins: Mapping[str, Tuple[Any, str]]) -> None:

@@ -152,6 +152,22 @@ def problems(config, app_spec: Optional[str] = None) -> List[str]:
                                  f"application's own source {source}; serve another directory, or add "
                                  f"--static-allow-app if that is intended")
     found.extend(tls_problems(config))
+    found.extend(proxy_tls_problems(config))
+    return found
+
+
+def proxy_tls_problems(config) -> List[str]:
+    """The problems of the TLS settings toward https:// upstream servers
+    (files OpenSSL cannot use), one line each."""
+    from fastcore._core.upstream import TLSClient
+    found: List[str] = []
+    for location in config.proxy:
+        if not any(server.address.startswith("https://") for server in location.servers):
+            continue
+        try:
+            TLSClient(location.tls_verify, location.tls_ca_certs, location.tls_certfile, location.tls_keyfile)
+        except ValueError as error:
+            found.append(f"setting {error} ([[proxy]] {location.prefix})")
     return found
 
 

@@ -275,9 +275,11 @@ def start_discovery(loop, pool, resolver, resolve_interval, address, weight=1, b
     applied before this returns (at start), else by the discovery's thread
     (an admin API change: the loop does not wait for DNS). Returns the
     Discovery (stop() it to end)."""
-    name, _, port = address.rpartition(":")
+    scheme = "https://" if address.startswith("https://") else ""
+    name, _, port = address[len(scheme):].rpartition(":")
     discovery = Discovery(pool, name, int(port), resolver=resolver, resolve_interval=resolve_interval,
-                          weight=weight, backup=backup, max_conns=max_conns, apply=loop.call_soon_threadsafe)
+                          weight=weight, backup=backup, max_conns=max_conns, apply=loop.call_soon_threadsafe,
+                          scheme=scheme)
     if resolve_now:
         discovery.refresh()  # the first answer before serving
     discovery.start()

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <arpa/inet.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -345,7 +346,8 @@ int fc_tls_handshake(fc_tls_conn_t *conn) {
     default:
         conn->failure = ERR_peek_last_error() ? ERR_reason_error_string(ERR_peek_last_error()) : NULL;
         if (conn->failure == NULL)
-            conn->failure = "the client closed during the handshake";
+            conn->failure = SSL_is_server(ssl) ? "the client closed during the handshake"
+                                               : "the server closed during the handshake";
         ERR_clear_error();
         return FC_TLS_FAILED;
     }
@@ -512,4 +514,164 @@ size_t fc_tls_certificate_pem(const fc_tls_conn_t *conn, int peer, char *out, si
     BIO_free(bio);
     ERR_clear_error();
     return n > 0 ? (size_t)n : 0;
+}
+
+
+/* -- the client side ------------------------------------------------------------ */
+
+struct fc_tls_client {
+    SSL_CTX *ctx;
+};
+
+/* OpenSSL's new-session callback: the session goes into the server's slot
+ * (the connection's app data), replacing the one there. Returning 1 keeps
+ * OpenSSL's reference for the slot. */
+static int keep_session(SSL *ssl, SSL_SESSION *session) {
+    void **slot = SSL_get_app_data(ssl);
+    if (slot == NULL)
+        return 0;
+    if (*slot != NULL)
+        SSL_SESSION_free(*slot);
+    *slot = session;
+    return 1;
+}
+
+fc_tls_client_t *fc_tls_client_new(const fc_tls_client_options_t *options, char *err, size_t errlen) {
+    static const unsigned char alpn[] = "\x08http/1.1";
+    fc_tls_client_t *client = calloc(1, sizeof(*client));
+    SSL_CTX *ctx;
+    char what[600];
+    if (client == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    ERR_clear_error();
+    ctx = SSL_CTX_new(TLS_client_method());
+    if (ctx == NULL) {
+        free(client);
+        openssl_reason(err, errlen, "cannot make a TLS context");
+        return NULL;
+    }
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_IGNORE_UNEXPECTED_EOF);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
+                          SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    /* sessions live in the caller's per-server slots, not in a cache here */
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(ctx, keep_session);
+    if (SSL_CTX_set_alpn_protos(ctx, alpn, sizeof(alpn) - 1) != 0) {
+        openssl_reason(err, errlen, "cannot offer ALPN");
+        goto fail;
+    }
+    if (options->ca_certs != NULL && options->ca_certs[0]) {
+        if (!readable_file("proxy_tls_ca_certs", options->ca_certs, err, errlen))
+            goto fail;
+        if (SSL_CTX_load_verify_locations(ctx, options->ca_certs, NULL) != 1) {
+            snprintf(what, sizeof(what), "proxy_tls_ca_certs: %s holds no PEM certificate", options->ca_certs);
+            openssl_reason(err, errlen, what);
+            goto fail;
+        }
+    } else if (options->verify && SSL_CTX_set_default_verify_paths(ctx) != 1) {
+        openssl_reason(err, errlen, "proxy_tls_ca_certs: cannot load the system's CA store");
+        goto fail;
+    }
+    if (options->certfile != NULL && options->certfile[0]) {
+        const char *keyfile = options->keyfile != NULL && options->keyfile[0] ? options->keyfile : options->certfile;
+        if (!readable_file("proxy_tls_certfile", options->certfile, err, errlen) ||
+            !readable_file("proxy_tls_keyfile", keyfile, err, errlen))
+            goto fail;
+        if (SSL_CTX_use_certificate_chain_file(ctx, options->certfile) != 1) {
+            snprintf(what, sizeof(what), "proxy_tls_certfile: %s is not a PEM certificate", options->certfile);
+            openssl_reason(err, errlen, what);
+            goto fail;
+        }
+        if (SSL_CTX_use_PrivateKey_file(ctx, keyfile, SSL_FILETYPE_PEM) != 1 ||
+            SSL_CTX_check_private_key(ctx) != 1) {
+            snprintf(what, sizeof(what), "proxy_tls_keyfile: %s is not the PEM private key of %s", keyfile,
+                     options->certfile);
+            openssl_reason(err, errlen, what);
+            goto fail;
+        }
+    }
+    SSL_CTX_set_verify(ctx, options->verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
+    ERR_clear_error();
+    client->ctx = ctx;
+    return client;
+fail:
+    SSL_CTX_free(ctx);
+    free(client);
+    return NULL;
+}
+
+void fc_tls_client_free(fc_tls_client_t *client) {
+    if (client == NULL)
+        return;
+    SSL_CTX_free(client->ctx);
+    free(client);
+}
+
+static int is_ip_address(const char *name) {
+    unsigned char address[16];
+    return inet_pton(AF_INET, name, address) == 1 || inet_pton(AF_INET6, name, address) == 1;
+}
+
+fc_tls_conn_t *fc_tls_client_conn_new(fc_tls_client_t *client, int fd, const char *server_name, void **session) {
+    fc_tls_conn_t *conn = calloc(1, sizeof(*conn));
+    SSL *ssl;
+    int named = server_name != NULL && server_name[0];
+    int ip = named && is_ip_address(server_name);
+    if (conn == NULL)
+        return NULL;
+    ssl = SSL_new(client->ctx);
+    if (ssl == NULL || SSL_set_fd(ssl, fd) != 1)
+        goto fail;
+    if (named && !ip && SSL_set_tlsext_host_name(ssl, server_name) != 1)
+        goto fail;
+    if (named && SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER) {
+        /* the name check is part of the chain's verification: a mismatch
+         * fails the handshake ("hostname mismatch") */
+        if (ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), server_name) != 1
+               : SSL_set1_host(ssl, server_name) != 1)
+            goto fail;
+    }
+    SSL_set_app_data(ssl, session);
+    if (session != NULL && *session != NULL) {
+        /* OpenSSL spends a TLS 1.3 ticket once it resumed with it (RFC 8446
+         * C.4); the server may send none new then: the next connection
+         * makes a full handshake, which brings new ones */
+        if (!SSL_SESSION_is_resumable(*session)) {
+            SSL_SESSION_free(*session);
+            *session = NULL;
+        } else {
+            SSL_set_session(ssl, *session);  /* a stale one only costs a full handshake */
+        }
+    }
+    SSL_set_connect_state(ssl);
+    conn->ssl = ssl;
+    conn->started = 1;  /* the plaintext check is the server side's */
+    ERR_clear_error();
+    return conn;
+fail:
+    SSL_free(ssl);
+    free(conn);
+    ERR_clear_error();
+    return NULL;
+}
+
+void fc_tls_session_free(void *session) {
+    if (session != NULL)
+        SSL_SESSION_free(session);
+}
+
+size_t fc_tls_failure_reason(const fc_tls_conn_t *conn, char *out, size_t len) {
+    SSL *ssl = conn->ssl;
+    long result = SSL_get_verify_result(ssl);
+    int n;
+    if ((SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER) && result != X509_V_OK)
+        n = snprintf(out, len, "certificate verify failed: %s", X509_verify_cert_error_string(result));
+    else
+        n = snprintf(out, len, "%s", conn->failure != NULL ? conn->failure : "the handshake failed");
+    if (n < 0)
+        n = 0;
+    return (size_t)n < len ? (size_t)n : len - 1;
 }

@@ -1,5 +1,7 @@
 /* fc_tls: TLS over a non-blocking socket, with OpenSSL, for the server side
- * of a connection. No Python here: the loop (connection.pyx) drives it.
+ * of a connection (a TLS listener) and for the client side of one (the
+ * proxy to an https:// upstream server). No Python here: the loop
+ * (connection.pyx, upstream.pyx) drives it.
  *
  * Contract: every call returns at once. A call that needs the socket to be
  * readable or writable first says so (FC_TLS_WANT_READ, FC_TLS_WANT_WRITE,
@@ -144,6 +146,48 @@ int fc_tls_cipher_number(const fc_tls_conn_t *conn);
  * (peer = 1) into out (NUL-terminated): its length, 0 when there is none
  * or out is too small */
 size_t fc_tls_certificate_pem(const fc_tls_conn_t *conn, int peer, char *out, size_t len);
+
+/* -- the client side: connections to https:// upstream servers ----------------
+ *
+ * A client (fc_tls_client_t) is the context of one proxy location: its
+ * trust (verification on or off, the CAs), and the certificate it shows,
+ * if any. Its connections offer ALPN http/1.1 only. Resumption: each server
+ * of the location has a session slot (void *, NULL at first, owned by the
+ * caller, freed with fc_tls_session_free); a connection offers the
+ * session in it and puts there each new one the server sends (in TLS 1.3
+ * after the handshake, while the response is read), so the slot must
+ * outlive the connection. */
+
+typedef struct fc_tls_client fc_tls_client_t;
+
+typedef struct fc_tls_client_options {
+    int verify;                 /* 1: the server's chain must reach a trusted CA, and its name match */
+    const char *ca_certs;       /* PEM file of the trusted CAs, or NULL: the system's store */
+    const char *certfile;       /* a certificate (chain) to show the server, or NULL */
+    const char *keyfile;        /* its private key (with certfile) */
+} fc_tls_client_options_t;
+
+/* Returns NULL with a one-line reason in err (a missing or bad file). */
+fc_tls_client_t *fc_tls_client_new(const fc_tls_client_options_t *options, char *err, size_t errlen);
+
+void fc_tls_client_free(fc_tls_client_t *client);
+
+/* A client connection on the connected socket fd (non-blocking), not yet
+ * handshaken (fc_tls_handshake drives it, as on the server side, without
+ * the plaintext check). server_name is sent as SNI and the certificate is
+ * checked against it: a DNS name (SNI and the certificate's names), or an
+ * IP address (no SNI, as RFC 6066 says; the certificate's IP addresses).
+ * session: the server's slot (see above). NULL when out of memory. */
+fc_tls_conn_t *fc_tls_client_conn_new(fc_tls_client_t *client, int fd, const char *server_name, void **session);
+
+/* Frees a session of a slot (NULL is fine). */
+void fc_tls_session_free(void *session);
+
+/* Why the handshake of conn failed, as one line into out (NUL-terminated):
+ * for a refused certificate "certificate verify failed: " and OpenSSL's
+ * words ("self-signed certificate", "hostname mismatch"), else the
+ * handshake's failure. Returns its length. */
+size_t fc_tls_failure_reason(const fc_tls_conn_t *conn, char *out, size_t len);
 
 #ifdef __cplusplus
 }

@@ -8,7 +8,9 @@ from fastcore._core.connection cimport Connection, RequestHandler
 from fastcore._core.includes.fc_http cimport fc_header_t, fc_span_t
 from fastcore._core.loop cimport Loop
 from fastcore._core.router cimport Router
-from fastcore._core.upstream cimport IdlePool, UpFailure, UpstreamConnection, UpstreamOwner, UpstreamTimeouts
+from fastcore._core.upstream cimport (
+    IdlePool, TLSClient, UpFailure, UpstreamConnection, UpstreamOwner, UpstreamTimeouts,
+)
 from fastcore.proxy.balancer cimport Member, Pool
 
 
@@ -31,7 +33,10 @@ cdef class ProxyLocation(RequestHandler):
     cdef bytes prefix_bytes
     cdef Router router
     cdef readonly Pool pool                 # the balancer: pick() once per request
-    cdef dict servers                       # member address -> (family, sockaddr, IdlePool)
+    cdef dict servers                       # member address -> (family, sockaddr, IdlePool, TLSPeer or None)
+    cdef TLSClient tls_client               # the context of the https:// servers, made with the first one
+    cdef object tls_options                 # (verify, ca_certs, certfile, keyfile) to make it
+    cdef str tls_server_name                # tls_server_name: the name every https:// server is checked for
     cdef UpstreamTimeouts timeouts
     cdef dict parser_limits                 # of the response parsers
     cdef size_t read_size
@@ -54,6 +59,8 @@ cdef class ProxyLocation(RequestHandler):
     cdef public object new_request_id
 
     cdef tuple server_for(self, Member member)
+    cdef tuple new_server(self, Member member)
+    cdef TLSClient tls_context(self)
     cdef bytes address_bytes(self, str host)
     cdef UpstreamConnection connection_to(self, Member member, bint peek)
     cdef bytes request_head(self, Connection conn, ProxyExchange ex)

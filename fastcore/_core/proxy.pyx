@@ -63,7 +63,7 @@ from fastcore._core.router cimport Router
 from fastcore._core.stats cimport WorkerStats
 from fastcore._core.upstream cimport (
     IdlePool, UF_CONNECT, UF_INVALID, UF_RESET, UF_TIMEOUT, U_CLOSED, UpFailure, UpstreamConnection,
-    UpstreamOwner, UpstreamTimeouts, connect_to,
+    UpstreamOwner, UpstreamTimeouts, TLSClient, TLSPeer, connect_to,
 )
 from fastcore._core.parser import ParseError
 
@@ -243,19 +243,49 @@ cdef class ProxyLocation(RequestHandler):
         self.via = options.via
         self.limit_rate = options.limit_rate or 0
         self.limit_rate_after = options.limit_rate_after or 0
+        self.tls_options = (options.tls_verify, options.tls_ca_certs, options.tls_certfile, options.tls_keyfile)
+        self.tls_server_name = options.tls_server_name
+        if any(server.address.startswith("https://") for server in options.servers):
+            self.tls_context()  # a bad CA file or client certificate stops the start, not a request
 
     def __dealloc__(self):
         free(self.writer.data)
 
     cdef tuple server_for(self, Member member):
-        """(family, sockaddr, IdlePool) of a member, made on first use."""
+        """(family, sockaddr, IdlePool, TLSPeer or None) of a member, made on
+        first use. The name an https:// server's certificate must carry: the
+        location's tls_server_name, else the DNS name the member was
+        resolved from, else the address's host (an IP address)."""
         cdef tuple entry = self.servers.get(member.address)
         if entry is None:
-            from fastcore.proxy.balancer import parse_address
-            family, sockaddr = parse_address(member.address)
-            entry = (family, sockaddr, IdlePool(self.keepalive))
-            self.servers[member.address] = entry
+            entry = self.new_server(member)
         return entry
+
+    cdef tuple new_server(self, Member member):
+        cdef TLSPeer peer = None
+        from fastcore.proxy.balancer import parse_address
+        family, sockaddr = parse_address(member.address)
+        if (<str>member.address).startswith("https://"):
+            peer = TLSPeer(self.tls_context(), self.tls_server_name or member.server_name or sockaddr[0])
+        entry = (family, sockaddr, IdlePool(self.keepalive), peer)
+        self.servers[member.address] = entry
+        return entry
+
+    cdef TLSClient tls_context(self):
+        """The TLS context of the https:// servers, made once. A failure
+        (a file gone since the start) raises OSError: a connect failure."""
+        if self.tls_client is None:
+            verify, ca_certs, certfile, keyfile = self.tls_options
+            try:
+                self.tls_client = TLSClient(verify, ca_certs, certfile, keyfile)
+            except ValueError as e:
+                raise OSError(str(e)) from None
+        return self.tls_client
+
+    def tls_session_of(self, str address):
+        """Whether a session of the https:// server at address is kept (tests)."""
+        entry = self.servers.get(address)
+        return entry is not None and entry[3] is not None and entry[3].has_session
 
     cdef UpstreamConnection connection_to(self, Member member, bint peek):
         """A kept-alive connection to member, or a new one (connecting)."""
@@ -265,7 +295,7 @@ cdef class ProxyLocation(RequestHandler):
         if up is not None:
             return up
         return connect_to(self.loop, entry[0], entry[1], idle, self.timeouts, self.parser_limits, self.read_size,
-                          self.keepalive_requests)
+                          self.keepalive_requests, <TLSPeer>entry[3])
 
     def forget_server(self, str address):
         """A member left the pool (drained, reaped): close its kept connections."""
@@ -560,7 +590,10 @@ cdef class ProxyExchange(UpstreamOwner):
         return self.head[:self.head.find(b"\r\n")].decode("latin-1")
 
     cdef bytes member_host(self):
-        return (<str>self.member.address).encode("latin-1")
+        cdef str address = self.member.address
+        if address.startswith("https://"):
+            address = address[8:]
+        return address.encode("latin-1")
 
     cdef int start_try(self) except -1:
         """Sends the request to self.member: a kept-alive connection or a new one."""

@@ -11,9 +11,10 @@ from libc.stdint cimport uint32_t
 from fastcore._core.loop cimport DeadlineQueue, Loop
 from fastcore._core.parser cimport FieldArray, ResponseParser
 from fastcore._core.stream cimport Stream
+from fastcore._core.includes.fc_tls cimport fc_tls_client_t
 
 cdef enum UpState:
-    U_CONNECTING     # connect() in progress; output waits in the queue
+    U_CONNECTING     # connect() in progress, then (tls set) the TLS handshake; output waits in the queue
     U_ACTIVE         # carries an exchange
     U_IDLE           # kept alive in its pool, watched for the server's close
     U_CLOSED
@@ -40,6 +41,22 @@ cdef class UpstreamTimeouts:
     cdef DeadlineQueue idle
 
 
+cdef class TLSClient:
+    """The TLS settings of a proxy location toward its https:// servers,
+    made into an OpenSSL context once (owned, freed with the object)."""
+    cdef fc_tls_client_t *client
+
+
+cdef class TLSPeer:
+    """One https:// server of a location: the name its certificate must
+    carry (and SNI), and the slot of its last session (owned, freed with
+    the object). Its connections hold it: OpenSSL writes the slot while
+    they read."""
+    cdef TLSClient client
+    cdef bytes server_name
+    cdef void *session
+
+
 cdef class IdlePool:
     cdef list idle                 # UpstreamConnection in U_IDLE, most recently used last (LIFO)
     cdef size_t limit              # keepalive: idle connections kept
@@ -63,11 +80,17 @@ cdef class UpstreamConnection(Stream):
     cdef bint eof                  # the server closed its side
     cdef bint request_sent         # the owner queued the whole request: the read timeout applies once it is out
     cdef size_t read_size
+    cdef TLSPeer tls_peer          # an https:// server: TLS once connected; None for a plain one
+    cdef bint tls_want_write       # the handshake waits for the socket to be writable
 
     cdef int start_exchange(self, UpstreamOwner owner) except -1
     cdef int release(self) except -1
     cdef int arm_read(self) except -1
     cdef int _on_connected(self) except -1
+    cdef int _handshake(self) except -1
+    cdef int _established(self) except -1
+    cdef int _read_tls(self) except -1
+    cdef bint _idle_open(self)
     cdef int _on_readable(self) except -1
     cdef int _on_writable(self) except -1
     cdef int send_span(self, const char *at, size_t n) except -2   # -1: peer gone (closed)
@@ -79,4 +102,4 @@ cdef class UpstreamConnection(Stream):
 
 cdef UpstreamConnection connect_to(Loop loop, object family, object sockaddr, IdlePool pool,
                                    UpstreamTimeouts timeouts, dict parser_limits, size_t read_size,
-                                   unsigned long max_exchanges)
+                                   unsigned long max_exchanges, TLSPeer tls_peer)

@@ -9,6 +9,15 @@ Theory of operation
 
 - connect_to() starts a non-blocking connect; output queued meanwhile goes
   out once the socket is writable and SO_ERROR says it connected.
+- An https:// server (tls_peer set): once connected, the TLS handshake runs
+  still in U_CONNECTING (so the plain path tests nothing more; `tls` set
+  tells the two steps apart), within the same connect_timeout, and a
+  failure of it (a refused certificate included) is a connect failure.
+  Reads then go through OpenSSL until it wants the socket (it may hold
+  plaintext no epoll event announces: read again when reading resumes);
+  writes through the Stream's TLS path. An idle TLS connection that gets
+  bytes is dead if they are a close_notify, the end, or data; records
+  that carry none (a TLS 1.3 ticket) leave it idle.
 - U_ACTIVE: bytes read go into the ResponseParser's buffer and the owner is
   told (upstream_readable); the owner runs the parser's events. The read
   timeout is the time allowed between two reads once armed (arm_read(), by
@@ -40,6 +49,11 @@ from fastcore._core.loop cimport DeadlineQueue, Loop
 from fastcore._core.buffer cimport OutputQueue
 from fastcore._core.parser cimport ResponseParser
 from fastcore._core.parser import ParseError
+from fastcore._core.includes.fc_tls cimport (
+    FC_TLS_DONE, FC_TLS_WANT_READ, FC_TLS_WANT_WRITE, fc_tls_client_conn_new, fc_tls_client_free,
+    fc_tls_client_new, fc_tls_client_options_t, fc_tls_failure_reason, fc_tls_handshake, fc_tls_pending,
+    fc_tls_read, fc_tls_session_free, fc_tls_shutdown,
+)
 
 
 cdef class UpstreamOwner:
@@ -64,6 +78,41 @@ cdef class UpstreamTimeouts:
         self.read = loop.deadline_queue(read)
         self.send = loop.deadline_queue(send)
         self.idle = loop.deadline_queue(idle)
+
+
+cdef class TLSClient:
+
+    def __cinit__(self, bint verify, ca_certs=None, certfile=None, keyfile=None):
+        cdef fc_tls_client_options_t options
+        cdef char err[1024]
+        # an empty path is none (fc_tls_client_new reads it so)
+        cdef bytes ca_b = (ca_certs or "").encode()
+        cdef bytes cert_b = (certfile or "").encode()
+        cdef bytes key_b = (keyfile or "").encode()
+        options.verify = verify
+        options.ca_certs = ca_b
+        options.certfile = cert_b
+        options.keyfile = key_b
+        self.client = fc_tls_client_new(&options, err, sizeof(err))
+        if self.client == NULL:
+            raise ValueError(err.decode("utf-8", "replace"))
+
+    def __dealloc__(self):
+        fc_tls_client_free(self.client)
+
+
+cdef class TLSPeer:
+
+    def __cinit__(self, TLSClient client, str server_name):
+        self.client = client
+        self.server_name = server_name.encode("idna") if server_name else b""
+
+    def __dealloc__(self):
+        fc_tls_session_free(self.session)
+
+    @property
+    def has_session(self):
+        return self.session != NULL
 
 
 cdef class IdlePool:
@@ -91,7 +140,13 @@ cdef class IdlePool:
             up = <UpstreamConnection>self.idle.pop()
             if up.state != U_IDLE:
                 continue
-            if peek:
+            if up.tls != NULL:
+                # bytes read by OpenSSL: a peek at the socket would take a
+                # ticket for the end; a read that wants more says it is open
+                if not up._idle_open():
+                    up.close()
+                    continue
+            elif peek:
                 n = recv(up.fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT)
                 if n >= 0 or (errno != EAGAIN and errno != EINTR):
                     up.close()
@@ -131,7 +186,7 @@ cdef class IdlePool:
 
 cdef UpstreamConnection connect_to(Loop loop, object family, object sockaddr, IdlePool pool,
                                    UpstreamTimeouts timeouts, dict parser_limits, size_t read_size,
-                                   unsigned long max_exchanges):
+                                   unsigned long max_exchanges, TLSPeer tls_peer):
     """A new connection to sockaddr, connecting (U_CONNECTING). Raises
     OSError when no socket can be made or the connect fails at once."""
     cdef UpstreamConnection up = UpstreamConnection.__new__(UpstreamConnection)
@@ -155,6 +210,7 @@ cdef UpstreamConnection connect_to(Loop loop, object family, object sockaddr, Id
     up.parser = ResponseParser(**parser_limits)
     up.read_size = read_size
     up.max_exchanges = max_exchanges
+    up.tls_peer = tls_peer
     up.state = U_CONNECTING
     pool.opened += 1
     timeouts.connect.arm(up, loop.now)
@@ -181,7 +237,8 @@ cdef class UpstreamConnection(Stream):
         self.owner = None
         self.disarm()
         if (self.state != U_ACTIVE or self.eof or self.out.pending or self.parser.buffered()
-                or self.reading_paused or self.exchanges >= self.max_exchanges):
+                or self.reading_paused or self.exchanges >= self.max_exchanges
+                or (self.tls != NULL and fc_tls_pending(self.tls))):
             self.close()
             return 0
         self.state = U_IDLE
@@ -205,10 +262,11 @@ cdef class UpstreamConnection(Stream):
     cdef int _on_events(self, uint32_t events) except -1:
         if self.state == U_IDLE:
             # the server closed an idle connection, or sent what nobody asked for
-            self.close()
+            if self.tls == NULL or not self._idle_open():
+                self.close()
             return 0
         if self.state == U_CONNECTING:
-            if events & (EPOLLOUT | EPOLLERR | EPOLLHUP):
+            if events & (EPOLLOUT | EPOLLIN | EPOLLERR | EPOLLHUP):
                 self._on_connected()
             return 0
         if events & EPOLLOUT:
@@ -220,11 +278,39 @@ cdef class UpstreamConnection(Stream):
     cdef int _on_connected(self) except -1:
         cdef int err = 0
         cdef socklen_t size = sizeof(err)
+        if self.tls != NULL:
+            return self._handshake()  # the next step of it
         if getsockopt(self.fd, SOL_SOCKET, SO_ERROR, &err, &size) < 0:
             err = errno
         if err:
             self._fail(UF_CONNECT, f"connect: {os.strerror(err)}")
             return 0
+        if self.tls_peer is not None:
+            self.tls = fc_tls_client_conn_new(self.tls_peer.client.client, self.fd, self.tls_peer.server_name,
+                                              &self.tls_peer.session)
+            if self.tls == NULL:
+                self._fail(UF_CONNECT, "TLS handshake: out of memory")
+                return 0
+            return self._handshake()
+        return self._established()
+
+    cdef int _handshake(self) except -1:
+        """One step of the TLS handshake (connect_timeout still runs)."""
+        cdef char reason[512]
+        cdef int rc = fc_tls_handshake(self.tls)
+        if rc == FC_TLS_DONE:
+            self.tls_want_write = False
+            return self._established()
+        if rc == FC_TLS_WANT_READ or rc == FC_TLS_WANT_WRITE:
+            self.tls_want_write = rc == FC_TLS_WANT_WRITE
+            self._update()
+            return 0
+        fc_tls_failure_reason(self.tls, reason, sizeof(reason))
+        self._fail(UF_CONNECT, "TLS handshake: " + reason.decode("utf-8", "replace"))
+        return 0
+
+    cdef int _established(self) except -1:
+        """Connected (and for TLS, handshaken): the exchange may start."""
         self.disarm()
         self.state = U_ACTIVE
         if self.owner is not None:
@@ -249,6 +335,8 @@ cdef class UpstreamConnection(Stream):
         cdef char *buf
         cdef size_t room
         cdef ssize_t n
+        if self.tls != NULL:
+            return self._read_tls()
         buf = self.parser.reserve_read(self.read_size, &room)
         n = read(self.fd, buf, room)
         if n < 0:
@@ -268,11 +356,51 @@ cdef class UpstreamConnection(Stream):
             self.owner.upstream_readable(self)
         return 0
 
+    cdef int _read_tls(self) except -1:
+        """_on_readable through OpenSSL: reads until it wants the socket
+        (what it holds past one read no event would announce), while the
+        connection carries an exchange that is not paused."""
+        cdef char *buf
+        cdef size_t room
+        cdef ssize_t n
+        while self.fd >= 0 and self.state == U_ACTIVE and not self.reading_paused and not self.eof:
+            buf = self.parser.reserve_read(self.read_size, &room)
+            n = fc_tls_read(self.tls, buf, room)
+            if n < 0:
+                if errno == EAGAIN or errno == EINTR:
+                    return 0
+                self._fail(UF_RESET, f"TLS read: {os.strerror(errno)}")
+                return 0
+            if n == 0:
+                self.eof = True
+                self.set_interest(EPOLLOUT if self.out.pending else 0)
+            else:
+                self.parser.commit(n)
+                self.got_bytes = True
+                if self.queue is self.timeouts.read:
+                    self.timeouts.read.arm(self, self.loop.now)
+            if self.owner is not None:
+                self.owner.upstream_readable(self)
+        return 0
+
+    cdef int _on_deferred(self) except -1:
+        # reading resumed while OpenSSL held plaintext (resume_reading deferred it)
+        if self.tls != NULL and self.fd >= 0 and self.state == U_ACTIVE and not self.reading_paused:
+            self._read_tls()
+        return 0
+
+    cdef bint _idle_open(self):
+        """An idle TLS connection is still open: reading it finds neither
+        the end, an error, nor data (only records without any, if at all)."""
+        cdef char probe
+        cdef ssize_t n = fc_tls_read(self.tls, &probe, 1)
+        return n < 0 and (errno == EAGAIN or errno == EINTR)
+
     cdef int _on_timeout(self) except -1:
         if self.state == U_IDLE:
             self.close()  # keepalive_idle over
         elif self.state == U_CONNECTING:
-            self._fail(UF_CONNECT, "connect_timeout")
+            self._fail(UF_CONNECT, "connect_timeout" if self.tls == NULL else "connect_timeout (TLS handshake)")
         elif self.out.pending:
             # the loop has taken the connection out of its queue by now: the
             # timer that ran is the one of what it was doing
@@ -280,6 +408,13 @@ cdef class UpstreamConnection(Stream):
         else:
             self._fail(UF_TIMEOUT, "read_timeout")
         return 0
+
+    cdef int close(self) except -1:
+        if self.tls != NULL and self.fd >= 0:
+            # close_notify, if the socket takes it now: also what keeps the
+            # session resumable (OpenSSL forgets one closed without it)
+            fc_tls_shutdown(self.tls)
+        return Stream.close(self)
 
     cdef int _fail(self, UpFailure failure, str why) except -1:
         cdef UpstreamOwner owner = self.owner
@@ -294,7 +429,7 @@ cdef class UpstreamConnection(Stream):
         if self.fd < 0:
             return 0
         if self.state == U_CONNECTING:
-            events = EPOLLOUT
+            events = EPOLLIN if self.tls != NULL and not self.tls_want_write else EPOLLOUT
         elif self.state == U_IDLE:
             events = EPOLLIN | EPOLLRDHUP
         else:
@@ -311,6 +446,12 @@ cdef class UpstreamConnection(Stream):
             if not self.reading_paused and not self.eof:
                 events |= EPOLLIN | EPOLLRDHUP
         self.set_interest(events)
+        return 0
+
+    cdef int resume_reading(self) except -1:
+        Stream.resume_reading(self)
+        if self.tls != NULL and self.fd >= 0 and self.state == U_ACTIVE and fc_tls_pending(self.tls):
+            self.loop.defer(self)  # no event will say what OpenSSL holds: read it after this batch
         return 0
 
     cdef int _on_closed(self) except -1:

@@ -26,6 +26,7 @@ cdef class Member:
     cdef public long consecutive_passes
     cdef public long consecutive_fails
     cdef public double score
+    cdef public object server_name      # str or None: the TLS name of a member resolved from a DNS name
 
     cpdef bint healthy(self, double now)
     cpdef bint available(self, double now)

@@ -90,7 +90,7 @@ import random
 import socket
 import time
 
-__all__ = ["Member", "Pool", "BALANCE_METHODS", "PANIC_MODES", "parse_address"]
+__all__ = ["Member", "Pool", "BALANCE_METHODS", "PANIC_MODES", "parse_address", "split_scheme"]
 
 BALANCE_METHODS = ("round_robin", "least_conn", "random_two", "hash")
 PANIC_MODES = ("all", "refuse")
@@ -112,8 +112,11 @@ def parse_address(address):
     "unix:/run/app.sock" -> (AF_UNIX, "/run/app.sock")
     "10.0.0.2:8000"      -> (AF_INET, ("10.0.0.2", 8000))
     "[::1]:8000"         -> (AF_INET6, ("::1", 8000))
+    "https://10.0.0.2:8443" -> (AF_INET, ("10.0.0.2", 8443)): a TLS server
+    (the scheme is the member's; "http://" is plain, as no scheme)
     Raises ValueError for anything else, a DNS name included: names are
     turned into addresses by discovery.py, never resolved on the loop."""
+    _, address = split_scheme(address)
     if address.startswith("unix:"):
         path = address[len("unix:"):]
         if not path:
@@ -140,6 +143,16 @@ def parse_address(address):
     return socket.AF_INET, (host, int(port))
 
 
+def split_scheme(address):
+    """(True, the rest) for an https:// address, else (False, the address
+    without an http:// prefix)."""
+    if address.startswith("https://"):
+        return True, address[len("https://"):]
+    if address.startswith("http://"):
+        return False, address[len("http://"):]
+    return False, address
+
+
 class Member:
     """One upstream server of a pool, as the policy sees it.
 
@@ -152,17 +165,19 @@ class Member:
     is the active check's verdict: "unknown", "passing" or "failing".
     `recovered_at` is when it last came back (monotonic seconds, None when it
     never left), read by the slow start. `recent_failures` counts the
-    failures of the current fail_timeout window."""
+    failures of the current fail_timeout window. `server_name`: for an
+    https:// member resolved from a DNS name, that name (its certificate's
+    and SNI's), else None (the address's host)."""
 
     __slots__ = (
         "address", "weight", "backup", "max_conns",
         "active", "requests", "failures", "retries", "duration_seconds_sum",
         "state", "down_until", "health", "recovered_at",
         "recent_failures", "failure_window_start", "max_fails", "fail_timeout",
-        "consecutive_passes", "consecutive_fails", "score",
+        "consecutive_passes", "consecutive_fails", "score", "server_name",
     )
 
-    def __init__(self, address, weight=1, backup=False, max_conns=0):
+    def __init__(self, address, weight=1, backup=False, max_conns=0, server_name=None):
         if not isinstance(weight, int) or weight < 1:
             raise ValueError(f"{address}: weight must be an integer >= 1, not {weight!r}")
         if not isinstance(max_conns, int) or max_conns < 0:
@@ -171,6 +186,7 @@ class Member:
         self.weight = weight
         self.backup = bool(backup)
         self.max_conns = max_conns
+        self.server_name = server_name
         self.active = 0
         self.requests = 0
         self.failures = 0

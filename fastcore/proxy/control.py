@@ -118,7 +118,9 @@ class Channel:
 
 
 def is_dns_name(address):
-    """NAME:PORT rather than an address (HOST:PORT, [IPV6]:PORT, unix:PATH)."""
+    """NAME:PORT rather than an address (HOST:PORT, [IPV6]:PORT, unix:PATH),
+    with or without a scheme."""
+    address = address.partition("://")[2] if "://" in address else address
     if address.startswith(("unix:", "[")):
         return False
     try:

@@ -477,7 +477,7 @@ class Discovery:
     start() runs refresh in a daemon thread until stop()."""
 
     def __init__(self, pool, name, port, resolver=None, resolve_interval=30.0, weight=1, backup=False,
-                 max_conns=0, timeout=2.0, apply=None):
+                 max_conns=0, timeout=2.0, apply=None, scheme=""):
         if resolve_interval < MINIMUM_RESOLVE_INTERVAL:
             raise ValueError(f"resolve_interval must be at least {MINIMUM_RESOLVE_INTERVAL:g}s")
         if resolver is not None:
@@ -488,6 +488,10 @@ class Discovery:
         self.resolver = resolver
         self.resolve_interval = float(resolve_interval)
         self.member_options = {"weight": weight, "backup": backup, "max_conns": max_conns}
+        # "https://": the members are TLS servers whose certificates carry the name
+        self.scheme = scheme
+        if scheme:
+            self.member_options["server_name"] = name
         self.timeout = timeout
         self.apply = apply or (lambda function, *args: function(*args))
         self.owned = set()           # addresses this Discovery put in the pool
@@ -528,6 +532,7 @@ class Discovery:
             return None
         others = [m for m in self.pool.members if m.state != "draining" and m.address not in self.owned]
         other_addresses = {m.address for m in others}
+        addresses = [self.scheme + address for address in addresses]
         mine = [Member(address, **self.member_options) for address in addresses
                 if address not in other_addresses]  # an address also listed statically stays static
         result = self.pool.replace(others + mine)

@@ -51,6 +51,8 @@ is back in the member's keep-alive pool or closed.
 import logging
 import random
 
+from fastcore.proxy.balancer import split_scheme
+
 __all__ = ["HealthCheck", "Prober", "next_delay", "JITTER"]
 
 error_log = logging.getLogger("fastcore.error")
@@ -153,7 +155,8 @@ class HealthCheck:
         """The probe's request bytes for this member."""
         host = self.host
         if host is None:
-            host = "localhost" if member.address.startswith("unix:") else member.address
+            address = split_scheme(member.address)[1]
+            host = "localhost" if address.startswith("unix:") else address
         return (f"GET {self.path} HTTP/1.1\r\nHost: {host}\r\n"
                 f"User-Agent: fastcore-health-check\r\nAccept: */*\r\n\r\n").encode("ascii")
 

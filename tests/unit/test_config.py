@@ -229,6 +229,11 @@ BAD_VALUES = {
     "proxy_forwarded": ["maybe"],
     "proxy_via": ["maybe"],
     "proxy_strip_prefix": ["sometimes"],
+    "proxy_tls_verify": ["maybe"],
+    "proxy_tls_ca_certs": [""],
+    "proxy_tls_certfile": [""],
+    "proxy_tls_keyfile": [""],
+    "proxy_tls_server_name": ["a b", "-bad.example", "a..b"],
     "forwarded_allow_ips": ["10.0.0.0/33", "nope"],
     "resolver": ["dns.example:53", "127.0.0.1", "127.0.0.1:0"],
     "tunnel_idle_timeout": ["0", "x"],
@@ -471,6 +476,34 @@ retries = 0
         ("10.0.0.2:8000", 3, 10, False), ("unix:/run/a.sock", 1, 0, False)]
     (x,) = build_config({"proxy": ["/x=backend.svc:80"]}, environ={}).proxy
     assert x.servers[0].is_name and x.pool_name == "/x" and x.balance == "round_robin"
+
+
+def test_config_proxy_https_servers_and_tls_options(tmp_path):
+    path = tmp_path / "fastcore.toml"
+    path.write_text("""
+proxy_tls_ca_certs = "ca.pem"
+[[proxy]]
+prefix = "/api"
+servers = ["https://10.0.0.2:8443", "http://10.0.0.3:8000", { address = "https://[::1]:8443", weight = 2 },
+           "https://backend.svc:443"]
+tls_verify = false
+tls_server_name = "API.Example.com"
+[[proxy]]
+prefix = "/other"
+servers = ["https://10.0.0.4:443"]
+tls_ca_certs = "/etc/other-ca.pem"
+""")
+    api, other = build_config({"config": str(path)}, environ={}).proxy
+    assert [(s.address, s.is_name) for s in api.servers] == [
+        ("https://10.0.0.2:8443", False), ("10.0.0.3:8000", False), ("https://[::1]:8443", False),
+        ("https://backend.svc:443", True)]
+    assert (api.tls_verify, api.tls_server_name, api.tls_ca_certs) == (False, "api.example.com", os.path.abspath("ca.pem"))
+    assert (other.tls_verify, other.tls_server_name, other.tls_ca_certs) == (True, None, "/etc/other-ca.pem")
+    for bad in ("https://unix:/run/a.sock", "https://10.0.0.2", "ftp://10.0.0.2:21", "https://https://a:1"):
+        with pytest.raises(ConfigError, match="setting proxy"):
+            build_config({"proxy": [f"/x={bad}"]}, environ={})
+    with pytest.raises(ConfigError, match="setting proxy_tls_certfile .*needs proxy_tls_keyfile"):
+        build_config({"proxy": ["/x=https://10.0.0.2:443"], "proxy_tls_certfile": "client.pem"}, environ={})
 
 
 def test_config_limit_rate_per_location_defaults_to_the_top_level(tmp_path):

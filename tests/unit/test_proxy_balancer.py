@@ -7,6 +7,7 @@ import random
 import pytest
 
 from fastcore.proxy import Member, Pool, parse_address
+from fastcore.proxy.balancer import split_scheme
 from fastcore.proxy import balancer
 
 
@@ -341,6 +342,12 @@ def test_balancer_parse_address():
     assert parse_address("10.0.0.2:8000") == (socket.AF_INET, ("10.0.0.2", 8000))
     assert parse_address("[::1]:8000") == (socket.AF_INET6, ("::1", 8000))
     assert parse_address("unix:/run/app.sock") == (socket.AF_UNIX, "/run/app.sock")
+    assert parse_address("https://10.0.0.2:8443") == (socket.AF_INET, ("10.0.0.2", 8443))
+    assert parse_address("https://[::1]:8443") == (socket.AF_INET6, ("::1", 8443))
+    assert parse_address("http://10.0.0.2:80") == (socket.AF_INET, ("10.0.0.2", 80))
+    assert split_scheme("https://10.0.0.2:8443") == (True, "10.0.0.2:8443")
+    assert split_scheme("http://10.0.0.2:80") == (False, "10.0.0.2:80")
+    assert split_scheme("10.0.0.2:80") == (False, "10.0.0.2:80")
     for bad in ("::1:80", "example.com:80", "10.0.0.2", "10.0.0.2:0", "10.0.0.2:99999", "unix:", "[::1]80"):
         with pytest.raises(ValueError):
             parse_address(bad)

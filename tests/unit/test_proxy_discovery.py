@@ -221,6 +221,19 @@ def test_discovery_keeps_members_on_errors_and_drains_on_nxdomain(monkeypatch):
         "192.0.2.9:80": "up", "10.0.0.1:80": "draining", "10.0.0.2:80": "draining"}
 
 
+def test_discovery_https_members_carry_the_name_for_tls(monkeypatch):
+    plain = Member("10.0.0.1:443")
+    pool = Pool("app", [plain])
+    scripted(monkeypatch, [(["10.0.0.1:443", "[fd00::2]:443"], 30)])
+    finder = Discovery(pool, "api.example.test", 443, scheme="https://")
+    finder.refresh()
+    # the https:// members are other servers than a plain one at the same address
+    assert sorted(m.address for m in pool.members) == ["10.0.0.1:443", "https://10.0.0.1:443",
+                                                       "https://[fd00::2]:443"]
+    assert pool.by_address["https://[fd00::2]:443"].server_name == "api.example.test"
+    assert plain.server_name is None
+
+
 def test_discovery_apply_hands_changes_to_the_pool_thread(monkeypatch):
     pool = Pool("app", [])
     scripted(monkeypatch, [(["10.0.0.1:80"], 30)])

@@ -58,3 +58,21 @@ cdef extern from "fc_tls.h" nogil:
     int fc_tls_version_number(const fc_tls_conn_t *conn)
     int fc_tls_cipher_number(const fc_tls_conn_t *conn)
     size_t fc_tls_certificate_pem(const fc_tls_conn_t *conn, int peer, char *out, size_t len)
+
+    # the client side (proxy to https:// servers): an fc_tls_client_t is
+    # owned by the upstream.TLSClient that made it; a session slot by the
+    # upstream.TLSPeer of its server
+    ctypedef struct fc_tls_client_options_t:
+        int verify
+        const char *ca_certs
+        const char *certfile
+        const char *keyfile
+
+    ctypedef struct fc_tls_client_t:
+        pass
+
+    fc_tls_client_t *fc_tls_client_new(const fc_tls_client_options_t *options, char *err, size_t errlen)
+    void fc_tls_client_free(fc_tls_client_t *client)
+    fc_tls_conn_t *fc_tls_client_conn_new(fc_tls_client_t *client, int fd, const char *server_name, void **session)
+    void fc_tls_session_free(void *session)
+    size_t fc_tls_failure_reason(const fc_tls_conn_t *conn, char *out, size_t len)
