@@ -8,12 +8,14 @@ import json
 import http.client
 import os
 import re
+import shutil
 import signal
 import socket
 import ssl
 import subprocess
 import sys
 import time
+import xml.etree.ElementTree as ElementTree
 
 import pytest
 import requests
@@ -180,6 +182,40 @@ def test_tls11_refused_at_the_defaults_and_tls12_with_min_13(serve, certs):
         tls_connect(strict, client_context(certs, ssl.TLSVersion.TLSv1_2)).close()
     with tls_connect(strict, client_context(certs)) as sock:
         assert sock.version() == "TLSv1.3"
+
+
+def sslscan_weaknesses(port, directory):
+    """What Debian's sslscan finds weak on 127.0.0.1:port: protocols other
+    than TLS 1.2 and 1.3, TLS 1.2 suites that are not forward-secret AEAD
+    (ECDHE with GCM or ChaCha20-Poly1305), suites under 128 bits, client
+    renegotiation, heartbleed."""
+    report = directory / f"sslscan-{port}.xml"
+    subprocess.run(["sslscan", "--no-colour", f"--xml={report}", f"127.0.0.1:{port}"], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+    test = ElementTree.parse(report).getroot().find("ssltest")
+    assert test is not None, report.read_text()
+    weak = [f"{p.get('type')} {p.get('version')} enabled" for p in test.iter("protocol")
+            if p.get("enabled") == "1" and (p.get("type"), p.get("version")) not in (("tls", "1.2"), ("tls", "1.3"))]
+    ciphers = list(test.iter("cipher"))
+    assert ciphers, "sslscan saw no cipher suite at all"
+    for cipher in ciphers:
+        name, version, bits = cipher.get("cipher"), cipher.get("sslversion"), int(cipher.get("bits"))
+        if bits < 128 or (version == "TLSv1.2" and not (name.startswith("ECDHE-") and
+                                                        ("-GCM-" in name or "CHACHA20" in name))):
+            weak.append(f"{version} {name} ({bits} bits)")
+    weak += ["client renegotiation" for r in test.iter("renegotiation") if r.get("supported") == "1"]
+    weak += [f"heartbleed on {h.get('sslversion')}" for h in test.iter("heartbleed") if h.get("vulnerable") == "1"]
+    return weak
+
+
+def test_sslscan_finds_nothing_weak_at_the_defaults(serve, certs, tmp_path):
+    if shutil.which("sslscan") is None:
+        pytest.skip("sslscan is not installed (Debian package sslscan; .ci/run installs it)")
+    server = serve(ECHO_APP, *tls_args(certs))
+    assert sslscan_weaknesses(server.port, tmp_path) == []
+    # the scan sees a weak suite when one is configured: the check can fail
+    lax = serve(ECHO_APP, *tls_args(certs), "--ciphers", "ECDHE-RSA-AES128-SHA:ECDHE-RSA-AES128-GCM-SHA256")
+    assert sslscan_weaknesses(lax.port, tmp_path) == ["TLSv1.2 ECDHE-RSA-AES128-SHA (128 bits)"]
 
 
 def test_sni_chooses_the_certificate(serve, certs):
