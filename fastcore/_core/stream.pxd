@@ -45,5 +45,6 @@ cdef class Stream(TimedHandle):
     cdef int resume_reading(self) except -1
     cdef int wait_writable(self) except -1
     cdef int close(self) except -1
+    cdef int _write_failed(self, object error) except -1   # a write found the peer gone (default: close)
     cdef int _update(self) except -1
     cdef int _on_closed(self) except -1

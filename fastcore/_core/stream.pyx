@@ -56,7 +56,7 @@ cdef class Stream(TimedHandle):
 
     cdef int _write(self) except -2:
         """Writes what the socket takes now: 0 when the queue is empty, 1
-        when output remains, -1 when the peer is gone (closed here)."""
+        when output remains, -1 when the peer is gone (_write_failed)."""
         cdef int rc
         if self.throttled:
             return self._write_limited()
@@ -65,8 +65,8 @@ cdef class Stream(TimedHandle):
                 rc = self.out.flush(self.fd, SIZE_MAX)
             else:
                 rc = self.out.flush_tls(self.tls, SIZE_MAX)
-        except ConnectionError:
-            self.close()
+        except ConnectionError as error:
+            self._write_failed(error)
             return -1
         if self.out.written and self.out.pending and self.send_queue is not None and self.queue is self.send_queue:
             self.send_queue.arm(self, self.loop.now)
@@ -100,8 +100,8 @@ cdef class Stream(TimedHandle):
                 rc = self.out.flush(self.fd, budget)
             else:
                 rc = self.out.flush_tls(self.tls, budget)
-        except ConnectionError:
-            self.close()
+        except ConnectionError as error:
+            self._write_failed(error)
             return -1
         if self.out.written and self.out.pending and self.send_queue is not None and self.queue is self.send_queue:
             self.send_queue.arm(self, self.loop.now)
@@ -151,6 +151,11 @@ cdef class Stream(TimedHandle):
     cdef int _on_writable(self) except -1:
         return self.flush()
 
+    cdef int _write_failed(self, object error) except -1:
+        """A write found the peer gone: closed here. A subclass may instead
+        keep the descriptor and report it later (UpstreamConnection)."""
+        return self.close()
+
     cdef int send(self, bytes data) except -1:
         """Queues data; it goes out at the next flush()."""
         if self.fd >= 0:
@@ -180,8 +185,8 @@ cdef class Stream(TimedHandle):
             sent = send(self.fd, at, n, MSG_NOSIGNAL)
             if sent < 0:
                 if errno != EAGAIN and errno != EINTR:
-                    self.close()
-                    return -1
+                    self._write_failed(ConnectionError(errno, os.strerror(errno)))
+                    return 0 if self.fd >= 0 else -1
                 sent = 0
             elif sent > 0 and self.send_queue is not None and self.queue is self.send_queue:
                 self.send_queue.arm(self, self.loop.now)

@@ -82,6 +82,7 @@ cdef class UpstreamConnection(Stream):
     cdef size_t read_size
     cdef TLSPeer tls_peer          # an https:// server: TLS once connected; None for a plain one
     cdef bint tls_want_write       # the handshake waits for the socket to be writable
+    cdef str write_error           # a write found the server gone: reported after the batch (_on_deferred)
 
     cdef int start_exchange(self, UpstreamOwner owner) except -1
     cdef int release(self) except -1

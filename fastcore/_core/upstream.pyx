@@ -236,7 +236,8 @@ cdef class UpstreamConnection(Stream):
         if the connection may carry another one, else closed."""
         self.owner = None
         self.disarm()
-        if (self.state != U_ACTIVE or self.eof or self.out.pending or self.parser.buffered()
+        if (self.state != U_ACTIVE or self.eof or self.write_error is not None or self.out.pending
+                or self.parser.buffered()
                 or self.reading_paused or self.exchanges >= self.max_exchanges
                 or (self.tls != NULL and fc_tls_pending(self.tls))):
             self.close()
@@ -383,7 +384,28 @@ cdef class UpstreamConnection(Stream):
                 self.owner.upstream_readable(self)
         return 0
 
+    cdef int _write_failed(self, object error) except -1:
+        """The server went away while the request was being written (a
+        reset, or a TLS server's refusal after its side of the handshake).
+        Nothing more is written; the owner hears of it after this batch,
+        never from inside its own call that wrote, and only after what the
+        server did send is read (an answer given before it closed still
+        counts)."""
+        if self.owner is None or self.state != U_ACTIVE:
+            return self.close()
+        self.out.clear()
+        if self.write_error is None:
+            self.write_error = f"write: {error.strerror or error}"
+            self.loop.defer(self)
+        return 0
+
     cdef int _on_deferred(self) except -1:
+        if self.write_error is not None:
+            if self.fd >= 0 and self.state == U_ACTIVE and not self.reading_paused:
+                self._on_readable()  # an answer, the end, or the reason (a TLS alert)
+            if self.fd >= 0 and self.owner is not None and self.state == U_ACTIVE:
+                self._fail(UF_RESET, self.write_error)
+            return 0
         # reading resumed while OpenSSL held plaintext (resume_reading deferred it)
         if self.tls != NULL and self.fd >= 0 and self.state == U_ACTIVE and not self.reading_paused:
             self._read_tls()
