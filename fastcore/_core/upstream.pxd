@@ -91,6 +91,7 @@ cdef class UpstreamConnection(Stream):
     cdef int _handshake(self) except -1
     cdef int _established(self) except -1
     cdef int _read_tls(self) except -1
+    cdef int _got(self, ssize_t n) except -1      # a read's outcome, plain or TLS
     cdef bint _idle_open(self)
     cdef int _on_readable(self) except -1
     cdef int _on_writable(self) except -1

@@ -345,6 +345,10 @@ cdef class UpstreamConnection(Stream):
                 return 0
             self._fail(UF_RESET, f"read: {os.strerror(errno)}")
             return 0
+        return self._got(n)
+
+    cdef int _got(self, ssize_t n) except -1:
+        """A read's outcome (n >= 0 bytes, 0: the end), plain or TLS, told to the owner."""
         if n == 0:
             self.eof = True
             self.set_interest(EPOLLOUT if self.out.pending else 0)
@@ -372,16 +376,7 @@ cdef class UpstreamConnection(Stream):
                     return 0
                 self._fail(UF_RESET, f"TLS read: {os.strerror(errno)}")
                 return 0
-            if n == 0:
-                self.eof = True
-                self.set_interest(EPOLLOUT if self.out.pending else 0)
-            else:
-                self.parser.commit(n)
-                self.got_bytes = True
-                if self.queue is self.timeouts.read:
-                    self.timeouts.read.arm(self, self.loop.now)
-            if self.owner is not None:
-                self.owner.upstream_readable(self)
+            self._got(n)
         return 0
 
     cdef int _write_failed(self, object error) except -1:
