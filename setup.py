@@ -46,7 +46,7 @@ C_SOURCES = {
     "limits": ["src_c/fc_limits.c", "src_c/fc_realip.c"],
     "websocket": ["src_c/fc_ws.c"],
     # TLS: contexts (tls), handshake and reads (connection), writes (buffer), freeing (stream)
-    "tls": ["src_c/fc_tls.c"],
+    "tls": ["src_c/fc_tls.c", "src_c/fc_ocsp.c"],  # and the OCSP side of stapling
     "buffer": ["src_c/fc_tls.c"],
     "stream": ["src_c/fc_tls.c"],
     "upstream": ["src_c/fc_tls.c"],  # the client side: contexts, handshake and reads to https:// servers

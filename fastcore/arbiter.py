@@ -47,6 +47,7 @@ from fastcore.config import ConfigError, build_config, listeners, parse_address
 from fastcore.worker import (APP_LOAD_ERROR, BOOT_ERROR, BindError, bind_socket, describe, limit_table_needed,
                              listener_kinds, make_limit_table, make_tls_context, run_worker, static_locations,
                              setup_logging)
+from fastcore.stapling import Stapler, stapling_wanted
 from fastcore._core.tls import TLSConfigError, new_ticket_keys, rotate_ticket_keys
 
 error_log = logging.getLogger("fastcore.error")
@@ -158,7 +159,7 @@ class Arbiter:
         self.stop_deadline = None
         self.exit_status = 0
         self.reload_generation = None     # generation being started by a reload
-        self.reload_from = None           # (config, target) to go back to if that reload fails
+        self.reload_from = None           # (config, target, stapler) to go back to if that reload fails
         self.announced = False            # readiness lines printed
         self.loop_stopping = False
         self.loop = None
@@ -173,6 +174,7 @@ class Arbiter:
         # first fork, rotated here (ssl_ticket_rotate) and kept across
         # reloads: a ticket resumes on any worker, any generation
         self.ticket_keys = new_ticket_keys()
+        self.stapler = None               # the OCSP responses stapled (fastcore.stapling), if any
 
     # -- start-up --------------------------------------------------------------
 
@@ -356,6 +358,8 @@ class Arbiter:
         self.admin_url = admin_url
         if self.config.reload:
             self.watch_sources()
+        if stapling_wanted(self.config):
+            self.stapler = Stapler(self.config)
         self.maintain()
         self.loop.call_later(TICK, self.tick)
         if self.config.certfile is not None:
@@ -392,7 +396,16 @@ class Arbiter:
         error_log.info("arbiter %d: %d worker(s), %s", os.getpid(), self.target,
                        "one SO_REUSEPORT socket each" if self.reuse_port else "sharing the listening sockets")
 
+    def use_stapler(self, stapler):
+        """The OCSP responses the workers started from now on staple (those
+        running keep theirs: the memory stays mapped in them)."""
+        if self.stapler is not None and self.stapler is not stapler:
+            self.stapler.stop()
+        self.stapler = stapler
+
     def cleanup(self):
+        if self.stapler is not None:
+            self.stapler.stop()
         if self.config.pid:
             try:
                 os.unlink(self.config.pid)
@@ -492,7 +505,8 @@ class Arbiter:
         tls = None
         if any(listener_kinds(self.config, mine)):
             try:
-                tls = make_tls_context(self.config, self.ticket_keys)
+                tls = make_tls_context(self.config, self.ticket_keys,
+                                       self.stapler.staples if self.stapler is not None else None)
             except TLSConfigError as e:  # changed on disk since preflight
                 os.write(report_fd, f"setting {e}".encode())
                 return BOOT_ERROR
@@ -540,6 +554,8 @@ class Arbiter:
                 return
             worker = self.workers.pop(pid, None)
             if worker is None:
+                if self.stapler is not None:
+                    self.stapler.reaped(pid)  # its OCSP fetcher
                 continue
             from fastcore.metrics import retire_worker_stats
             retire_worker_stats(self.retired, worker.read_stats())
@@ -590,7 +606,8 @@ class Arbiter:
                 for other in self.current():
                     if other.generation == self.reload_generation:
                         self.stop_worker(other, signal.SIGQUIT)
-                self.config, self.target = self.reload_from
+                self.config, self.target, stapler = self.reload_from
+                self.use_stapler(stapler)
                 setup_logging(self.config)
                 self.reload_generation = None
                 self.reload_from = None
@@ -680,6 +697,8 @@ class Arbiter:
             if handler is not None:
                 handler()
         self.reap()
+        if self.stapler is not None and self.stop_deadline is None:
+            self.stapler.tick(time.time())
         self.check_heartbeats()
         self.check_reload()
         if not self.announced and self.stop_deadline is None:
@@ -773,7 +792,7 @@ class Arbiter:
                 error_log.error("reload: keeping the current configuration: TLS on or off needs a restart")
                 return
         if self.reload_generation is None:
-            self.reload_from = (self.config, self.target)
+            self.reload_from = (self.config, self.target, self.stapler)
         else:
             # a reload still starting is superseded by this one: its workers go
             for worker in self.current():
@@ -781,6 +800,7 @@ class Arbiter:
                     self.stop_worker(worker, signal.SIGTERM)
         self.config = config
         self.target = config.workers
+        self.use_stapler(Stapler(config, previous=self.stapler) if stapling_wanted(config) else None)
         setup_logging(config)
         hand_over_logs(config)
         self.newest_generation += 1

@@ -32,6 +32,7 @@ import math
 import os
 import re
 import sys
+import urllib.parse
 from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 __all__ = [
@@ -992,6 +993,19 @@ def parse_absolute_file(value: Any) -> str:
     return os.path.abspath(_nonempty_string(value, "a file path"))
 
 
+def parse_http_url(value: Any) -> str:
+    """An http:// URL (OCSP responders speak plain HTTP: RFC 6960 A.1)."""
+    text = _nonempty_string(value, "an http:// URL")
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme != "http" or not parts.hostname:
+        raise _Invalid("an http:// URL (http://HOST[:PORT]/PATH)", value)
+    try:
+        parts.port
+    except ValueError:
+        raise _Invalid("an http:// URL with a port from 1 to 65535", value) from None
+    return text
+
+
 def parse_bind_tls(value: Any) -> Tuple[str, ...]:
     """Like bind, but none is allowed (the default: no separate TLS addresses)."""
     if value in ([], (), ""):
@@ -1023,6 +1037,7 @@ class TLSCertificate:
     server_names: Tuple[str, ...]
     certfile: str
     keyfile: str
+    stapling_file: Optional[str] = None     # a DER OCSP response to staple to it
 
 
 def _tls_certificate(item: Any) -> TLSCertificate:
@@ -1035,10 +1050,10 @@ def _tls_certificate(item: Any) -> TLSCertificate:
         item = {"server_names": [n.strip() for n in names.split(",")], "certfile": certfile, "keyfile": keyfile}
     if not isinstance(item, dict):
         raise _Invalid("NAME[,NAME...]=CERTFILE:KEYFILE or a [[tls]] table", item)
-    unknown = set(item) - {"server_names", "certfile", "keyfile"}
+    unknown = set(item) - {"server_names", "certfile", "keyfile", "stapling_file"}
     if unknown:
         raise _Invalid(f"a [[tls]] table without the unknown key {sorted(unknown)[0]!r} "
-                       f"(keys: server_names, certfile, keyfile)", item)
+                       f"(keys: server_names, certfile, keyfile, stapling_file)", item)
     missing = [key for key in ("server_names", "certfile", "keyfile") if key not in item]
     if missing:
         raise _Invalid(f"a [[tls]] table with {missing[0]!r}", item)
@@ -1050,8 +1065,10 @@ def _tls_certificate(item: Any) -> TLSCertificate:
     for name in names:
         if not isinstance(name, str) or not _SERVER_NAME_RE.match(name):
             raise _Invalid("[[tls]] server_names as host names (or *.example.com)", name)
+    stapling_file = item.get("stapling_file")
     return TLSCertificate(tuple(name.lower() for name in names), parse_absolute_file(item["certfile"]),
-                          parse_absolute_file(item["keyfile"]))
+                          parse_absolute_file(item["keyfile"]),
+                          parse_absolute_file(stapling_file) if stapling_file is not None else None)
 
 
 def parse_tls(value: Any) -> Tuple[TLSCertificate, ...]:
@@ -1265,9 +1282,30 @@ SETTINGS: Tuple[Setting, ...] = (
             "Session tickets: every worker shares the key, which the arbiter replaces this often; a ticket "
             "resumes for one rotation more (then a new one is issued), so at most twice this long.",
             metavar="SECONDS", annotation=float),
+    Setting("ssl_stapling", "tls", ("--ssl-stapling", "--no-ssl-stapling"), parse_bool, False,
+            "OCSP stapling: the arbiter fetches each certificate's status from the OCSP responder it names (or "
+            "ssl_stapling_responder), checks it, and every worker staples it to the handshakes of clients that "
+            "ask. The certificate file must hold its issuer after it (the full chain).",
+            kind="flag", annotation=bool),
+    Setting("ssl_stapling_file", "tls", ("--ssl-stapling-file",), parse_absolute_file, None,
+            "A DER OCSP response to staple to certfile's handshakes instead of fetching one (nginx's "
+            "ssl_stapling_file; [[tls]] tables take stapling_file). Checked, and read again on reload (HUP).",
+            metavar="PATH", annotation=Optional[str]),
+    Setting("ssl_stapling_responder", "tls", ("--ssl-stapling-responder",), parse_http_url, None,
+            "The OCSP responder (http:// URL) asked for every certificate's status, instead of the one the "
+            "certificate names.",
+            metavar="URL", annotation=Optional[str]),
+    Setting("ssl_stapling_timeout", "tls", ("--ssl-stapling-timeout",), parse_duration, 10,
+            "How long one fetch from the OCSP responder may take (name lookup, connect, answer).",
+            metavar="SECONDS", annotation=float),
+    Setting("ssl_stapling_refresh", "tls", ("--ssl-stapling-refresh",), parse_duration, 3600,
+            "How often a stapled response is fetched again (sooner, at half the time left, when its nextUpdate "
+            "is closer); a failed fetch is tried again after 300 s or this, if shorter, while the last good "
+            "response stays stapled until its nextUpdate.",
+            metavar="SECONDS", annotation=float),
     Setting("tls", "tls", ("--tls",), parse_tls, [],
             "Certificates chosen by the client's SNI: NAME[,NAME...]=CERTFILE:KEYFILE, repeat for several, or "
-            "[[tls]] tables with server_names, certfile, keyfile; other names get certfile.",
+            "[[tls]] tables with server_names, certfile, keyfile (and stapling_file); other names get certfile.",
             metavar="ENTRY", kind="list", annotation=Tuple[TLSCertificate, ...]),
     Setting("https_redirect", "tls", ("--https-redirect", "--no-https-redirect"), parse_bool, False,
             "Plain listeners answer every request 301 to the same URL over https:// (the first TLS port).",
@@ -1765,7 +1803,8 @@ def _check_tls(values: Dict[str, Any], origins: Mapping[str, Tuple[Any, str]]) -
     if has_certificate and values["keyfile"] is None:
         raise ConfigError(f"setting certfile ({values['certfile']}): needs keyfile, its private key")
     if not has_certificate:
-        for name in ("bind_tls", "tls", "https_redirect", "ca_certs"):
+        for name in ("bind_tls", "tls", "https_redirect", "ca_certs", "ssl_stapling", "ssl_stapling_file",
+                     "ssl_stapling_responder"):
             if values[name] and name in origins:
                 raise ConfigError(f"setting {name}: needs certfile and keyfile (the default certificate)")
         if values["cert_reqs"] != "none":

@@ -202,4 +202,7 @@ def tls_problems(config) -> List[str]:
         make_tls_context(config)
     except TLSConfigError as error:
         found.append(f"setting {error}")
+        return found
+    from fastcore import stapling
+    found.extend(f"setting {problem}" for problem in stapling.problems(config))
     return found

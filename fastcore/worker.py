@@ -349,20 +349,22 @@ def watch_pools(loop, proxies, board, channel):
     loop.call_soon(tick)
 
 
-def make_tls_context(config, ticket_keys=None):
+def make_tls_context(config, ticket_keys=None, staples=None):
     """The certificates of the TLS listeners (fastcore._core.tls), None when
     no certificate is configured. Raises TLSConfigError (one line, starting
     with the setting's name). ticket_keys: the session ticket keys every
     worker shares (the arbiter's tls.new_ticket_keys()), None for a key of
-    this process."""
+    this process; staples: the OCSP responses the arbiter keeps
+    (fastcore.stapling.Stapler.staples), None for no stapling."""
     if config.certfile is None:
         return None
     from fastcore._core.tls import TLSContext
 
     return TLSContext(config.certfile, config.keyfile, ca_certs=config.ca_certs, cert_reqs=config.cert_reqs,
                       min_version=config.ssl_min_version, ciphers=config.ciphers, ticket_keys=ticket_keys,
-                      names=[(name, certificate.certfile, certificate.keyfile)
-                             for certificate in config.tls for name in certificate.server_names])
+                      staples=staples,
+                      names=[(name, certificate.certfile, certificate.keyfile, slot)
+                             for slot, certificate in enumerate(config.tls, 1) for name in certificate.server_names])
 
 
 def listener_kinds(config, sockets):

@@ -22,6 +22,7 @@
 #include <strings.h>
 #include <arpa/inet.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/core_names.h>
@@ -60,6 +61,10 @@ static void openssl_reason(char *err, size_t errlen, const char *what) {
         snprintf(err, errlen, "%s", what);
     }
     ERR_clear_error();
+}
+
+void fc_tls_openssl_reason(char *err, size_t errlen, const char *what) {
+    openssl_reason(err, errlen, what);
 }
 
 static int select_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
@@ -108,6 +113,39 @@ static int ticket_key(SSL *ssl, unsigned char key_name[16], unsigned char iv[EVP
     return rc;
 }
 
+/* OpenSSL's status callback: a client that asked for the certificate's
+ * status (status_request) gets a copy of the shared response (OpenSSL frees
+ * it with the connection), unless there is none or it has expired. */
+static int staple_response(SSL *ssl, void *arg) {
+    const fc_tls_staple_t *staple = arg;
+    int tries;
+    for (tries = 0; tries < 4; tries++) {
+        uint32_t seq = __atomic_load_n(&staple->seq, __ATOMIC_ACQUIRE);
+        uint32_t len = staple->len;
+        int64_t expires = staple->expires;
+        unsigned char *copy;
+        if (seq & 1)
+            continue;  /* being written (a few microseconds, once an hour) */
+        if (len == 0 || len > FC_TLS_STAPLE_MAX || (expires != 0 && expires <= (int64_t)time(NULL)))
+            return SSL_TLSEXT_ERR_NOACK;
+        copy = OPENSSL_malloc(len);
+        if (copy == NULL)
+            return SSL_TLSEXT_ERR_NOACK;
+        memcpy(copy, staple->der, len);
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        if (__atomic_load_n(&staple->seq, __ATOMIC_RELAXED) != seq) {
+            OPENSSL_free(copy);  /* rewritten while copied: again */
+            continue;
+        }
+        if (SSL_set_tlsext_status_ocsp_resp(ssl, copy, (long)len) != 1) {
+            OPENSSL_free(copy);
+            return SSL_TLSEXT_ERR_NOACK;
+        }
+        return SSL_TLSEXT_ERR_OK;
+    }
+    return SSL_TLSEXT_ERR_NOACK;
+}
+
 static int name_matches(const char *pattern, const char *name) {
     if (pattern[0] == '*' && pattern[1] == '.') {
         const char *dot = strchr(name, '.');
@@ -150,7 +188,7 @@ static int readable_file(const char *setting, const char *path, char *err, size_
 }
 
 static SSL_CTX *make_context(const char *certfile, const char *keyfile, const fc_tls_options_t *options,
-                             char *err, size_t errlen) {
+                             const fc_tls_staple_t *staple, char *err, size_t errlen) {
     SSL_CTX *ctx;
     char what[600];
     if (!readable_file("certfile", certfile, err, errlen) || !readable_file("keyfile", keyfile, err, errlen))
@@ -208,6 +246,10 @@ static SSL_CTX *make_context(const char *certfile, const char *keyfile, const fc
         }
     }
     SSL_CTX_set_alpn_select_cb(ctx, select_alpn, NULL);
+    if (staple != NULL) {
+        SSL_CTX_set_tlsext_status_cb(ctx, staple_response);
+        SSL_CTX_set_tlsext_status_arg(ctx, (void *)staple);
+    }
     if (options->cert_reqs != FC_TLS_VERIFY_NONE) {
         STACK_OF(X509_NAME) *names;
         if (options->ca_certs == NULL) {
@@ -242,7 +284,7 @@ fc_tls_server_t *fc_tls_server_new(const char *certfile, const char *keyfile, co
         return NULL;
     }
     server->options = *options;
-    server->ctx = make_context(certfile, keyfile, options, err, errlen);
+    server->ctx = make_context(certfile, keyfile, options, options->staple, err, errlen);
     if (server->ctx == NULL) {
         free(server);
         return NULL;
@@ -253,9 +295,9 @@ fc_tls_server_t *fc_tls_server_new(const char *certfile, const char *keyfile, co
 }
 
 int fc_tls_server_add_name(fc_tls_server_t *server, const char *server_name, const char *certfile,
-                           const char *keyfile, char *err, size_t errlen) {
+                           const char *keyfile, const fc_tls_staple_t *staple, char *err, size_t errlen) {
     struct fc_tls_name *grown;
-    SSL_CTX *ctx = make_context(certfile, keyfile, &server->options, err, errlen);
+    SSL_CTX *ctx = make_context(certfile, keyfile, &server->options, staple, err, errlen);
     if (ctx == NULL)
         return -1;
     grown = realloc(server->names, (server->count + 1) * sizeof(*grown));

@@ -57,6 +57,24 @@ typedef struct fc_tls_ticket_keys {
     unsigned char keys[3][FC_TLS_TICKET_KEY_LEN];
 } fc_tls_ticket_keys_t;
 
+/* The OCSP response stapled to one certificate's handshakes (RFC 6066's
+ * status_request), in memory the arbiter writes and the workers read
+ * (mmap'd before fork; fc_ocsp.c writes it). A seqlock: the writer makes
+ * `seq` odd, writes, and makes it even again; a reader copies and retries
+ * when `seq` was odd or moved meanwhile. A response is stapled while `len`
+ * is not 0 and `expires` (its nextUpdate, Unix seconds; 0 when it names
+ * none) has not passed. */
+#define FC_TLS_STAPLE_MAX 16384
+typedef struct fc_tls_staple {
+    volatile uint32_t seq;
+    uint32_t len;               /* bytes of der; 0: nothing to staple */
+    int64_t expires;            /* the response's nextUpdate (Unix seconds), 0: none given */
+    int64_t fetched;            /* when it was stored (Unix seconds), 0: never */
+    int32_t status;             /* the certificate's status in it: 0 good, 1 revoked, 2 unknown */
+    int32_t reserved;
+    unsigned char der[FC_TLS_STAPLE_MAX];
+} fc_tls_staple_t;
+
 /* a TLS record carries at most this much plaintext: writes are coalesced
  * up to it, so a response head and a small body go out in one record */
 #define FC_TLS_RECORD 16384
@@ -67,6 +85,7 @@ typedef struct fc_tls_options {
     int min_version;            /* TLS1_2_VERSION (0x0303) or TLS1_3_VERSION (0x0304) */
     const char *ciphers;        /* OpenSSL cipher list for TLS 1.2, or NULL for OpenSSL's default */
     const fc_tls_ticket_keys_t *ticket_keys;   /* the shared keys, or NULL: OpenSSL's key of this process */
+    const fc_tls_staple_t *staple;             /* the default certificate's OCSP response, or NULL: none */
 } fc_tls_options_t;
 
 typedef struct fc_tls_server fc_tls_server_t;
@@ -85,10 +104,11 @@ typedef struct fc_tls_conn {
 fc_tls_server_t *fc_tls_server_new(const char *certfile, const char *keyfile, const fc_tls_options_t *options,
                                    char *err, size_t errlen);
 
-/* Adds a certificate chosen when the client's SNI is server_name. Returns 0,
- * or -1 with the reason in err. */
+/* Adds a certificate chosen when the client's SNI is server_name, with the
+ * OCSP response to staple to it (NULL: none). Returns 0, or -1 with the
+ * reason in err. */
 int fc_tls_server_add_name(fc_tls_server_t *server, const char *server_name, const char *certfile,
-                           const char *keyfile, char *err, size_t errlen);
+                           const char *keyfile, const fc_tls_staple_t *staple, char *err, size_t errlen);
 
 void fc_tls_server_free(fc_tls_server_t *server);
 
@@ -146,6 +166,10 @@ int fc_tls_cipher_number(const fc_tls_conn_t *conn);
  * (peer = 1) into out (NUL-terminated): its length, 0 when there is none
  * or out is too small */
 size_t fc_tls_certificate_pem(const fc_tls_conn_t *conn, int peer, char *out, size_t len);
+
+/* "what: OpenSSL's words for its last error" into err, and the error queue
+ * cleared (for fc_ocsp.c) */
+void fc_tls_openssl_reason(char *err, size_t errlen, const char *what);
 
 /* -- the client side: connections to https:// upstream servers ----------------
  *

@@ -10,6 +10,7 @@ cdef class TLSContext:
     cdef fc_tls_server_t *server
     cdef readonly tuple server_names    # the SNI names of the [[tls]] tables, for messages
     cdef object ticket_keys             # the shared mmap of the ticket keys, kept mapped while used
+    cdef object staples                 # the shared mmap of the OCSP responses, likewise
 
     cdef fc_tls_conn_t *new_connection(self, int fd) noexcept   # NULL: out of memory
 

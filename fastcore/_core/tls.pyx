@@ -12,13 +12,19 @@ worker (new_ticket_keys, made before the first fork): a ticket one worker
 issued resumes on any other, across reloads too. The arbiter rotates them
 (rotate_ticket_keys) every ssl_ticket_rotate seconds; a ticket is taken for
 one rotation more, and renewed then.
+OCSP responses to staple live in shared memory too (new_staples, one slot
+per certificate: the default one, then each [[tls]] table), written by the
+arbiter (fastcore.stapling) and read by every worker's handshakes.
 """
 import mmap
 import os
 import struct
 
+from libc.stdint cimport int64_t
+from libc.stdlib cimport free
 from libc.string cimport strlen
 
+from fastcore._core.includes.fc_ocsp cimport *
 from fastcore._core.includes.fc_tls cimport *
 
 cdef extern from "<openssl/ssl.h>":
@@ -49,6 +55,78 @@ def rotate_ticket_keys(keys):
     struct.pack_into("=I", keys, 0, slot)  # one aligned 4-byte store
 
 
+STAPLE_SIZE = sizeof(fc_tls_staple_t)
+STAPLE_MAX = FC_TLS_STAPLE_MAX
+OCSP_STATUS = {FC_OCSP_GOOD: "good", FC_OCSP_REVOKED: "revoked", FC_OCSP_UNKNOWN: "unknown"}
+
+
+def new_staples(int count):
+    """Shared memory for the OCSP responses of `count` certificates (slot 0:
+    the default certificate, then one per [[tls]] table), empty; made by the
+    arbiter before it forks."""
+    return mmap.mmap(-1, max(count, 1) * STAPLE_SIZE)
+
+
+cdef fc_tls_staple_t *_staple(staples, int index) except NULL:
+    cdef unsigned char[::1] view = staples
+    if index < 0 or (index + 1) * STAPLE_SIZE > view.shape[0]:
+        raise IndexError(f"no staple slot {index}")
+    return <fc_tls_staple_t *>&view[index * STAPLE_SIZE]
+
+
+def store_staple(staples, int index, bytes der, int64_t expires, str status):
+    """Writes a checked response (ocsp_check) into slot `index` for every
+    worker to staple; b"" empties the slot."""
+    cdef int code = {name: code for code, name in OCSP_STATUS.items()}[status]
+    if fc_ocsp_store(_staple(staples, index), der, len(der), expires, code) != 0:
+        raise ValueError(f"an OCSP response of {len(der)} bytes (at most {STAPLE_MAX})")
+
+
+def staple_state(staples, int index):
+    """(bytes, expires, fetched, status) of slot `index`: the response's
+    length (0: none), its nextUpdate and when it was stored (Unix seconds,
+    0: none), the certificate's status in it."""
+    cdef fc_tls_staple_t *staple = _staple(staples, index)
+    return staple.len, staple.expires, staple.fetched, OCSP_STATUS.get(staple.status, "unknown")
+
+
+def staple_response(staples, int index):
+    """The DER response in slot `index` (b"" when empty). Read by the
+    arbiter only, which alone writes: no lock needed."""
+    cdef fc_tls_staple_t *staple = _staple(staples, index)
+    return (<const unsigned char *>staple.der)[:staple.len]
+
+
+def ocsp_request(str certfile):
+    """(request, url): the DER OCSP request for the status of certfile's
+    certificate, and the responder URL the certificate names ("" if none).
+    Raises ValueError (one line) when the file has no issuer after it."""
+    cdef unsigned char *der = NULL
+    cdef size_t n = 0
+    cdef char url[2048]
+    cdef char err[1024]
+    if fc_ocsp_request(certfile.encode(), &der, &n, url, sizeof(url), err, sizeof(err)) != 0:
+        raise ValueError(err.decode("utf-8", "replace"))
+    try:
+        return der[:n], url.decode("utf-8", "replace")
+    finally:
+        free(der)
+
+
+def ocsp_check(str certfile, bytes der):
+    """(status, expires) of a response fit to staple to certfile's
+    certificate: "good", "revoked" or "unknown", and its nextUpdate (Unix
+    seconds, 0 if none). Raises ValueError (one line) for a response that
+    is not: not successful, not signed by the issuer, not about this
+    certificate, out of date."""
+    cdef int status = 0
+    cdef int64_t expires = 0
+    cdef char err[1024]
+    if fc_ocsp_check(certfile.encode(), der, len(der), &status, &expires, err, sizeof(err)) != 0:
+        raise ValueError(err.decode("utf-8", "replace"))
+    return OCSP_STATUS[status], expires
+
+
 class TLSConfigError(ValueError):
     """A certificate, key or option OpenSSL refuses; the message is one line
     that starts with the setting's name."""
@@ -60,10 +138,13 @@ cdef class TLSContext:
 
     names: (server_name, certfile, keyfile) tuples; ticket_keys: the shared
     memory of new_ticket_keys() (None: OpenSSL's key of this process, so a
-    ticket resumes only on the worker that issued it)."""
+    ticket resumes only on the worker that issued it); staples: the shared
+    OCSP responses of new_staples() (None: no stapling), slot 0 for the
+    default certificate; names may then be (server_name, certfile, keyfile,
+    slot) for the slot of each table's certificate."""
 
     def __cinit__(self, str certfile, str keyfile, *, str ca_certs=None, str cert_reqs="none",
-                  str min_version="1.2", str ciphers=None, ticket_keys=None, names=()):
+                  str min_version="1.2", str ciphers=None, ticket_keys=None, staples=None, names=()):
         cdef fc_tls_options_t options
         cdef char err[1024]
         cdef bytes cert_b = certfile.encode(), key_b = keyfile.encode()
@@ -78,6 +159,10 @@ cdef class TLSContext:
         options.ca_certs = NULL
         options.ciphers = NULL
         options.ticket_keys = NULL
+        options.staple = NULL
+        if staples is not None:
+            self.staples = staples  # mapped while the contexts staple from it
+            options.staple = _staple(staples, 0)
         if ca_b is not None:
             options.ca_certs = ca_b
         if ciphers_b is not None:
@@ -90,9 +175,11 @@ cdef class TLSContext:
         if self.server == NULL:
             raise TLSConfigError(err.decode("utf-8", "replace"))
         found = []
-        for name, name_cert, name_key in names:
+        cdef const fc_tls_staple_t *staple
+        for name, name_cert, name_key, *slot in names:
+            staple = _staple(staples, slot[0]) if staples is not None and slot else NULL
             if fc_tls_server_add_name(self.server, name.lower().encode("ascii"),
-                                      name_cert.encode(), name_key.encode(), err, sizeof(err)) != 0:
+                                      name_cert.encode(), name_key.encode(), staple, err, sizeof(err)) != 0:
                 raise TLSConfigError(f"tls ({name}): {err.decode('utf-8', 'replace')}")
             found.append(name)
         self.server_names = tuple(found)

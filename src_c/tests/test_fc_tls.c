@@ -58,7 +58,7 @@ static const char *file(const char *name)
 
 static fc_tls_options_t defaults(void)
 {
-    fc_tls_options_t options = {NULL, FC_TLS_VERIFY_NONE, TLS1_2_VERSION, NULL, NULL};
+    fc_tls_options_t options = {NULL, FC_TLS_VERIFY_NONE, TLS1_2_VERSION, NULL, NULL, NULL};
     return options;
 }
 
@@ -337,7 +337,7 @@ int main(void)
     test_server_errors();
     server = fc_tls_server_new(file("a.pem"), file("a.key"), &options, err, sizeof(err));
     CHECK(server != NULL, "server: %s", err);
-    CHECK(fc_tls_server_add_name(server, "b.test", file("b.pem"), file("b.key"), err, sizeof(err)) == 0,
+    CHECK(fc_tls_server_add_name(server, "b.test", file("b.pem"), file("b.key"), NULL, err, sizeof(err)) == 0,
           "add b: %s", err);
     test_session(server);
     test_not_tls(server);

@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from tests.e2e.conftest import start_server
-from tests.e2e.test_tls import make_certificate, openssl
+from tests.e2e.certificates import make_ca, make_certificate
 
 UPSTREAM_APP = '''
 import hashlib
@@ -76,8 +76,7 @@ def certs(tmp_path_factory):
     it, `client` (a client certificate it signs) and `stranger`
     (127.0.0.1, self-signed)."""
     directory = tmp_path_factory.mktemp("upstream-certs")
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-            "-subj", "/O=fastcore tests/CN=fastcore proxy test CA", cwd=directory)
+    make_ca(directory, "fastcore proxy test CA")
     make_certificate(directory, "server", "upstream.localhost", ["DNS:localhost", "IP:127.0.0.1"])
     make_certificate(directory, "api", "api.example.test", ["DNS:api.example.test"])
     make_certificate(directory, "other", "other.example.test", ["DNS:other.example.test"])

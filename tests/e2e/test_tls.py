@@ -22,6 +22,7 @@ import requests
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from tests.e2e.certificates import make_ca, make_certificate
 from tests.e2e.conftest import request_bytes
 
 ECHO_APP = '''
@@ -49,25 +50,6 @@ def app(environ, start_response):
 '''
 
 
-def openssl(*args, cwd):
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-def make_certificate(directory, name, common_name, sans, ca=True):
-    """name.pem and name.key (mode 600), signed by the test CA (ca=True) or by itself."""
-    ext = directory / f"{name}.ext"
-    ext.write_text("subjectAltName=" + ",".join(sans) + "\n" if sans else "basicConstraints=CA:FALSE\n")
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
-            "-subj", f"/O=fastcore tests/CN={common_name}", cwd=directory)
-    if ca:
-        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-                "-days", "2", "-out", f"{name}.pem", "-extfile", ext.name, cwd=directory)
-    else:
-        openssl("x509", "-req", "-in", f"{name}.csr", "-signkey", f"{name}.key", "-days", "2",
-                "-out", f"{name}.pem", "-extfile", ext.name, cwd=directory)
-    os.chmod(directory / f"{name}.key", 0o600)
-
-
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory):
     """The test CA and its certificates: `server` (localhost, 127.0.0.1),
@@ -75,8 +57,7 @@ def certs(tmp_path_factory):
     (localhost again, another CN), `client` (signed) and `stranger`
     (self-signed)."""
     directory = tmp_path_factory.mktemp("certs")
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-            "-subj", "/O=fastcore tests/CN=fastcore test CA", cwd=directory)
+    make_ca(directory, "fastcore test CA")
     make_certificate(directory, "server", "first.localhost", ["DNS:localhost", "IP:127.0.0.1"])
     make_certificate(directory, "renewed", "second.localhost", ["DNS:localhost", "IP:127.0.0.1"])
     make_certificate(directory, "api", "api.example.test", ["DNS:api.example.test"])

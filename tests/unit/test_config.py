@@ -315,6 +315,11 @@ BAD_VALUES = {
     "tls": ["example.com", "=c.pem:k.pem", "bad name!=c.pem:k.pem", "a.example=c.pem"],
     "https_redirect": ["maybe"],
     "ssl_ticket_rotate": ["0", "-1", "hourly"],
+    "ssl_stapling": ["sometimes"],
+    "ssl_stapling_file": [""],
+    "ssl_stapling_responder": ["https://ocsp.example/", "ocsp.example", "http://", "http://h:99999/", "ftp://h/"],
+    "ssl_stapling_timeout": ["0", "-1", "soon"],
+    "ssl_stapling_refresh": ["0", "-5", "hourly"],
 }
 
 
@@ -578,6 +583,13 @@ def test_config_tls_tables_from_flag_environment_and_file(tmp_path):
     path.write_text('certfile = "c.pem"\nkeyfile = "k.pem"\n[[tls]]\nserver_names = ["a.test"]\n'
                     'certfile = "/a.pem"\nkeyfile = "/a.key"\n')
     assert build_config({"config": str(path)}, environ={}).tls[0].certfile == "/a.pem"
+    path.write_text('certfile = "c.pem"\nkeyfile = "k.pem"\n[[tls]]\nserver_names = ["a.test"]\n'
+                    'certfile = "/a.pem"\nkeyfile = "/a.key"\nstapling_file = "/a.der"\n')
+    assert build_config({"config": str(path)}, environ={}).tls[0].stapling_file == "/a.der"
+    path.write_text('certfile = "c.pem"\nkeyfile = "k.pem"\n[[tls]]\nserver_names = ["a.test"]\n'
+                    'certfile = "/a.pem"\nkeyfile = "/a.key"\nstapling = "/a.der"\n')
+    with pytest.raises(ConfigError, match="unknown key 'stapling'"):
+        build_config({"config": str(path)}, environ={})
 
 
 @pytest.mark.parametrize("values, message", [
@@ -588,6 +600,8 @@ def test_config_tls_tables_from_flag_environment_and_file(tmp_path):
     ({"certfile": "c.pem", "keyfile": "k.pem", "bind": ["127.0.0.1:443"], "bind_tls": ["127.0.0.1:443"]},
      "127.0.0.1:443 is also in bind"),
     ({"certfile": "c.pem", "keyfile": "k.pem", "https_redirect": True}, "setting https_redirect: needs plain"),
+    ({"ssl_stapling": True}, "setting ssl_stapling: needs certfile and keyfile"),
+    ({"ssl_stapling_file": "/r.der"}, "setting ssl_stapling_file: needs certfile and keyfile"),
     ({"certfile": "c.pem", "keyfile": "k.pem",
       "tls": ["a.test=/a.pem:/a.key", "A.test=/b.pem:/b.key"]}, "each server name in one [[tls]] table"),
 ])

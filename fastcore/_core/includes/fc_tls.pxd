@@ -2,7 +2,7 @@
 # An fc_tls_server_t is owned by the TLSContext that made it; an
 # fc_tls_conn_t by the Stream that holds it (freed in Stream.close). Reads
 # and writes behave as read(2)/writev(2): -1 with errno EAGAIN means wait.
-from libc.stdint cimport int64_t
+from libc.stdint cimport int32_t, int64_t, uint32_t
 from fastcore._core.includes.syscalls cimport iovec
 
 
@@ -18,9 +18,18 @@ cdef extern from "fc_tls.h" nogil:
         FC_TLS_VERIFY_REQUIRED
         FC_TLS_TICKET_KEY_LEN
         FC_TLS_RECORD
+        FC_TLS_STAPLE_MAX
 
     ctypedef struct fc_tls_ticket_keys_t:
         pass
+
+    ctypedef struct fc_tls_staple_t:
+        uint32_t seq
+        uint32_t len
+        int64_t expires
+        int64_t fetched
+        int32_t status
+        unsigned char der[1]        # FC_TLS_STAPLE_MAX bytes in C; len of them used
 
     ctypedef struct fc_tls_options_t:
         const char *ca_certs
@@ -28,6 +37,7 @@ cdef extern from "fc_tls.h" nogil:
         int min_version
         const char *ciphers
         const fc_tls_ticket_keys_t *ticket_keys
+        const fc_tls_staple_t *staple
 
     ctypedef struct fc_tls_server_t:
         pass
@@ -39,7 +49,7 @@ cdef extern from "fc_tls.h" nogil:
     fc_tls_server_t *fc_tls_server_new(const char *certfile, const char *keyfile, const fc_tls_options_t *options,
                                        char *err, size_t errlen)
     int fc_tls_server_add_name(fc_tls_server_t *server, const char *server_name, const char *certfile,
-                               const char *keyfile, char *err, size_t errlen)
+                               const char *keyfile, const fc_tls_staple_t *staple, char *err, size_t errlen)
     void fc_tls_server_free(fc_tls_server_t *server)
     fc_tls_conn_t *fc_tls_conn_new(fc_tls_server_t *server, int fd)
     void fc_tls_conn_free(fc_tls_conn_t *conn)
