@@ -360,6 +360,46 @@ def test_proxy_large_upload_streams_intact(upstreams, proxy):
     assert server.rss_kib() - rss_before < 32 * 1024
 
 
+def test_proxy_upstream_that_resets_mid_upload_is_502_and_the_worker_goes_on(upstreams, proxy):
+    """The upstream reads 1 MiB of a 16 MiB upload, then resets: the proxy's
+    write fails, the exchange answers 502 (a POST whose body went out is not
+    retried), the failure is logged, and the worker serves the next request."""
+    (a,) = upstreams("a")
+    server = proxy("--proxy", f"/={a.address}", "--max-body", "64m", "--proxy-retries", "2")
+    size = 16 << 20
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=15)
+    sent = {"bytes": 0}
+
+    def send_body():
+        chunk = b"x" * (1 << 16)
+        try:
+            while sent["bytes"] < size:
+                sock.sendall(chunk)
+                sent["bytes"] += len(chunk)
+        except OSError:
+            pass  # the proxy closed the connection after its 502
+
+    try:
+        sock.sendall(f"POST /reset-mid-body?{1 << 20} HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\n\r\n"
+                     .encode())
+        sender = threading.Thread(target=send_body, daemon=True)
+        sender.start()
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            assert chunk, f"closed without a response after {data!r}"
+            data += chunk
+        assert data.startswith(b"HTTP/1.1 502 "), data[:200]
+        sender.join(15)
+        assert not sender.is_alive()
+    finally:
+        sock.close()
+    server.wait_for_stderr(r"WARNING\] proxy /: POST /reset-mid-body\?1048576 HTTP/1\.1: 502 127\.0\.0\.1:\d+: the "
+                           r"server closed the connection before answering")
+    assert get(server, "/id").text == "a"
+    assert a.get("/id") == b"a"
+
+
 def test_proxy_chunked_and_head_responses(upstreams, proxy):
     (a,) = upstreams("a")
     server = proxy("--proxy", f"/={a.address}")

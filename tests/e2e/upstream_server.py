@@ -10,6 +10,7 @@ proxy tests: `python upstream_server.py NAME (PORT | HOST:PORT | unix:PATH)`
     /download?N             N bytes (a repeating pattern), Content-Length
     /chunked?N              N bytes, chunked
     /close-after-body       reads the body, then closes without answering
+    /reset-mid-body?N       reads N bytes of the body, then resets the connection (RST)
     /connections            how many connections it has accepted
     /health                 200, or 503 after /sick (and 200 again after /well)
 """
@@ -19,6 +20,7 @@ import json
 import os
 import socket
 import socketserver
+import struct
 import sys
 import threading
 import time
@@ -167,6 +169,17 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.wfile.flush()
             self.connection.shutdown(socket.SHUT_RDWR)
+            return None
+        if path.endswith("/reset-mid-body"):
+            left = int(query)
+            while left:
+                piece = self.rfile.read(min(left, 1 << 16))
+                if not piece:
+                    break
+                left -= len(piece)
+            self.close_connection = True
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()  # with linger 0: an RST, not a FIN
             return None
         if path.endswith("/connections"):
             return self.reply(str(state["connections"]).encode())

@@ -1,7 +1,14 @@
 """The balancer in-process: algorithms, passive health, groups, panic and
-membership changes. Time is the `now` passed in: nothing sleeps."""
+membership changes. Time is the `now` passed in: nothing sleeps.
+
+fastcore/proxy/balancer.py is compiled by Cython (with balancer.pxd) into
+the module the server runs; every test here runs twice: against that
+compiled module, and against the same source run as plain Python, so the
+two cannot drift apart."""
 import collections
+import importlib.util
 import json
+import pathlib
 import random
 
 import pytest
@@ -25,6 +32,33 @@ class View:
 
 
 VIEW = View()
+
+
+def _plain_python_balancer():
+    source = pathlib.Path(balancer.__file__).with_name("balancer.py")
+    spec = importlib.util.spec_from_file_location("fastcore_proxy_balancer_as_python", source)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+PLAIN = _plain_python_balancer()
+
+
+def test_the_server_runs_the_compiled_balancer_and_the_other_is_plain_python():
+    compiled = importlib.import_module("fastcore.proxy.balancer")
+    assert compiled.__file__.endswith(".so") and "__pyx_vtable__" in dir(compiled.Pool)
+    assert PLAIN.__file__.endswith("balancer.py") and "__pyx_vtable__" not in dir(PLAIN.Pool)
+
+
+@pytest.fixture(autouse=True, params=["compiled", "plain"])
+def implementation(request, monkeypatch):
+    """Every test below, once per implementation of the same source."""
+    if request.param == "plain":
+        for name, value in (("Member", PLAIN.Member), ("Pool", PLAIN.Pool), ("split_scheme", PLAIN.split_scheme),
+                            ("balancer", PLAIN)):
+            monkeypatch.setitem(globals(), name, value)
+    return request.param
 
 
 def make_pool(count=3, weights=None, **options):
