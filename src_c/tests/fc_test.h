@@ -63,4 +63,14 @@ static guarded_t guarded_copy(const char *src, size_t len)
 
 static void guarded_free(guarded_t g) { munmap(g.map, g.map_len); }
 
+/* "DIR/NAME" in one of four rotating static buffers (a call may take a few) */
+static inline const char *path_in(const char *dir, const char *name)
+{
+    static char paths[4][256];
+    static int next;
+    char *path = paths[next++ % 4];
+    snprintf(path, 256, "%s/%s", dir, name);
+    return path;
+}
+
 #endif /* FC_TEST_H */

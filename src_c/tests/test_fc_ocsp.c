@@ -19,14 +19,7 @@
 
 static char dir[] = "/tmp/fc_ocsp_test_XXXXXX";
 
-static const char *file(const char *name)
-{
-    static char paths[4][256];
-    static int next;
-    char *path = paths[next++ % 4];
-    snprintf(path, 256, "%s/%s", dir, name);
-    return path;
-}
+static const char *file(const char *name) { return path_in(dir, name); }
 
 static X509 *make_cert(const char *cn, long serial, EVP_PKEY *key, X509 *issuer, EVP_PKEY *issuer_key,
                        const char *aia)

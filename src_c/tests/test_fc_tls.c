@@ -47,14 +47,7 @@ static void write_certificate(const char *name, const char *cn)
     EVP_PKEY_free(key);
 }
 
-static const char *file(const char *name)
-{
-    static char paths[4][256];
-    static int next;
-    char *path = paths[next++ % 4];
-    snprintf(path, 256, "%s/%s", dir, name);
-    return path;
-}
+static const char *file(const char *name) { return path_in(dir, name); }
 
 static fc_tls_options_t defaults(void)
 {

@@ -348,6 +348,16 @@ def stop_all(servers):
             assert status == 0, f"server exited {status} after SIGTERM:\n{server.stderr_text()}"
 
 
+def serve_error_line(directory, *args):
+    """Runs `fastcore serve ARGS` in directory, which must refuse to start
+    with exactly one line, `fastcore: error: ...`; returns that line."""
+    out = subprocess.run([sys.executable, "-m", "fastcore", "serve", *args], cwd=directory, stdin=subprocess.DEVNULL,
+                         capture_output=True, text=True, timeout=30)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode != 0 and len(lines) == 1 and lines[0].startswith("fastcore: error: "), out.stderr
+    return lines[0]
+
+
 def start_server(directory, app_spec="app:app", args=(), binds=None):
     """Starts `fastcore serve` in `directory`; returns a ready Server."""
     args = list(args)

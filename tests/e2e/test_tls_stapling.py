@@ -8,13 +8,13 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import threading
 import time
 
 import pytest
 
 from tests.e2e.certificates import make_ca, make_certificate, openssl
+from tests.e2e.conftest import serve_error_line
 
 APP = '''
 def app(environ, start_response):
@@ -282,11 +282,8 @@ def test_stapling_configuration_errors_are_one_line(pki, responder, tmp_path):
          r"setting ssl_stapling_responder \(--ssl-stapling-responder\): expected an http:// URL"),
     ]
     for args, pattern in cases:
-        out = subprocess.run([sys.executable, "-m", "fastcore", "serve", "app:app", "--bind", "127.0.0.1:0", *args],
-                             cwd=tmp_path, capture_output=True, text=True, timeout=30)
-        lines = out.stderr.strip().splitlines()
-        assert out.returncode != 0 and len(lines) == 1, out.stderr
-        assert lines[0].startswith("fastcore: error: ") and re.search(pattern, lines[0]), lines[0]
+        line = serve_error_line(tmp_path, "app:app", "--bind", "127.0.0.1:0", *args)
+        assert re.search(pattern, line), line
 
 
 def test_ssl_stapling_responder_replaces_the_certificates_own(serve, pki, responder):
