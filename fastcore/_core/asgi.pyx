@@ -51,6 +51,7 @@ import stat
 import sys
 from urllib.parse import unquote_to_bytes
 
+cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.list cimport PyList_GET_ITEM
 from libc.stdint cimport int64_t
@@ -60,7 +61,8 @@ from fastcore._core.includes.fc_http cimport (
     FC_REQ_CHUNKED, FC_REQ_EXPECT_CONTINUE, FC_REQ_HAS_LENGTH, fc_header_t, fc_request_head_t, fc_request_info_t,
 )
 from fastcore._core.parser cimport RequestParser, ascii_only, is_head_request, method_str, text
-from fastcore._core.connection cimport Connection, RequestHandler, S_APP, S_BODY, S_CLOSED
+from fastcore._core.connection cimport Connection, RequestHandler, S_APP, S_BODY, S_CLOSED, client_ready
+from fastcore._core.includes.fc_realip cimport FC_PROTO_HTTPS
 from fastcore._core.response cimport date_line, header_pair, reason
 from fastcore._core.loop cimport Loop
 from fastcore._core.websocket cimport WebSocketHandler
@@ -84,6 +86,26 @@ cdef dict EXTENSIONS = {"http.response.pathsend": {}, "http.response.zerocopysen
 
 class ClientDisconnected(OSError):
     """send() after the client has gone (ASGI HTTP spec 2.4+: an OSError)."""
+
+
+@cython.final
+cdef class Done:
+    """An awaitable that is done at once, with None: what send() returns for
+    an event it has carried out. Stateless, so one object serves every
+    await: `await DONE` calls __await__ (itself) and __next__, which ends
+    the iteration at once."""
+
+    def __await__(self):
+        return self
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        raise StopIteration
+
+
+cdef Done DONE = Done()
 
 
 # ---- header names: the raw field name to its lower-case bytes ----------------
@@ -191,6 +213,7 @@ cdef class Exchange:
     cdef readonly bint disconnected  # on_close has run
     cdef object waiter               # future receive() waits on, or None
     cdef object drain_waiter         # future send() waits on while the output is above high water
+    cdef object task                 # the application's task (in gateway.tasks while it runs)
     cdef bint is_head
     cdef bint http11
     cdef bint keep_alive
@@ -250,7 +273,11 @@ cdef class Exchange:
                 self.waiter = None
                 self.unwatch_hangup()
 
-    async def send(self, message):
+    def send(self, message):
+        """The application's send(): does the event at once, and returns
+        what to await: DONE (nothing to wait for: no coroutine is made per
+        event), or drain() while the output is above write_buffer_high.
+        Errors are raised here, at the application's `await send(...)`."""
         cdef str kind
         cdef object body
         cdef bint more
@@ -267,11 +294,11 @@ cdef class Exchange:
             if not more:
                 if self.trailers:
                     self.end_body(body)
-                    return
+                    return DONE
                 self.write_last(body)
-                return
+                return DONE
             self.write_body(body)
-            await self.drain()
+            return self.drained()
         elif kind == "http.response.zerocopysend":
             if not self.started or self.complete or self.body_ended:
                 raise RuntimeError("http.response.zerocopysend " +
@@ -283,10 +310,10 @@ cdef class Exchange:
                 if self.trailers:
                     self.body_ended = True
                     self.conn.flush()
-                    return
+                    return DONE
                 self.finish()
-                return
-            await self.drain()
+                return DONE
+            return self.drained()
         elif kind == "http.response.start":
             if self.started:
                 raise RuntimeError("http.response.start sent twice")
@@ -312,6 +339,16 @@ cdef class Exchange:
             self.early_hint(message_get(message, "links", ()))
         else:
             raise ValueError(f"unexpected ASGI message {kind!r} for an http scope")
+        return DONE
+
+    cdef object drained(self):
+        """After a body event with more to come: writes what the socket
+        takes now; drain() to await when the output stays above
+        write_buffer_high (or the client is gone), else DONE."""
+        self.conn.flush()
+        if self.conn.out.pending >= self.gateway.high_water or self.disconnected:
+            return self.drain()
+        return DONE
 
     async def drain(self):
         """After a body event with more to come: writes what the socket
@@ -330,26 +367,32 @@ cdef class Exchange:
     async def run(self, app):
         """The application's task: runs it and settles what it left undone."""
         try:
-            await app(self.scope, self.receive, self.send)
-        except Exception as error:
-            if self.disconnected and isinstance(error, OSError):
-                return  # ClientDisconnected, passed through by the application
-            self.fail(error)
-            return
-        except BaseException:
-            # cancelled (the worker stops) or interrupted: not ours to swallow or log
-            if not self.complete and not self.disconnected and self.conn.fd >= 0:
-                self.cut()
-            raise
-        if not self.complete and not self.disconnected:
-            if not self.started:
-                error_log.error("the application returned without sending a response for %s %s",
-                                self.scope["method"], self.raw_target)
-                self.fail(None)
-            else:
-                error_log.error("the application returned before its response ended for %s %s: "
-                                "closing the connection", self.scope["method"], self.raw_target)
-                self.cut()
+            try:
+                await app(self.scope, self.receive, self.send)
+            except Exception as error:
+                if self.disconnected and isinstance(error, OSError):
+                    return  # ClientDisconnected, passed through by the application
+                self.fail(error)
+                return
+            except BaseException:
+                # cancelled (the worker stops) or interrupted: not ours to swallow or log
+                if not self.complete and not self.disconnected and self.conn.fd >= 0:
+                    self.cut()
+                raise
+            if not self.complete and not self.disconnected:
+                if not self.started:
+                    error_log.error("the application returned without sending a response for %s %s",
+                                    self.scope["method"], self.raw_target)
+                    self.fail(None)
+                else:
+                    error_log.error("the application returned before its response ended for %s %s: "
+                                    "closing the connection", self.scope["method"], self.raw_target)
+                    self.cut()
+        finally:
+            # out of the running set as it ends (a done callback would cost the
+            # loop one more turn per request)
+            self.gateway.tasks.discard(self.task)
+            self.task = None
 
     # -- the response ------------------------------------------------------------
 
@@ -698,6 +741,7 @@ cdef class AsgiGateway(RequestHandler):
     cdef public object access_log
     cdef public object new_request_id
     cdef readonly set tasks              # the applications' running tasks
+    cdef dict servers                    # listener -> the scopes' "server" tuple
     cdef readonly WebSocketHandler websockets  # the websocket scopes (websocket.pyx)
 
     def __cinit__(self, app, config, Loop loop, aio):
@@ -711,6 +755,7 @@ cdef class AsgiGateway(RequestHandler):
         self.root_path = config.root_path
         self.root_path_bytes = config.root_path.encode("utf-8")
         self.tasks = set()
+        self.servers = {}
         self.websockets = WebSocketHandler(app, config, loop, aio, self, self.tasks, ClientDisconnected)
 
     def drain(self):
@@ -761,9 +806,8 @@ cdef class AsgiGateway(RequestHandler):
             conn.handler = self.websockets
             return self.websockets.begin(conn, ex.scope, ex.raw_target)
         conn.exchange = ex
-        task = self.create_task(ex.run(self.app))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        ex.task = self.create_task(ex.run(self.app))
+        self.tasks.add(ex.task)
         return 0
 
     cdef int on_body(self, Connection conn, const char *at, size_t n) except -1:
@@ -824,22 +868,40 @@ cdef class AsgiGateway(RequestHandler):
         if self.root_path and not (path == self.root_path or path.startswith(self.root_path + "/")):
             path = self.root_path + path  # the path includes root_path (ASGI, as uvicorn gives it)
         ex.raw_target = text(h.target.at, h.target.len, ascii)
-        if conn.peer_host_str is None:
-            conn._peer_strings()
-        environ = conn.listener.environ
+        # the peer, or the client and scheme a trusted proxy named (realip.pyx),
+        # as the WSGI environ has them (uvicorn's --proxy-headers: port 0)
+        client_ready(conn)
+        if conn.client_forwarded:
+            client = (conn.client_text(), 0)
+        else:
+            client = conn.peer_client
+            if client is None:
+                if conn.peer_host_str is None:
+                    conn._peer_strings()
+                client = conn.peer_client = (conn.peer_host_str, int(conn.peer_port_str)) \
+                    if conn.peer_port_str else None
+        if conn.forwarded_proto:
+            scheme = "https" if conn.forwarded_proto == FC_PROTO_HTTPS else "http"
+        else:
+            scheme = "http" if conn.tls == NULL else "https"
+        server = self.servers.get(conn.listener)
+        if server is None:
+            environ = conn.listener.environ
+            server = self.servers[conn.listener] = \
+                (environ["SERVER_NAME"], int(environ["SERVER_PORT"])) if environ["SERVER_PORT"] else ()
         scope = {
             "type": "http",
             "asgi": ASGI_VERSION,
             "http_version": "1.1" if h.minor_version == 1 else "1.0",
             "method": method_str(h.method.at, h.method.len),
-            "scheme": "http" if conn.tls == NULL else "https",
+            "scheme": scheme,
             "path": path,
             "raw_path": raw_path,
             "query_string": PyBytes_FromStringAndSize(info.query.at, info.query.len) if info.query.len else EMPTY,
             "root_path": self.root_path,
             "headers": headers,
-            "client": (conn.peer_host_str, int(conn.peer_port_str)) if conn.peer_port_str else None,
-            "server": (environ["SERVER_NAME"], int(environ["SERVER_PORT"])) if environ["SERVER_PORT"] else None,
+            "client": client,
+            "server": server or None,
             "extensions": EXTENSIONS.copy(),
         }
         if conn.tls != NULL:

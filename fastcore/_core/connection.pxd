@@ -124,6 +124,7 @@ cdef class Connection(Stream):
     cdef size_t body_received    # bytes read since body_since
     cdef object peer_host_str
     cdef object peer_port_str
+    cdef object peer_client      # (host, port) of the peer for ASGI scopes, made when first asked
     # who the client is (realip.pyx): the peer, unless a trusted peer names
     # another in real_ip_header; decided once per request, when first asked
     # (client_ready), while its head's spans are valid

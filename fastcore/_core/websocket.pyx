@@ -755,7 +755,7 @@ cdef class WebSocketHandler(RequestHandler):
         ws.began = conn.loop.clock()
         ws.close_reason = ""
         scope["type"] = "websocket"
-        scope["scheme"] = "ws"
+        scope["scheme"] = "wss" if scope["scheme"] == "https" else "ws"
         scope["asgi"] = ASGI_VERSION
         del scope["method"]
         scope["subprotocols"] = [token.decode("latin-1") for token in

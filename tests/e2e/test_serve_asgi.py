@@ -314,6 +314,11 @@ async def app(scope, receive, send):
     elif path == "/file":
         await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
         await send({"type": "http.response.pathsend", "path": os.path.join(HERE, "data.txt")})
+    elif path == "/who":
+        # the client and scheme, the events' awaitables handed to asyncio as tasks and futures are
+        await asyncio.wait_for(send({"type": "http.response.start", "status": 200, "headers": []}), 5)
+        await asyncio.ensure_future(send({"type": "http.response.body", "body": json.dumps(
+            {"client": scope["client"], "scheme": scope["scheme"], "server": scope["server"]}).encode()}))
     elif path == "/scope-extensions":
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": json.dumps(sorted(scope["extensions"])).encode()})
@@ -366,6 +371,23 @@ def test_raw_events_in_order_more_body_and_scope(serve):
     assert scope["client"][0] == "127.0.0.1"
     assert scope["state"] == {"started": "yes"}
     assert scope["asgi"]["version"] == "3.0"
+
+
+def test_scope_client_and_scheme_come_from_a_trusted_proxy_only(serve):
+    """--real-ip-header from a peer in --forwarded-allow-ips: the scope's
+    client is the one it names (port 0, as uvicorn's proxy headers give it)
+    and its X-Forwarded-Proto the scheme, as REMOTE_ADDR and
+    wsgi.url_scheme are for WSGI; from another peer, both are ignored."""
+    forwarded = [("X-Forwarded-For", "203.0.113.7"), ("X-Forwarded-Proto", "https")]
+    trusting = serve(RAW_APP, "--real-ip-header", "X-Forwarded-For", "--forwarded-allow-ips", "127.0.0.1/32")
+    seen = json.loads(trusting.request("GET", "/who", headers=forwarded).body)
+    assert seen["client"] == ["203.0.113.7", 0] and seen["scheme"] == "https"
+    assert seen["server"][0] == "127.0.0.1" and seen["server"][1] == trusting.port
+    seen = json.loads(trusting.request("GET", "/who").body)  # nothing forwarded: the peer itself
+    assert seen["client"][0] == "127.0.0.1" and seen["client"][1] > 0 and seen["scheme"] == "http"
+    distrusting = serve(RAW_APP, "--real-ip-header", "X-Forwarded-For", "--forwarded-allow-ips", "10.0.0.0/8")
+    seen = json.loads(distrusting.request("GET", "/who", headers=forwarded).body)
+    assert seen["client"][0] == "127.0.0.1" and seen["scheme"] == "http"
 
 
 def test_zerocopysend_parts_of_an_open_file_with_their_framing(serve):

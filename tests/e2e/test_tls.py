@@ -501,6 +501,12 @@ ASGI_APP = '''
 import json
 
 async def app(scope, receive, send):
+    if scope["type"] == "websocket":
+        await receive()  # websocket.connect
+        await send({"type": "websocket.accept"})
+        await send({"type": "websocket.send", "text": scope["scheme"]})
+        await send({"type": "websocket.close"})
+        return
     if scope["type"] != "http":
         return
     tls = scope["extensions"].get("tls")
@@ -525,6 +531,14 @@ def test_asgi_scope_over_tls_with_a_client_certificate(serve, certs):
     with tls_connect(server, client_context(certs, ssl.TLSVersion.TLSv1_2)) as sock:
         tls = json.loads(get(sock)[1])["tls"]
     assert tls["tls_version"] == 0x0303 and tls["client_cert_chain"] == [] and tls["client_cert_name"] is None
+
+
+def test_websocket_scope_over_tls_is_wss(serve, certs):
+    from websockets.sync.client import connect
+
+    server = serve(ASGI_APP, *tls_args(certs))
+    with connect(f"wss://localhost:{server.port}/ws", ssl=client_context(certs), open_timeout=10) as ws:
+        assert ws.recv(timeout=10) == "wss"
 
 
 def test_ticket_keys_rotate(serve, certs):
