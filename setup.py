@@ -139,7 +139,7 @@ def extension(name):
 
 
 extensions = [extension(name) for name in ("parser", "stats", "buffer", "loop", "response", "stream", "realip", "connection",
-                                        "gateway", "router", "limits", "filecache", "static", "upstream", "proxy",
+                                        "framing", "gateway", "router", "limits", "filecache", "static", "upstream", "proxy",
                                         "websocket", "asgi", "tls", "balancer")]
 if cythonize:
     extensions = cythonize(

@@ -63,17 +63,16 @@ from fastcore._core.includes.fc_http cimport (
 from fastcore._core.parser cimport RequestParser, ascii_only, is_head_request, method_str, text
 from fastcore._core.connection cimport Connection, RequestHandler, S_APP, S_BODY, S_CLOSED, client_ready
 from fastcore._core.includes.fc_realip cimport FC_PROTO_HTTPS
-from fastcore._core.response cimport date_line, header_pair, reason
+from fastcore._core.response cimport header_pair, reason
 from fastcore._core.loop cimport Loop
 from fastcore._core.websocket cimport WebSocketHandler
-from fastcore._core.buffer cimport FileSegment
 from fastcore._core.stats cimport WorkerStats
+from fastcore._core.framing cimport AppResponse
 from fastcore._core.includes.syscalls cimport EAGAIN, EINTR, MSG_DONTWAIT, MSG_PEEK, errno, recv
 
 cdef object error_log = logging.getLogger("fastcore.error")
 
 cdef bytes CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-cdef bytes LAST_CHUNK = b"0\r\n\r\n"
 cdef bytes ERROR_500 = (b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain; charset=utf-8\r\n"
                         b"Content-Length: 22\r\n\r\nInternal Server Error\n")
 cdef bytes EMPTY = b""
@@ -192,6 +191,16 @@ cdef tuple check_status(object status, bint http11):
     return entry
 
 
+cdef bytes body_bytes(object data):
+    """The body of an http.response.body event as bytes (a bytearray or a
+    memoryview copied); TypeError for anything else."""
+    if type(data) is bytes:
+        return <bytes>data
+    if isinstance(data, (bytearray, memoryview)):
+        return bytes(data)
+    raise TypeError(f"http.response.body: body is a {type(data).__name__}, not bytes")
+
+
 cdef inline object message_get(object message, str key, object default):
     """message.get(key, default), typed for the dict every framework sends: a
     method call on an untyped object costs a bound method each time."""
@@ -200,11 +209,12 @@ cdef inline object message_get(object message, str key, object default):
     return message.get(key, default)
 
 
-cdef class Exchange:
-    """One request and its response, between the core and the application's task."""
+@cython.final
+cdef class Exchange(AppResponse):
+    """One request and its response, between the core and the application's
+    task (the response's framing: AppResponse, framing.pyx)."""
     cdef readonly dict scope
     cdef AsgiGateway gateway
-    cdef Connection conn
     cdef list chunks                 # body chunks the application has not taken yet
     cdef size_t buffered             # their size
     cdef bint body_done              # on_end has run: the body is complete
@@ -214,21 +224,7 @@ cdef class Exchange:
     cdef object waiter               # future receive() waits on, or None
     cdef object drain_waiter         # future send() waits on while the output is above high water
     cdef object task                 # the application's task (in gateway.tasks while it runs)
-    cdef bint is_head
-    cdef bint http11
-    cdef bint keep_alive
-    cdef bint started                # http.response.start received
-    cdef bint head_sent
     cdef readonly bint complete      # the response is whole (or cut): end_response ran
-    cdef bint chunked
-    cdef bint no_body                # HEAD, 1xx, 204, 304
-    cdef int status
-    cdef bytes status_line
-    cdef list header_lines
-    cdef int64_t declared            # the application's Content-Length, -1 if none
-    cdef bytes length_line
-    cdef int64_t sent                # body bytes sent (counted, for HEAD)
-    cdef Py_ssize_t head_bytes
     cdef double began
     cdef str raw_target              # for the access log
     cdef bint websocket              # a WebSocket handshake: handed to the WebSocketHandler
@@ -423,96 +419,28 @@ cdef class Exchange:
 
     cdef int send_head(self, int64_t length) except -1:
         """The response head; length is the body's when known, -1 if not."""
-        cdef AsgiGateway gw = self.gateway
-        cdef list parts = [self.status_line]
-        parts.extend(self.header_lines)
-        parts.append(date_line())
-        if gw.server_header:
-            parts.append(b"Server: fastcore\r\n")
-        if self.declared >= 0:
-            length = self.declared
-        if self.status >= 200 and self.status != 204 and self.status != 304:
-            if self.declared >= 0:
-                parts.append(self.length_line)
-            elif length >= 0 and not self.trailers_out:
-                parts.append(b"Content-Length: %d\r\n" % length)
-            elif self.http11:
-                self.chunked = True
-                parts.append(b"Transfer-Encoding: chunked\r\n")
-            else:
-                self.keep_alive = False  # close-delimited
-        elif self.status == 304 and self.declared >= 0:
-            parts.append(self.length_line)
         if not self.body_done:
             # the response ends before the request body was read: the
             # unread rest would be taken for the next request
             self.keep_alive = False
-        if not self.keep_alive or self.conn.server.draining:
-            self.keep_alive = False
-            if self.http11:
-                parts.append(b"Connection: close\r\n")
-        elif not self.http11:
-            parts.append(b"Connection: keep-alive\r\n")
-        parts.append(b"\r\n")
-        head = EMPTY.join(parts)
-        self.head_sent = True
-        self.head_bytes = PyBytes_GET_SIZE(head)
-        self.conn.send(head)
-        return 0
+        return AppResponse.send_head(self, -1 if self.trailers_out else length)
 
     cdef int write_body(self, object data) except -1:
-        cdef Py_ssize_t n
-        if type(data) is not bytes:
-            if isinstance(data, (bytearray, memoryview)):
-                data = bytes(data)
-            else:
-                raise TypeError(f"http.response.body: body is a {type(data).__name__}, not bytes")
-        n = PyBytes_GET_SIZE(data)
+        data = body_bytes(data)
         if not self.head_sent:
             self.send_head(-1)
-        if n == 0:
-            return 0
-        if self.no_body:
-            self.sent += n
-            return 0
-        if self.declared >= 0 and self.sent + n > self.declared:
-            data = data[:self.declared - self.sent]
-            n = PyBytes_GET_SIZE(data)
-            error_log.warning("application sent more than its Content-Length (%d) for %s %s",
-                              self.declared, self.scope["method"], self.raw_target)
-            if n == 0:
-                return 0
-        self.sent += n
-        if self.chunked:
-            self.conn.send(b"%x\r\n" % n + data + b"\r\n")
-        else:
-            self.conn.send(data)
-        return 0
+        return self.write_bytes(<bytes>data)
 
     cdef int write_last(self, object body) except -1:
+        body = body_bytes(body)
         if not self.head_sent:
-            if type(body) is not bytes:
-                if isinstance(body, (bytearray, memoryview)):
-                    body = bytes(body)
-                else:
-                    raise TypeError(f"http.response.body: body is a {type(body).__name__}, not bytes")
-            # the whole response in one event: its length is known
-            self.send_head(PyBytes_GET_SIZE(body))
-        self.write_body(body)
+            self.send_head(PyBytes_GET_SIZE(body))  # the whole response in one event: its length is known
+        self.write_bytes(<bytes>body)
         self.finish()
         return 0
 
     cdef int finish(self) except -1:
-        cdef bint keep = True
-        if self.chunked and not self.no_body:
-            if self.trailer_lines:
-                self.conn.send(b"0\r\n" + EMPTY.join(self.trailer_lines) + b"\r\n")
-            else:
-                self.conn.send(LAST_CHUNK)
-        if self.declared >= 0 and self.sent < self.declared and not self.no_body:
-            error_log.warning("application sent %d of its Content-Length %d for %s %s: closing the connection",
-                              self.sent, self.declared, self.scope["method"], self.raw_target)
-            keep = False
+        cdef bint keep = self.end_framing(self.trailer_lines)
         self.complete = True
         self.account(self.status)
         self.conn.end_response(keep and self.keep_alive)
@@ -520,6 +448,9 @@ cdef class Exchange:
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)  # a receive() waiting for the disconnect: the response is over
         return 0
+
+    cdef str request_text(self):
+        return f"{self.scope['method']} {self.raw_target}"
 
     # -- trailers and early hints (extensions) ------------------------------------
 
@@ -539,14 +470,10 @@ cdef class Exchange:
     cdef int end_body(self, object body) except -1:
         """The last body event of a response with trailers: the body ends,
         the response waits for http.response.trailers."""
+        body = body_bytes(body)
         if not self.head_sent:
-            if type(body) is not bytes:
-                if isinstance(body, (bytearray, memoryview)):
-                    body = bytes(body)
-                else:
-                    raise TypeError(f"http.response.body: body is a {type(body).__name__}, not bytes")
-            self.send_head(-1 if self.trailers_out else PyBytes_GET_SIZE(body))
-        self.write_body(body)
+            self.send_head(PyBytes_GET_SIZE(body))
+        self.write_bytes(<bytes>body)
         self.body_ended = True
         self.conn.flush()
         return 0
@@ -581,13 +508,7 @@ cdef class Exchange:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
                 raise ValueError(f"http.response.pathsend: {path!r} is not a regular file")
-            size = info.st_size
-            if self.declared >= 0:
-                size = min(size, self.declared)
-            self.send_head(size)
-            self.sent = size
-            if not self.no_body and size > 0:
-                self.conn.send_file(FileSegment(fd, 0, size))
+            self.send_whole_file(fd, 0, info.st_size)
         finally:
             os.close(fd)  # the segment holds its own duplicate
         self.finish()
@@ -616,20 +537,8 @@ cdef class Exchange:
             os.lseek(fd, offset + n, os.SEEK_SET)
         if not self.head_sent:
             # one event with the whole body: its length is known
-            self.send_head(-1 if more or self.trailers_out else n)
-        if self.declared >= 0 and self.sent + n > self.declared:
-            error_log.warning("application sent more than its Content-Length (%d) for %s %s",
-                              self.declared, self.scope["method"], self.raw_target)
-            n = self.declared - self.sent
-        self.sent += n
-        if n == 0 or self.no_body:
-            return 0
-        if self.chunked:
-            self.conn.send(b"%x\r\n" % n)
-        self.conn.send_file(FileSegment(fd, offset, n))  # the segment holds a duplicate of fd
-        if self.chunked:
-            self.conn.send(b"\r\n")
-        return 0
+            self.send_head(-1 if more else n)
+        return self.write_file(fd, offset, n)
 
     cdef int fail(self, object error) except -1:
         """The application raised (error) or returned with no response (None):
@@ -794,6 +703,7 @@ cdef class AsgiGateway(RequestHandler):
         ex.hangup_fd = -1
         ex.gateway = self
         ex.conn = conn
+        ex.server_header = self.server_header
         ex.chunks = []
         ex.http11 = p.head.minor_version == 1
         ex.is_head = is_head_request(p)

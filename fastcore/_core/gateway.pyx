@@ -35,6 +35,7 @@ import stat
 import sys
 import tempfile
 
+cimport cython
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.list cimport PyList_GET_ITEM
 from libc.stdint cimport int64_t
@@ -50,10 +51,9 @@ from fastcore._core.includes.fc_http cimport (
 from fastcore._core.parser cimport RequestParser, ascii_only, is_head_request, method_str, text
 from fastcore._core.connection cimport Connection, RequestHandler, S_APP, S_CLOSED, client_ready
 from fastcore._core.includes.fc_realip cimport FC_PROTO_HTTPS
-from fastcore._core.response cimport date_line
 from fastcore._core.loop cimport Loop
-from fastcore._core.buffer cimport FileSegment
 from fastcore._core.stats cimport WorkerStats
+from fastcore._core.framing cimport AppResponse
 
 
 cdef object error_log = logging.getLogger("fastcore.error")
@@ -113,7 +113,6 @@ class FileWrapper:
         return fd, offset, max(0, info.st_size - offset)
 cdef object SENTINEL = object()
 cdef bytes CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-cdef bytes LAST_CHUNK = b"0\r\n\r\n"
 cdef bytes RETRY_AFTER = b"Retry-After: 1\r\n"   # a refusal for overload: the queue moves within seconds
 cdef bytes ERROR_500 = (b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain; charset=utf-8\r\n"
                         b"Content-Length: 22\r\n\r\nInternal Server Error\n")
@@ -261,33 +260,20 @@ cdef tuple check_status(object status, bint http11):
     return entry
 
 
-cdef class Exchange:
-    """One request and its response, from on_head to the last byte."""
+@cython.final
+cdef class Exchange(AppResponse):
+    """One request and its response, from on_head to the last byte (the
+    response's framing: AppResponse, framing.pyx)."""
     cdef readonly dict environ
     cdef Gateway gateway
-    cdef Connection conn
     cdef object body                 # bytearray while in memory
     cdef object spool                # temporary file once over body_buffer_size
     cdef size_t body_size
-    cdef bint is_head
-    cdef bint http11
-    cdef bint keep_alive
-    cdef bytes status_line
-    cdef int status_code
-    cdef list header_lines           # encoded, validated header lines from start_response
-    cdef bint started                # start_response called
-    cdef bint head_sent
-    cdef bint chunked
-    cdef bint no_body                # HEAD, 1xx, 204, 304
-    cdef int64_t declared            # the application's Content-Length, -1 if none
-    cdef bytes length_line           # its header line, as validated and encoded
-    cdef int64_t sent                # body bytes sent (or counted, for HEAD)
     cdef object result               # what the application returned
     cdef object iterator
     cdef bint closed                 # result.close() has run
     cdef bint threaded
     cdef double began                # loop time when the head was parsed
-    cdef Py_ssize_t head_bytes       # size of the response head sent
 
     cdef int account(self, int status) except -1:
         """Counts the finished exchange in the worker's stats and access log."""
@@ -339,11 +325,11 @@ cdef class Exchange:
                 if "close" in (<str>entry[2]).lower():
                     self.keep_alive = False
             # H_HOP: the server frames the message and manages the connection
-        self.status_code = checked[0]
+        self.status = checked[0]
         self.status_line = checked[1]
         self.header_lines = lines
         self.started = True
-        self.no_body = self.is_head or self.status_code < 200 or self.status_code == 204 or self.status_code == 304
+        self.no_body = self.is_head or self.status < 200 or self.status == 204 or self.status == 304
         return self.write
 
     def write(self, data):
@@ -355,41 +341,6 @@ cdef class Exchange:
         else:
             self.write_body(data)
 
-    cdef int send_head(self, int64_t length) except -1:
-        """Sends the response head; length is the body length when known, -1 if not."""
-        cdef Gateway gw = self.gateway
-        cdef list parts = [self.status_line]
-        parts.extend(self.header_lines)
-        parts.append(date_line())
-        if gw.server_header:
-            parts.append(b"Server: fastcore\r\n")
-        if self.declared >= 0:
-            length = self.declared
-        if self.status_code >= 200 and self.status_code != 204 and self.status_code != 304:
-            if self.declared >= 0:
-                parts.append(self.length_line)
-            elif length >= 0:
-                parts.append(b"Content-Length: %d\r\n" % length)
-            elif self.http11:
-                self.chunked = True
-                parts.append(b"Transfer-Encoding: chunked\r\n")
-            else:
-                self.keep_alive = False  # close-delimited
-        elif self.status_code == 304 and self.declared >= 0:
-            parts.append(self.length_line)
-        if not self.keep_alive or self.conn.server.draining:
-            self.keep_alive = False
-            if self.http11:
-                parts.append(b"Connection: close\r\n")
-        elif not self.http11:
-            parts.append(b"Connection: keep-alive\r\n")
-        parts.append(b"\r\n")
-        self.head_sent = True
-        head = b"".join(parts)
-        self.head_bytes = PyBytes_GET_SIZE(head)
-        self.conn.send(head)
-        return 0
-
     cdef int write_body(self, object data) except -1:
         cdef Py_ssize_t n
         if type(data) is not bytes:
@@ -400,40 +351,21 @@ cdef class Exchange:
         n = PyBytes_GET_SIZE(data)
         if not self.head_sent:
             if n == 0:
-                return 0
+                return 0  # PEP 3333: the head waits for the first non-empty bytes
             self.send_head(-1)
-        if n == 0 or self.no_body:
-            self.sent += n
-            return 0
-        if self.declared >= 0 and self.sent + n > self.declared:
-            # more than declared: send what was promised, drop the rest
-            data = data[:self.declared - self.sent]
-            n = PyBytes_GET_SIZE(data)
-            error_log.warning("application sent more than its Content-Length (%d) for %s %s",
-                              self.declared, self.environ.get("REQUEST_METHOD"), self.environ.get("RAW_URI"))
-            if n == 0:
-                return 0
-        self.sent += n
-        if self.chunked:
-            self.conn.send(b"%x\r\n" % n + data + b"\r\n")
-        else:
-            self.conn.send(data)
-        return 0
+        return self.write_bytes(<bytes>data)
+
+    cdef str request_text(self):
+        return f"{self.environ.get('REQUEST_METHOD')} {self.environ.get('RAW_URI')}"
 
     cdef int finish(self) except -1:
         """The iterable is exhausted: complete the framing and hand back the connection."""
-        cdef bint keep = True
+        cdef bint keep
         if not self.head_sent:
             self.send_head(-1 if self.is_head else 0)
-        if self.chunked and not self.no_body:
-            self.conn.send(LAST_CHUNK)
-        if self.declared >= 0 and self.sent < self.declared and not self.is_head and not self.no_body:
-            error_log.warning("application sent %d of its Content-Length %d for %s %s: closing the connection",
-                              self.sent, self.declared, self.environ.get("REQUEST_METHOD"),
-                              self.environ.get("RAW_URI"))
-            keep = False
+        keep = self.end_framing(None)
         self.close_result()
-        self.account(self.status_code)
+        self.account(self.status)
         self.conn.end_response(keep and self.keep_alive)
         return 0
 
@@ -462,7 +394,7 @@ cdef class Exchange:
         if self.conn.state == S_CLOSED:
             return 0
         if self.head_sent:
-            self.account(self.status_code)
+            self.account(self.status)
             self.conn.close()
         else:
             self.head_sent = True
@@ -534,6 +466,7 @@ cdef class Gateway(RequestHandler):
         cdef RequestParser p = conn.parser
         ex.gateway = self
         ex.conn = conn
+        ex.server_header = self.server_header
         ex.environ = self.build_environ(conn, p)
         ex.http11 = p.head.minor_version == 1
         ex.is_head = is_head_request(p)
@@ -701,12 +634,7 @@ cdef class Gateway(RequestHandler):
         if segment is None:
             return False
         fd, offset, size = segment
-        if ex.declared >= 0:
-            size = min(size, ex.declared)
-        ex.send_head(size)
-        ex.sent = size
-        if not ex.no_body and size > 0:
-            ex.conn.send_file(FileSegment(fd, offset, size))
+        ex.send_whole_file(fd, offset, size)
         ex.finish()
         return True
 
