@@ -78,7 +78,16 @@ static int select_alpn(SSL *ssl, const unsigned char **out, unsigned char *outle
 /* OpenSSL's ticket callback (RFC 5077's format: key name, IV, AES-256-CBC,
  * HMAC-SHA256) over the shared keys: 1 to encrypt or decrypt with the
  * current key, 2 to decrypt with the previous one (OpenSSL then issues a
- * new ticket), 0 for a key no longer known (a full handshake). */
+ * new ticket), 0 for a key no longer known (a full handshake).
+ *
+ * A TLS 1.3 resumption always answers 2: a TLS 1.3 client uses a ticket
+ * once (RFC 8446 C.4; OpenSSL's clients and browsers do), so it needs a
+ * new one from each resumed handshake, or its next connection makes a full
+ * handshake. OpenSSL does the same with its own keys; with a callback it
+ * sends a ticket after a resumption only on 2. Without it a client that
+ * connects again and again (wrk with Connection: close) resumed one
+ * connection in two, and paid a full handshake (a signature, the
+ * certificate) for the other. */
 static int ticket_key(SSL *ssl, unsigned char key_name[16], unsigned char iv[EVP_MAX_IV_LENGTH],
                       EVP_CIPHER_CTX *cipher, EVP_MAC_CTX *mac, int encrypt) {
     const fc_tls_ticket_keys_t *shared = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
@@ -93,6 +102,8 @@ static int ticket_key(SSL *ssl, unsigned char key_name[16], unsigned char iv[EVP
             return -1;
     } else if (memcmp(key_name, shared->keys[current], 16) == 0) {
         key = shared->keys[current];
+        if (SSL_version(ssl) == TLS1_3_VERSION)
+            rc = 2;
     } else if (memcmp(key_name, shared->keys[(current + 2) % 3], 16) == 0) {
         key = shared->keys[(current + 2) % 3];
         rc = 2;

@@ -446,6 +446,25 @@ def test_sessions_resume_across_workers(serve, certs):
     assert resumed == 12  # whichever worker took the connection knew the ticket
 
 
+def test_tls13_resumption_brings_a_new_ticket(serve, certs):
+    """A TLS 1.3 client uses a ticket once (RFC 8446 C.4), so each resumed
+    handshake must bring it a new ticket: a client that always offers the
+    latest one resumes every connection, each time with another ticket (and
+    across workers, whose keys are shared)."""
+    server = serve(ECHO_APP, *tls_args(certs), "--workers", "2")
+    context = client_context(certs, ssl.TLSVersion.TLSv1_3)
+    with tls_connect(server, context) as sock:
+        get(sock)
+        session = sock.session
+    for i in range(8):
+        raw = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        with context.wrap_socket(raw, server_hostname="localhost", session=session) as sock:
+            get(sock)  # the ticket comes before the response
+            assert sock.session_reused, f"connection {i + 2} made a full handshake"
+            assert sock.session.id != session.id, f"connection {i + 2} resumed but got no new ticket"
+            session = sock.session
+
+
 def test_https_redirect_from_the_plain_listener(serve, certs):
     server = serve(ECHO_APP, *tls_args(certs), "--bind", "127.0.0.1:0", "--bind-tls", "127.0.0.1:0",
                    "--https-redirect", binds=2)
