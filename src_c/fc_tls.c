@@ -2,7 +2,7 @@
  *
  * OpenSSL owns the socket during each call (SSL_set_fd): it reads and
  * writes the descriptor itself, and reports what it waits for through
- * SSL_get_error. Three of its settings carry this module:
+ * SSL_get_error. These settings carry this module:
  * - SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER: a
  *   write of one record either goes out or waits; its retry may come from
  *   another address (the scratch buffer, refilled) as long as it offers the
@@ -10,7 +10,14 @@
  * - SSL_MODE_RELEASE_BUFFERS: an idle keep-alive connection holds no
  *   34 KiB of OpenSSL buffers, as it holds no read buffer of ours;
  * - SSL_OP_IGNORE_UNEXPECTED_EOF: a client that closes without close_notify
- *   is an end of stream (HTTP frames its own messages), not an error.
+ *   is an end of stream (HTTP frames its own messages), not an error;
+ * - read ahead, on the server side: one read(2) takes what the socket holds
+ *   (up to a record's buffer), where OpenSSL would otherwise read each
+ *   record's 5-byte header and then its body, two calls a record (eight
+ *   reads for a handshake and one request, where nginx, which reads ahead
+ *   too, makes four). Whole records may then wait in OpenSSL's buffer,
+ *   which SSL_pending does not count: fc_tls_pending asks SSL_has_pending,
+ *   unless the last read found only part of a record there (drained).
  */
 #define _GNU_SOURCE
 #include "fc_tls.h"
@@ -176,6 +183,7 @@ static SSL_CTX *make_context(const char *certfile, const char *keyfile, const fc
                              SSL_OP_IGNORE_UNEXPECTED_EOF);
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                           SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_read_ahead(ctx, 1);
     if (!SSL_CTX_set_min_proto_version(ctx, options->min_version)) {
         snprintf(err, errlen, "ssl_min_version: OpenSSL does not offer this version");
         goto fail;
@@ -385,13 +393,21 @@ ssize_t fc_tls_read(fc_tls_conn_t *conn, void *buf, size_t n) {
     ERR_clear_error();
     errno = 0;
     rc = SSL_read_ex(conn->ssl, buf, n, &got);
-    if (rc == 1)
+    if (rc == 1) {
+        conn->drained = 0;
         return (ssize_t)got;
+    }
+    if (SSL_get_error(conn->ssl, rc) == SSL_ERROR_WANT_READ)
+        conn->drained = 1;  /* what OpenSSL holds, if anything, is part of a record: wait for the socket */
     return failed(conn->ssl, rc, ECONNRESET);
 }
 
 int fc_tls_pending(const fc_tls_conn_t *conn) {
-    return SSL_pending(conn->ssl) > 0;
+    SSL *ssl = conn->ssl;
+    if (SSL_pending(ssl) > 0)
+        return 1;
+    /* read ahead: whole records may wait in OpenSSL's buffer, unprocessed */
+    return SSL_get_read_ahead(ssl) && !conn->drained && SSL_has_pending(ssl);
 }
 
 static ssize_t write_record(fc_tls_conn_t *conn, const void *at, size_t len) {

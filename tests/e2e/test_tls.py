@@ -431,6 +431,29 @@ def test_pipelined_requests_in_one_tls_record(serve, certs):
             rest = body[length:]
 
 
+def test_pipelined_requests_in_separate_tls_records(serve, certs):
+    """Twenty requests, a record each, sent before any answer: the server reads
+    ahead, so one read(2) takes several records, and OpenSSL holds the whole
+    records it has not decrypted yet, which no epoll event announces and
+    SSL_pending does not count (fc_tls_pending)."""
+    server = serve(ECHO_APP, *tls_args(certs))
+    with tls_connect(server, client_context(certs)) as sock:
+        for i in range(20):
+            sock.sendall(request_bytes("GET", f"/p{i}"))
+        rest = b""
+        for i in range(20):
+            data = rest
+            while b"\r\n\r\n" not in data or len(data.partition(b"\r\n\r\n")[2]) < int(
+                    re.search(rb"content-length: *(\d+)", data, re.I).group(1)):
+                chunk = sock.recv(65536)
+                assert chunk, f"closed after {i} responses"
+                data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            length = int(re.search(rb"content-length: *(\d+)", head, re.I).group(1))
+            assert head.startswith(b"HTTP/1.1 200")
+            rest = body[length:]
+
+
 def test_sessions_resume_across_workers(serve, certs):
     server = serve(ECHO_APP, *tls_args(certs), "--workers", "3")
     context = client_context(certs, ssl.TLSVersion.TLSv1_2)
