@@ -2,7 +2,7 @@
  *
  * OpenSSL owns the socket during each call (SSL_set_fd): it reads and
  * writes the descriptor itself, and reports what it waits for through
- * SSL_get_error. Three of its settings carry this module:
+ * SSL_get_error. These settings carry this module:
  * - SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER: a
  *   write of one record either goes out or waits; its retry may come from
  *   another address (the scratch buffer, refilled) as long as it offers the
@@ -10,7 +10,14 @@
  * - SSL_MODE_RELEASE_BUFFERS: an idle keep-alive connection holds no
  *   34 KiB of OpenSSL buffers, as it holds no read buffer of ours;
  * - SSL_OP_IGNORE_UNEXPECTED_EOF: a client that closes without close_notify
- *   is an end of stream (HTTP frames its own messages), not an error.
+ *   is an end of stream (HTTP frames its own messages), not an error;
+ * - read ahead, on the server side: one read(2) takes what the socket holds
+ *   (up to a record's buffer), where OpenSSL would otherwise read each
+ *   record's 5-byte header and then its body, two calls a record (eight
+ *   reads for a handshake and one request, where nginx, which reads ahead
+ *   too, makes four). Whole records may then wait in OpenSSL's buffer,
+ *   which SSL_pending does not count: fc_tls_pending asks SSL_has_pending,
+ *   unless the last read found only part of a record there (drained).
  */
 #define _GNU_SOURCE
 #include "fc_tls.h"
@@ -83,7 +90,16 @@ static int select_alpn(SSL *ssl, const unsigned char **out, unsigned char *outle
 /* OpenSSL's ticket callback (RFC 5077's format: key name, IV, AES-256-CBC,
  * HMAC-SHA256) over the shared keys: 1 to encrypt or decrypt with the
  * current key, 2 to decrypt with the previous one (OpenSSL then issues a
- * new ticket), 0 for a key no longer known (a full handshake). */
+ * new ticket), 0 for a key no longer known (a full handshake).
+ *
+ * A TLS 1.3 resumption always answers 2: a TLS 1.3 client uses a ticket
+ * once (RFC 8446 C.4; OpenSSL's clients and browsers do), so it needs a
+ * new one from each resumed handshake, or its next connection makes a full
+ * handshake. OpenSSL does the same with its own keys; with a callback it
+ * sends a ticket after a resumption only on 2. Without it a client that
+ * connects again and again (wrk with Connection: close) resumed one
+ * connection in two, and paid a full handshake (a signature, the
+ * certificate) for the other. */
 static int ticket_key(SSL *ssl, unsigned char key_name[16], unsigned char iv[EVP_MAX_IV_LENGTH],
                       EVP_CIPHER_CTX *cipher, EVP_MAC_CTX *mac, int encrypt) {
     const fc_tls_ticket_keys_t *shared = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
@@ -98,6 +114,8 @@ static int ticket_key(SSL *ssl, unsigned char key_name[16], unsigned char iv[EVP
             return -1;
     } else if (memcmp(key_name, shared->keys[current], 16) == 0) {
         key = shared->keys[current];
+        if (SSL_version(ssl) == TLS1_3_VERSION)
+            rc = 2;
     } else if (memcmp(key_name, shared->keys[(current + 2) % 3], 16) == 0) {
         key = shared->keys[(current + 2) % 3];
         rc = 2;
@@ -203,6 +221,7 @@ static SSL_CTX *make_context(const char *certfile, const char *keyfile, const fc
                              SSL_OP_IGNORE_UNEXPECTED_EOF);
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                           SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_read_ahead(ctx, 1);
     if (!SSL_CTX_set_min_proto_version(ctx, options->min_version)) {
         snprintf(err, errlen, "ssl_min_version: OpenSSL does not offer this version");
         goto fail;
@@ -416,13 +435,21 @@ ssize_t fc_tls_read(fc_tls_conn_t *conn, void *buf, size_t n) {
     ERR_clear_error();
     errno = 0;
     rc = SSL_read_ex(conn->ssl, buf, n, &got);
-    if (rc == 1)
+    if (rc == 1) {
+        conn->drained = 0;
         return (ssize_t)got;
+    }
+    if (SSL_get_error(conn->ssl, rc) == SSL_ERROR_WANT_READ)
+        conn->drained = 1;  /* what OpenSSL holds, if anything, is part of a record: wait for the socket */
     return failed(conn->ssl, rc, ECONNRESET);
 }
 
 int fc_tls_pending(const fc_tls_conn_t *conn) {
-    return SSL_pending(conn->ssl) > 0;
+    SSL *ssl = conn->ssl;
+    if (SSL_pending(ssl) > 0)
+        return 1;
+    /* read ahead: whole records may wait in OpenSSL's buffer, unprocessed */
+    return SSL_get_read_ahead(ssl) && !conn->drained && SSL_has_pending(ssl);
 }
 
 static ssize_t write_record(fc_tls_conn_t *conn, const void *at, size_t len) {

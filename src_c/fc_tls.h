@@ -94,6 +94,7 @@ typedef struct fc_tls_conn {
     void *ssl;                  /* SSL *, owned */
     size_t retry_len;           /* a write that wanted the socket: the length it must be retried with */
     int started;                /* the first handshake step ran (the plaintext check is done) */
+    int drained;                /* the last read wanted the socket: OpenSSL holds no whole record */
     const char *failure;        /* why the handshake failed (static text), for the log */
 } fc_tls_conn_t;
 

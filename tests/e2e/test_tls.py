@@ -411,6 +411,29 @@ def test_pipelined_requests_in_one_tls_record(serve, certs):
             rest = body[length:]
 
 
+def test_pipelined_requests_in_separate_tls_records(serve, certs):
+    """Twenty requests, a record each, sent before any answer: the server reads
+    ahead, so one read(2) takes several records, and OpenSSL holds the whole
+    records it has not decrypted yet, which no epoll event announces and
+    SSL_pending does not count (fc_tls_pending)."""
+    server = serve(ECHO_APP, *tls_args(certs))
+    with tls_connect(server, client_context(certs)) as sock:
+        for i in range(20):
+            sock.sendall(request_bytes("GET", f"/p{i}"))
+        rest = b""
+        for i in range(20):
+            data = rest
+            while b"\r\n\r\n" not in data or len(data.partition(b"\r\n\r\n")[2]) < int(
+                    re.search(rb"content-length: *(\d+)", data, re.I).group(1)):
+                chunk = sock.recv(65536)
+                assert chunk, f"closed after {i} responses"
+                data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            length = int(re.search(rb"content-length: *(\d+)", head, re.I).group(1))
+            assert head.startswith(b"HTTP/1.1 200")
+            rest = body[length:]
+
+
 def test_sessions_resume_across_workers(serve, certs):
     server = serve(ECHO_APP, *tls_args(certs), "--workers", "3")
     context = client_context(certs, ssl.TLSVersion.TLSv1_2)
@@ -424,6 +447,25 @@ def test_sessions_resume_across_workers(serve, certs):
             get(sock)
             resumed += sock.session_reused
     assert resumed == 12  # whichever worker took the connection knew the ticket
+
+
+def test_tls13_resumption_brings_a_new_ticket(serve, certs):
+    """A TLS 1.3 client uses a ticket once (RFC 8446 C.4), so each resumed
+    handshake must bring it a new ticket: a client that always offers the
+    latest one resumes every connection, each time with another ticket (and
+    across workers, whose keys are shared)."""
+    server = serve(ECHO_APP, *tls_args(certs), "--workers", "2")
+    context = client_context(certs, ssl.TLSVersion.TLSv1_3)
+    with tls_connect(server, context) as sock:
+        get(sock)
+        session = sock.session
+    for i in range(8):
+        raw = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        with context.wrap_socket(raw, server_hostname="localhost", session=session) as sock:
+            get(sock)  # the ticket comes before the response
+            assert sock.session_reused, f"connection {i + 2} made a full handshake"
+            assert sock.session.id != session.id, f"connection {i + 2} resumed but got no new ticket"
+            session = sock.session
 
 
 def test_https_redirect_from_the_plain_listener(serve, certs):
