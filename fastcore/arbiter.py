@@ -44,9 +44,9 @@ import traceback
 from fastcore import preflight, stats_layout
 from fastcore.proxy import control
 from fastcore.config import ConfigError, build_config, listeners, parse_address
-from fastcore.worker import (APP_LOAD_ERROR, BOOT_ERROR, BindError, bind_socket, describe, limit_table_needed,
-                             listener_kinds, make_limit_table, make_tls_context, run_worker, static_locations,
-                             setup_logging)
+from fastcore.worker import (APP_LOAD_ERROR, BOOT_ERROR, BindError, bind_socket, describe, kernel_tls_available,
+                             limit_table_needed, listener_kinds, make_limit_table, make_tls_context, run_worker,
+                             static_locations, setup_logging)
 from fastcore.stapling import Stapler, stapling_wanted
 from fastcore._core.tls import TLSConfigError, new_ticket_keys, rotate_ticket_keys
 
@@ -360,6 +360,9 @@ class Arbiter:
             self.watch_sources()
         if stapling_wanted(self.config):
             self.stapler = Stapler(self.config)
+        if self.config.ssl_ktls and self.config.certfile is not None and not kernel_tls_available():
+            error_log.warning("ssl_ktls: this kernel has no tls module (not in /proc/sys/net/ipv4/tcp_available_ulp, "
+                              "none under /lib/modules/%s): TLS is encrypted in user space", os.uname().release)
         self.maintain()
         self.loop.call_later(TICK, self.tick)
         if self.config.certfile is not None:

@@ -1303,6 +1303,12 @@ SETTINGS: Tuple[Setting, ...] = (
             "is closer); a failed fetch is tried again after 300 s or this, if shorter, while the last good "
             "response stays stapled until its nextUpdate.",
             metavar="SECONDS", annotation=float),
+    Setting("ssl_ktls", "tls", ("--ssl-ktls", "--no-ssl-ktls"), parse_bool, False,
+            "Kernel TLS: after each handshake OpenSSL hands the keys to the kernel (its tls module), which "
+            "then encrypts, so static files go out with sendfile as without TLS. Where the kernel or the "
+            "cipher suite does not offer it, user space encrypts, as with this off (a warning at start when "
+            "the kernel has no tls module).",
+            kind="flag", annotation=bool),
     Setting("tls", "tls", ("--tls",), parse_tls, [],
             "Certificates chosen by the client's SNI: NAME[,NAME...]=CERTFILE:KEYFILE, repeat for several, or "
             "[[tls]] tables with server_names, certfile, keyfile (and stapling_file); other names get certfile.",
@@ -1804,7 +1810,7 @@ def _check_tls(values: Dict[str, Any], origins: Mapping[str, Tuple[Any, str]]) -
         raise ConfigError(f"setting certfile ({values['certfile']}): needs keyfile, its private key")
     if not has_certificate:
         for name in ("bind_tls", "tls", "https_redirect", "ca_certs", "ssl_stapling", "ssl_stapling_file",
-                     "ssl_stapling_responder"):
+                     "ssl_stapling_responder", "ssl_ktls"):
             if values[name] and name in origins:
                 raise ConfigError(f"setting {name}: needs certfile and keyfile (the default certificate)")
         if values["cert_reqs"] != "none":

@@ -362,9 +362,23 @@ def make_tls_context(config, ticket_keys=None, staples=None):
 
     return TLSContext(config.certfile, config.keyfile, ca_certs=config.ca_certs, cert_reqs=config.cert_reqs,
                       min_version=config.ssl_min_version, ciphers=config.ciphers, ticket_keys=ticket_keys,
-                      staples=staples,
+                      staples=staples, ktls=config.ssl_ktls,
                       names=[(name, certificate.certfile, certificate.keyfile, slot)
                              for slot, certificate in enumerate(config.tls, 1) for name in certificate.server_names])
+
+
+def kernel_tls_available():
+    """Whether this kernel can take TLS keys (ssl_ktls): its tls module is
+    loaded (listed among the TCP upper-layer protocols) or can be (the
+    module file exists; the first use loads it)."""
+    try:
+        with open("/proc/sys/net/ipv4/tcp_available_ulp") as f:
+            if "tls" in f.read().split():
+                return True
+    except OSError:
+        return False
+    release = os.uname().release
+    return any(os.path.exists(f"/lib/modules/{release}/kernel/net/tls/tls.ko{ext}") for ext in ("", ".xz", ".zst"))
 
 
 def listener_kinds(config, sockets):

@@ -222,6 +222,10 @@ static SSL_CTX *make_context(const char *certfile, const char *keyfile, const fc
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                           SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_read_ahead(ctx, 1);
+#ifdef SSL_OP_ENABLE_KTLS
+    if (options->ktls)
+        SSL_CTX_set_options(ctx, SSL_OP_ENABLE_KTLS);  /* tried after each handshake; user space if refused */
+#endif
     if (!SSL_CTX_set_min_proto_version(ctx, options->min_version)) {
         snprintf(err, errlen, "ssl_min_version: OpenSSL does not offer this version");
         goto fail;
@@ -494,11 +498,42 @@ ssize_t fc_tls_writev(fc_tls_conn_t *conn, const struct iovec *iov, int count) {
     return write_record(conn, scratch, len);
 }
 
+int fc_tls_ktls_send(const fc_tls_conn_t *conn) {
+#ifndef OPENSSL_NO_KTLS
+    return BIO_get_ktls_send(SSL_get_wbio(conn->ssl));
+#else
+    (void)conn;
+    return 0;
+#endif
+}
+
 ssize_t fc_tls_sendfile(fc_tls_conn_t *conn, int file_fd, int64_t *offset, size_t count) {
     size_t len = count < FC_TLS_RECORD ? count : FC_TLS_RECORD;
     ssize_t got, sent;
-    if (len == 0)
+    if (count == 0)
         return 0;
+#ifndef OPENSSL_NO_KTLS
+    if (conn->retry_len == 0 && fc_tls_ktls_send(conn)) {
+        /* the kernel encrypts: the page cache goes to the socket as it does without TLS */
+        int code;
+        ERR_clear_error();
+        errno = 0;
+        sent = SSL_sendfile(conn->ssl, file_fd, (off_t)*offset, count, 0);
+        if (sent > 0) {
+            *offset += sent;
+            return sent;
+        }
+        code = SSL_get_error(conn->ssl, (int)sent);
+        ERR_clear_error();
+        if (code == SSL_ERROR_WANT_WRITE || code == SSL_ERROR_WANT_READ || errno == EAGAIN) {
+            errno = EAGAIN;
+            return -1;
+        }
+        if (errno == 0)
+            errno = EPIPE;
+        return -1;
+    }
+#endif
     got = pread(file_fd, scratch, len, *offset);
     if (got <= 0)
         return got;

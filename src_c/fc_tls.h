@@ -86,6 +86,7 @@ typedef struct fc_tls_options {
     const char *ciphers;        /* OpenSSL cipher list for TLS 1.2, or NULL for OpenSSL's default */
     const fc_tls_ticket_keys_t *ticket_keys;   /* the shared keys, or NULL: OpenSSL's key of this process */
     const fc_tls_staple_t *staple;             /* the default certificate's OCSP response, or NULL: none */
+    int ktls;                   /* 1: kernel TLS where the kernel offers it (files then go out with SSL_sendfile) */
 } fc_tls_options_t;
 
 typedef struct fc_tls_server fc_tls_server_t;
@@ -144,6 +145,12 @@ ssize_t fc_tls_writev(fc_tls_conn_t *conn, const struct iovec *iov, int count);
  * Returns that count, 0 at the end of the file, -1 with errno as above (or
  * the read's errno). */
 ssize_t fc_tls_sendfile(fc_tls_conn_t *conn, int file_fd, int64_t *offset, size_t count);
+
+/* Whether the kernel encrypts what this connection sends (kernel TLS, set
+ * up by OpenSSL after the handshake when the options asked for it and the
+ * kernel and the suite allow): fc_tls_sendfile then sends any length with
+ * sendfile, not a record at a time. */
+int fc_tls_ktls_send(const fc_tls_conn_t *conn);
 
 /* Sends close_notify if the socket takes it now (best effort, never waits). */
 void fc_tls_shutdown(fc_tls_conn_t *conn);

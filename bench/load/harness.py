@@ -146,6 +146,11 @@ NGINX_STATIC_TLS = NGINX_FILES + """
 NGINX_BACKEND = NGINX_FILES + """
     client_max_body_size 2m;
     client_body_buffer_size 2m;
+    # no limit of its own on a kept-alive connection: nginx's default (1,000
+    # requests, then close) would make every proxy reconnect once per 1,000
+    # requests, hiding the proxy's own reuse of its pool
+    keepalive_requests 100000000;
+    keepalive_timeout 300s;
     server {{
         listen 127.0.0.1:{port} backlog=2048;
         root {site};

@@ -13,7 +13,7 @@ from libc.string cimport memset
 from posix.unistd cimport close
 
 from fastcore._core.includes.syscalls cimport *
-from fastcore._core.includes.fc_tls cimport FC_TLS_RECORD, fc_tls_conn_t, fc_tls_sendfile, fc_tls_writev
+from fastcore._core.includes.fc_tls cimport FC_TLS_RECORD, fc_tls_conn_t, fc_tls_ktls_send, fc_tls_sendfile, fc_tls_writev
 
 DEF MAX_IOV = 64
 
@@ -200,8 +200,9 @@ cdef class OutputQueue:
     cdef int flush_tls(self, fc_tls_conn_t *tls, size_t budget) except -1:
         """flush() through a TLS session: bytes items coalesced into records
         of up to 16 KiB (fc_tls_writev), file segments read and encrypted a
-        record at a time (fc_tls_sendfile; the kernel cannot encrypt for us
-        without kernel TLS). Same returns and errors as flush()."""
+        record at a time (fc_tls_sendfile), or, under kernel TLS
+        (ssl_ktls), sent whole with sendfile. Same returns and errors as
+        flush()."""
         cdef iovec iov[MAX_IOV]
         cdef int count
         cdef Py_ssize_t i
@@ -218,7 +219,7 @@ cdef class OutputQueue:
             item = self.items[self.first]
             if type(item) is FileSegment:
                 seg = <FileSegment>item
-                size = <size_t>min(seg.remaining, FC_TLS_RECORD)
+                size = <size_t>seg.remaining if fc_tls_ktls_send(tls) else <size_t>min(seg.remaining, FC_TLS_RECORD)
                 if size > budget:
                     size = budget
                 n = fc_tls_sendfile(tls, seg.fd, &seg.offset, size)

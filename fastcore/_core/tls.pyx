@@ -144,7 +144,8 @@ cdef class TLSContext:
     slot) for the slot of each table's certificate."""
 
     def __cinit__(self, str certfile, str keyfile, *, str ca_certs=None, str cert_reqs="none",
-                  str min_version="1.2", str ciphers=None, ticket_keys=None, staples=None, names=()):
+                  str min_version="1.2", str ciphers=None, ticket_keys=None, staples=None, bint ktls=False,
+                  names=()):
         cdef fc_tls_options_t options
         cdef char err[1024]
         cdef bytes cert_b = certfile.encode(), key_b = keyfile.encode()
@@ -160,6 +161,7 @@ cdef class TLSContext:
         options.ciphers = NULL
         options.ticket_keys = NULL
         options.staple = NULL
+        options.ktls = ktls
         if staples is not None:
             self.staples = staples  # mapped while the contexts staple from it
             options.staple = _staple(staples, 0)

@@ -51,7 +51,7 @@ static const char *file(const char *name) { return path_in(dir, name); }
 
 static fc_tls_options_t defaults(void)
 {
-    fc_tls_options_t options = {NULL, FC_TLS_VERIFY_NONE, TLS1_2_VERSION, NULL, NULL, NULL};
+    fc_tls_options_t options = {NULL, FC_TLS_VERIFY_NONE, TLS1_2_VERSION, NULL, NULL, NULL, 0};
     return options;
 }
 

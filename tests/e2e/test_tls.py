@@ -22,6 +22,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from tests.e2e.certificates import make_ca, make_certificate
+from fastcore.worker import kernel_tls_available
 from tests.e2e.conftest import request_bytes, serve_error_line
 
 ECHO_APP = '''
@@ -348,14 +349,20 @@ def test_plain_http_on_the_tls_port_is_answered_400(serve, certs):
     assert "plain HTTP request" in out.stdout
 
 
-def test_static_files_over_tls(serve_files, certs, tmp_path):
+@pytest.mark.parametrize("ktls", [False, True], ids=["user-space", "ssl-ktls"])
+def test_static_files_over_tls(serve_files, certs, tmp_path, ktls):
+    """Files over TLS, read and encrypted a record at a time; with
+    --ssl-ktls, sent with sendfile where the kernel takes the keys (its tls
+    module), else the same as without it, after a warning at start."""
     site = tmp_path / "site"
     site.mkdir()
     small = os.urandom(3000)
     big = os.urandom(1 << 20)
     (site / "small.bin").write_bytes(small)
     (site / "big.bin").write_bytes(big)
-    server = serve_files(site, *tls_args(certs), "--bind", "127.0.0.1:0")
+    server = serve_files(site, *tls_args(certs), "--bind", "127.0.0.1:0", *(["--ssl-ktls"] if ktls else []))
+    warned = "ssl_ktls: this kernel has no tls module" in server.stderr_text()
+    assert warned == (ktls and not kernel_tls_available()), server.stderr_text()
     with requests.Session() as session:
         for name, data in (("small.bin", small), ("big.bin", big), ("small.bin", small)):
             response = session.get(f"https://127.0.0.1:{server.port}/{name}", verify=str(certs / "ca.pem"),

@@ -316,6 +316,7 @@ BAD_VALUES = {
     "https_redirect": ["maybe"],
     "ssl_ticket_rotate": ["0", "-1", "hourly"],
     "ssl_stapling": ["sometimes"],
+    "ssl_ktls": ["kernel"],
     "ssl_stapling_file": [""],
     "ssl_stapling_responder": ["https://ocsp.example/", "ocsp.example", "http://", "http://h:99999/", "ftp://h/"],
     "ssl_stapling_timeout": ["0", "-1", "soon"],

@@ -38,6 +38,7 @@ cdef extern from "fc_tls.h" nogil:
         const char *ciphers
         const fc_tls_ticket_keys_t *ticket_keys
         const fc_tls_staple_t *staple
+        int ktls
 
     ctypedef struct fc_tls_server_t:
         pass
@@ -58,6 +59,7 @@ cdef extern from "fc_tls.h" nogil:
     int fc_tls_pending(const fc_tls_conn_t *conn)
     ssize_t fc_tls_writev(fc_tls_conn_t *conn, const iovec *iov, int count)
     ssize_t fc_tls_sendfile(fc_tls_conn_t *conn, int file_fd, int64_t *offset, size_t count)
+    int fc_tls_ktls_send(const fc_tls_conn_t *conn)
     void fc_tls_shutdown(fc_tls_conn_t *conn)
     const char *fc_tls_protocol(const fc_tls_conn_t *conn)
     const char *fc_tls_cipher(const fc_tls_conn_t *conn)
