@@ -398,24 +398,29 @@ def test_keep_alive_many_requests_on_one_tls_connection(serve, certs):
         connection.close()
 
 
+def read_ok_responses(sock, count):
+    """Reads `count` pipelined 200 responses (with Content-Length) in order."""
+    rest = b""
+    for i in range(count):
+        data = rest
+        while b"\r\n\r\n" not in data or len(data.partition(b"\r\n\r\n")[2]) < int(
+                re.search(rb"content-length: *(\d+)", data, re.I).group(1)):
+            chunk = sock.recv(65536)
+            assert chunk, f"closed after {i} responses"
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = int(re.search(rb"content-length: *(\d+)", head, re.I).group(1))
+        assert head.startswith(b"HTTP/1.1 200")
+        rest = body[length:]
+
+
 def test_pipelined_requests_in_one_tls_record(serve, certs):
     """Twenty requests in one record: OpenSSL holds what the first read did
     not take, and no epoll event announces it (fc_tls_pending)."""
     server = serve(ECHO_APP, *tls_args(certs))
     with tls_connect(server, client_context(certs)) as sock:
         sock.sendall(b"".join(request_bytes("GET", f"/p{i}") for i in range(20)))
-        rest = b""
-        for i in range(20):
-            data = rest
-            while b"\r\n\r\n" not in data or len(data.partition(b"\r\n\r\n")[2]) < int(
-                    re.search(rb"content-length: *(\d+)", data, re.I).group(1)):
-                chunk = sock.recv(65536)
-                assert chunk, f"closed after {i} responses"
-                data += chunk
-            head, _, body = data.partition(b"\r\n\r\n")
-            length = int(re.search(rb"content-length: *(\d+)", head, re.I).group(1))
-            assert head.startswith(b"HTTP/1.1 200")
-            rest = body[length:]
+        read_ok_responses(sock, 20)
 
 
 def test_pipelined_requests_in_separate_tls_records(serve, certs):
@@ -427,18 +432,7 @@ def test_pipelined_requests_in_separate_tls_records(serve, certs):
     with tls_connect(server, client_context(certs)) as sock:
         for i in range(20):
             sock.sendall(request_bytes("GET", f"/p{i}"))
-        rest = b""
-        for i in range(20):
-            data = rest
-            while b"\r\n\r\n" not in data or len(data.partition(b"\r\n\r\n")[2]) < int(
-                    re.search(rb"content-length: *(\d+)", data, re.I).group(1)):
-                chunk = sock.recv(65536)
-                assert chunk, f"closed after {i} responses"
-                data += chunk
-            head, _, body = data.partition(b"\r\n\r\n")
-            length = int(re.search(rb"content-length: *(\d+)", head, re.I).group(1))
-            assert head.startswith(b"HTTP/1.1 200")
-            rest = body[length:]
+        read_ok_responses(sock, 20)
 
 
 def test_sessions_resume_across_workers(serve, certs):
