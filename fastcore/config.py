@@ -1296,7 +1296,8 @@ SETTINGS: Tuple[Setting, ...] = (
             "certificate names.",
             metavar="URL", annotation=Optional[str]),
     Setting("ssl_stapling_timeout", "tls", ("--ssl-stapling-timeout",), parse_duration, 10,
-            "How long one fetch from the OCSP responder may take (name lookup, connect, answer).",
+            "How long the OCSP responder may take to accept the connection, and each wait for its answer; a "
+            "fetcher still running after this per certificate plus 5 s (a name lookup that hangs) is killed.",
             metavar="SECONDS", annotation=float),
     Setting("ssl_stapling_refresh", "tls", ("--ssl-stapling-refresh",), parse_duration, 3600,
             "How often a stapled response is fetched again (sooner, at half the time left, when its nextUpdate "

@@ -35,6 +35,9 @@ class Responder:
         self.directory = directory
         self.signer = "ca"
         self.answer_500 = False
+        self.delay = 0.0
+        self.release = threading.Event()    # ends a delayed answer early
+        self.active = 0                     # connections being served (sockets open)
         self.requests = 0
         responder = self
 
@@ -42,6 +45,7 @@ class Responder:
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 responder.requests += 1
+                responder.release.wait(responder.delay)
                 if responder.answer_500 or self.headers.get("Content-Type") != "application/ocsp-request":
                     self.send_response(500)
                     self.send_header("Content-Length", "0")
@@ -57,7 +61,15 @@ class Responder:
             def log_message(self, *args):
                 pass
 
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(http.server.ThreadingHTTPServer):
+            def process_request_thread(self, request, client_address):
+                responder.active += 1
+                try:
+                    super().process_request_thread(request, client_address)  # closes the socket
+                finally:
+                    responder.active -= 1
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/ocsp"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -114,8 +126,13 @@ def pki(tmp_path_factory):
 @pytest.fixture
 def responder(pki):
     directory, responder = pki
-    responder.signer, responder.answer_500, responder.requests = "ca", False, 0
-    return responder
+    responder.signer, responder.answer_500, responder.requests, responder.delay = "ca", False, 0, 0.0
+    responder.release.clear()
+    yield responder
+    responder.release.set()  # a delayed answer still waiting ends now, and its socket closes
+    deadline = time.monotonic() + 10
+    while responder.active and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 def tls_files(pki_dir, name):
@@ -207,6 +224,17 @@ def test_a_failing_responder_is_tried_again_and_then_stapled(serve, pki, respond
     responder.answer_500 = False
     assert "Cert Status: good" in wait_stapled(server)
     assert responder.requests >= 2
+
+
+def test_a_responder_slower_than_the_timeout_is_given_up_and_serving_goes_on(serve, pki, responder):
+    pki_dir, _ = pki
+    responder.delay = 3.0
+    server = serve(APP, *tls_files(pki_dir, "good"), "--ssl-stapling", "--ssl-stapling-timeout", "0.5")
+    server.wait_for_stderr(r"stapling: no OCSP response for .*good-chain\.pem from http://127\.0\.0\.1:\d+/ocsp: "
+                           r"timed out; nothing stapled", timeout=WAIT)
+    assert stapled(server) == "none"
+    out = curl_cert_status(pki_dir, server, check=False)
+    assert out.returncode == 0 and out.stdout == "ok", out.stderr
 
 
 def test_a_responder_that_is_down_keeps_the_last_good_response(serve, pki, responder):
