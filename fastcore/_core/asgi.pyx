@@ -45,6 +45,7 @@ and once per event (receive/send), never per header.
 Invariants: an exchange's task is started once; end_response() runs once
 per exchange (complete); after on_close nothing is written.
 """
+import asyncio
 import logging
 import os
 import stat
@@ -71,6 +72,8 @@ from fastcore._core.framing cimport AppResponse
 from fastcore._core.includes.syscalls cimport EAGAIN, EINTR, MSG_DONTWAIT, MSG_PEEK, errno, recv
 
 cdef object error_log = logging.getLogger("fastcore.error")
+cdef object Task = asyncio.Task
+cdef str TASK_NAME = "fastcore.request"
 
 cdef bytes CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 cdef bytes ERROR_500 = (b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain; charset=utf-8\r\n"
@@ -640,6 +643,7 @@ cdef class AsgiGateway(RequestHandler):
     cdef object app
     cdef readonly object aio             # the asyncio loop
     cdef object create_task
+    cdef object get_task_factory
     cdef Loop loop
     cdef readonly object config
     cdef bint server_header
@@ -659,6 +663,7 @@ cdef class AsgiGateway(RequestHandler):
         self.loop = loop
         self.aio = aio
         self.create_task = aio.create_task
+        self.get_task_factory = aio.get_task_factory
         self.server_header = config.server_header
         self.high_water = config.write_buffer_high
         self.root_path = config.root_path
@@ -716,7 +721,14 @@ cdef class AsgiGateway(RequestHandler):
             conn.handler = self.websockets
             return self.websockets.begin(conn, ex.scope, ex.raw_target)
         conn.exchange = ex
-        ex.task = self.create_task(ex.run(self.app))
+        if self.get_task_factory() is None:
+            # what loop.create_task does then, less its wrapper and the task's
+            # default name ("Task-N", formatted anew for each request): a
+            # quarter of the cost of a task, 2,100 of a hello's 38,400
+            # instructions under uvloop
+            ex.task = Task(ex.run(self.app), loop=self.aio, name=TASK_NAME)
+        else:
+            ex.task = self.create_task(ex.run(self.app))
         self.tasks.add(ex.task)
         return 0
 

@@ -535,6 +535,41 @@ def test_lifespan_unsupported_runs_without_it_and_on_refuses(serve, tmp_path):
     assert done.returncode != 0 and "lifespan on" in done.stderr
 
 
+TASK_FACTORY_APP = '''
+import asyncio
+
+made = []
+
+
+def factory(loop, coro, **kwargs):
+    task = asyncio.Task(coro, loop=loop, **kwargs)
+    made.append(task)
+    return task
+
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        await receive()
+        asyncio.get_running_loop().set_task_factory(factory)
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    mine = asyncio.current_task() in made
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"factory task: %d" % mine})
+'''
+
+
+def test_a_task_factory_the_application_installs_makes_the_request_tasks(serve):
+    """The server makes each request's task itself only while no task factory
+    is set (a quicker path than loop.create_task); an application's factory
+    (tracing, eager tasks) is honoured for every request, under both loops."""
+    for loop in ("asyncio", "uvloop"):
+        server = serve(TASK_FACTORY_APP, "--asyncio-loop", loop)
+        assert [server.request("GET", "/").body for _ in range(3)] == [b"factory task: 1"] * 3, loop
+
+
 ASGI2_APP = '''
 class app:
     def __init__(self, scope):
