@@ -48,6 +48,7 @@ per exchange (complete); after on_close nothing is written.
 import asyncio
 import logging
 import os
+import signal
 import stat
 import sys
 from urllib.parse import unquote_to_bytes
@@ -56,6 +57,7 @@ cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.list cimport PyList_GET_ITEM
 from libc.stdint cimport int64_t
+from libc.math cimport INFINITY
 from libc.string cimport memchr, memcmp
 
 from fastcore._core.includes.fc_http cimport (
@@ -636,6 +638,68 @@ cdef class Exchange(AppResponse):
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
         return 0
+
+
+@cython.final
+cdef class CoreDriver:
+    """Runs the core loop inside the asyncio loop (see fastcore.asgi): asyncio
+    calls turn() when the core's epoll descriptor is readable, and at the
+    core's next deadline (one asyncio timer, moved only when it must fire
+    earlier)."""
+    cdef Loop core
+    cdef object aio
+    cdef object timer
+    cdef double timer_when
+    cdef int wakeup_fd
+    cdef readonly object stopped
+
+    def __cinit__(self, Loop core, aio):
+        self.core = core
+        self.aio = aio
+        self.timer = None
+        self.timer_when = INFINITY
+        self.stopped = aio.create_future()
+
+    def start(self):
+        self.core.start()
+        self.aio.add_reader(self.core.fileno(), self.turn)
+        # uvloop points the interpreter's signal wake-up at its own pipe when
+        # it runs; the core's signal pipe (the worker's TERM, HUP...) gets it back
+        self.wakeup_fd = signal.set_wakeup_fd(-1)
+        if self.wakeup_fd >= 0:
+            signal.set_wakeup_fd(self.wakeup_fd, warn_on_full_buffer=False)
+            self.aio.call_soon(self.reclaim_signal_wakeup)
+        self.turn()
+
+    def reclaim_signal_wakeup(self):
+        signal.set_wakeup_fd(self.wakeup_fd, warn_on_full_buffer=False)
+
+    def turn(self):
+        cdef double when
+        cdef Loop core = self.core
+        core._run_batch(0)
+        if not core.running:
+            self.stop()
+            return
+        when = self.aio.time() + (0.0 if core.deferred_handles else core._next_timeout_ms() / 1000.0)
+        if when < self.timer_when - 0.0005:
+            if self.timer is not None:
+                self.timer.cancel()
+            self.timer = self.aio.call_at(when, self.on_timer)
+            self.timer_when = when
+
+    def on_timer(self):
+        self.timer = None
+        self.timer_when = INFINITY
+        self.turn()
+
+    def stop(self):
+        self.aio.remove_reader(self.core.fileno())
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if not self.stopped.done():
+            self.stopped.set_result(None)
 
 
 cdef class AsgiGateway(RequestHandler):
