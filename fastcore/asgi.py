@@ -22,12 +22,12 @@ core loop's epoll descriptor. The second is taken:
   write, timeouts, static files, the proxy): asyncio only sees one
   descriptor. An epoll descriptor is readable while any descriptor
   registered in it is ready, so asyncio wakes for the core's events and
-  calls `Loop.poll()` (one core iteration that does not wait); the core's
+  runs one core iteration that does not wait (`Loop.poll()`); the core's
   own deadlines (timeouts, call_later, the heartbeat: at most a second
   apart) come back as one asyncio timer, moved only when it must fire
   earlier. That watcher (CoreDriver) is Cython, in fastcore._core.asgi: it
-  runs once per wake-up, and as a Python method it cost about 1,500
-  instructions a turn.
+  runs once per wake-up, and as a Python method it cost about 1,150
+  instructions more a turn.
 - The cost is a second epoll_wait per wake-up, a few microseconds; in
   exchange the WSGI worker is untouched (it still runs the core loop alone).
 
