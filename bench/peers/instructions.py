@@ -14,7 +14,6 @@ SERVER: fastcore (uvloop), uvicorn (uvloop, httptools), granian (asgi).
 import glob
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
