@@ -58,17 +58,38 @@ def send_requests(port, request, count, expect_end):
             raise RuntimeError(f"server sent more than the responses: {rest[:200]!r}")
 
 
-def callgrind_total(command, port, request, count, expect_end, env=None, cwd=None, children_only=False):
+def wait_answer(port, proc, request, expect_end, deadline):
+    """One request, tried again until it is answered: a server whose port
+    opens before its application is loaded (under callgrind, importing
+    FastAPI takes minutes, past send_requests' socket timeout)."""
+    end = time.monotonic() + deadline
+    while True:
+        try:
+            send_requests(port, request, 1, expect_end)
+            return
+        except (OSError, RuntimeError):
+            if time.monotonic() > end or proc.poll() is not None:
+                raise
+            time.sleep(1)
+
+
+def callgrind_total(command, port, request, count, expect_end, env=None, cwd=None, children_only=False,
+                    trace_children=False, load_timeout=None):
     """Total instructions of `command` (which must listen on port) serving count
     requests. Each process writes its own file; with children_only the
     top process (fastcore's arbiter, whose periodic work depends on wall
-    time, not on requests) is left out and its workers are summed."""
+    time, not on requests) is left out and its workers are summed.
+    trace_children: also processes the command execs (a peer's workers);
+    load_timeout: seconds to wait for a first answer before counting."""
     out = tempfile.mktemp(prefix="fastcore-cost-", suffix=".callgrind")
     proc = subprocess.Popen(
-        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}.%p", *command],
+        ["valgrind", "--tool=callgrind", *(["--trace-children=yes"] if trace_children else []),
+         f"--callgrind-out-file={out}.%p", *command],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, cwd=cwd, start_new_session=True)
     try:
         wait_port(port, proc)
+        if load_timeout is not None:
+            wait_answer(port, proc, request, expect_end, load_timeout)
         send_requests(port, request, count, expect_end)
         # the top process only: an arbiter passes the stop on to its workers
         # once (a signal to the whole group would reach a worker twice, the
@@ -93,13 +114,15 @@ def callgrind_total(command, port, request, count, expect_end, env=None, cwd=Non
     return total
 
 
-def per_request(make_command, request, expect_end, counts=(200, 1200), env=None, cwd=None, children_only=False):
-    """Instructions per request: the difference of two runs over the difference of their counts."""
+def per_request(make_command, request, expect_end, counts=(200, 1200), env=None, cwd=None, children_only=False,
+                **options):
+    """Instructions per request: the difference of two runs over the difference
+    of their counts (options: callgrind_total's trace_children, load_timeout)."""
     totals = []
     for count in counts:
         port = free_port()
         totals.append(callgrind_total(make_command(port), port, request, count, expect_end, env=env, cwd=cwd,
-                                      children_only=children_only))
+                                      children_only=children_only, **options))
     return (totals[1] - totals[0]) / (counts[1] - counts[0])
 
 

@@ -4,7 +4,7 @@ harness's single runs cannot settle:
     python -m bench.peers.rounds APP ROUNDS SECONDS [SERVER ...]
         requests/s in alternated rounds (the servers' order rotated each
         round), with each peer's ratio to fastcore per round and on the mean
-    python -m bench.peers.instructions SERVER APP N
-        instructions per request of one server (every process) under
-        callgrind: run it at two N and take the difference
+    python -m bench.peers.instructions SERVER APP
+        instructions per request of one server under callgrind (two runs
+        of different lengths, as the cost gate counts)
 """

@@ -676,12 +676,10 @@ cdef class CoreDriver:
 
     def turn(self):
         cdef double when
-        cdef Loop core = self.core
-        core._run_batch(0)
-        if not core.running:
+        if not self.core._poll():
             self.stop()
             return
-        when = self.aio.time() + (0.0 if core.deferred_handles else core._next_timeout_ms() / 1000.0)
+        when = self.aio.time() + self.core._next_timeout()
         if when < self.timer_when - 0.0005:
             if self.timer is not None:
                 self.timer.cancel()

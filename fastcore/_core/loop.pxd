@@ -82,3 +82,7 @@ cdef class Loop:
     cdef int _expire(self) except -1
     cdef int _run_timers(self) except -1
     cdef int _next_timeout_ms(self)
+    # poll() and next_timeout(), for an outer loop watching this one's epoll
+    # descriptor (fastcore._core.asgi.CoreDriver calls them from C)
+    cdef bint _poll(self) except -1
+    cdef double _next_timeout(self) except? -1.0

@@ -514,11 +514,17 @@ cdef class Loop:
 
     def poll(self):
         """One iteration that does not wait; False once stop() was called."""
-        self._run_batch(0)
-        return self.running
+        return self._poll()
 
     def next_timeout(self):
         """Seconds until this loop has work due without an event (at most 1)."""
+        return self._next_timeout()
+
+    cdef bint _poll(self) except -1:
+        self._run_batch(0)
+        return self.running
+
+    cdef double _next_timeout(self) except? -1.0:
         return 0.0 if self.deferred_handles else self._next_timeout_ms() / 1000.0
 
     def run_deferred(self):
