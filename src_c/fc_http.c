@@ -720,8 +720,10 @@ int fc_http_request_info(const fc_request_head_t *req, fc_request_info_t *info)
                 info->upgrade_index = (int)i;
             break;
         case 10:
-            if (fc_token_eq(name->at, 10, FC_LIT("connection")))
+            if (fc_token_eq(name->at, 10, FC_LIT("connection"))) {
+                info->flags |= FC_REQ_CONNECTION;
                 fc_each_list_item(value, fc_connection_item, &connection);
+            }
             break;
         case 14:
             if (fc_token_eq(name->at, 14, FC_LIT("content-length"))) {
@@ -821,6 +823,7 @@ int fc_http_response_info(const fc_response_head_t *resp, int request_was_head,
             if (fc_each_list_item(value, fc_coding_item, &coding))
                 te_bad = 1;
         } else if (fc_token_eq(name->at, name->len, FC_LIT("connection"))) {
+            info->flags |= FC_RESP_CONNECTION;
             fc_each_list_item(value, fc_connection_item, &connection);
         }
     }

@@ -1,6 +1,7 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""Output queue of a connection: bytes go out with writev (up to 64 pieces
-per call), file segments with sendfile from the page cache. flush() writes
+"""Output queue of a connection (a socket): bytes go out with writev (up to
+64 pieces per call; one piece alone with send, which skips the VFS layer
+and the iovec's copy), file segments with sendfile from the page cache. flush() writes
 what the socket accepts, up to a budget, and returns 0 when the queue is
 empty, 1 when the socket is full (EAGAIN) or the budget is spent: the
 caller then waits for EPOLLOUT (or, for a spent budget, for its bandwidth
@@ -184,12 +185,16 @@ cdef class OutputQueue:
                 msg.msg_iov = iov
                 msg.msg_iovlen = count
                 n = sendmsg(fd, &msg, MSG_MORE | MSG_NOSIGNAL)
+            elif count == 1:
+                # send, not writev: no VFS layer and no iovec copy (the usual
+                # small response, head and body in one buffer)
+                n = send(fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL)
             else:
                 n = writev(fd, iov, count)
             if n < 0:
                 if errno == EAGAIN or errno == EINTR:
                     return 1
-                raise ConnectionError(errno, f"writev: {os.strerror(errno)}")
+                raise ConnectionError(errno, f"write: {os.strerror(errno)}")
             budget -= <size_t>n
             consume_bytes(self, <size_t>n)
         self.items = None

@@ -38,7 +38,7 @@ from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.stdint cimport uint32_t
 from libc.string cimport memcpy
 from posix.fcntl cimport O_CLOEXEC, O_RDONLY, open as open_fd
-from posix.unistd cimport close as close_fd, read, write
+from posix.unistd cimport close as close_fd, write
 
 from fastcore._core.includes.syscalls cimport *
 from fastcore._core.loop cimport DeadlineQueue, Handle, Loop, TimedHandle
@@ -448,13 +448,13 @@ cdef class Connection(Stream):
         cdef size_t room
         cdef char sink[4096]
         if self.state == S_LINGER:
-            n = read(self.fd, sink, sizeof(sink))
+            n = recv(self.fd, sink, sizeof(sink), 0)
             if n == 0 or (n < 0 and errno != EAGAIN and errno != EINTR):
                 self.close()
             return 0
         if self.state == S_TUNNEL:
             if self.tls == NULL:
-                n = read(self.fd, tunnel_buffer, TUNNEL_READ)
+                n = recv(self.fd, tunnel_buffer, TUNNEL_READ, 0)
             else:
                 n = fc_tls_read(self.tls, tunnel_buffer, TUNNEL_READ)
             if n == 0 or (n < 0 and errno != EAGAIN and errno != EINTR):
@@ -468,7 +468,7 @@ cdef class Connection(Stream):
         # the parser sizes the read: small while a head arrives (slowloris)
         buf = self.parser.reserve_read(self.server.read_size, &room)
         if self.tls == NULL:
-            n = read(self.fd, buf, room)
+            n = recv(self.fd, buf, room, 0)  # recv, not read: no VFS layer on the way to the socket
         else:
             # OpenSSL may keep plaintext past room: _update sees to it (fc_tls_pending)
             n = fc_tls_read(self.tls, buf, room)

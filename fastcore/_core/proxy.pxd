@@ -74,8 +74,10 @@ cdef class ProxyExchange(UpstreamOwner):
     cdef ProxyLocation location
     cdef UpstreamConnection up
     cdef Member member
-    cdef list tried                 # members this request went to
-    cdef list replay                # what was sent upstream (head + body) while a retry may need it, else None
+    cdef int tries                  # tries started (a kept-alive race's second go not counted)
+    cdef list tried                 # members that failed this request (made at the first retry)
+    cdef bint replayable            # what was sent upstream is all kept: a retry may send it again
+    cdef list replay                # the body sent upstream while replayable (the head is `head`), or None
     cdef size_t replay_size
     cdef bint may_outgrow_replay    # a body that may not fit REPLAY_MAX: peek at a kept-alive connection first
     cdef bint idempotent
@@ -83,6 +85,7 @@ cdef class ProxyExchange(UpstreamOwner):
     cdef bint body_started          # some request body has been read from the client
     cdef bint request_done          # the whole request has been read from the client
     cdef bint response_started      # the response head has gone to the client
+    cdef bint head_held             # the response head is in the location's writer, not yet queued
     cdef bint chunked_down          # the response body is re-chunked to the client
     cdef bint client_keep
     cdef bint is_head
@@ -108,6 +111,7 @@ cdef class ProxyExchange(UpstreamOwner):
     cdef int forward_body(self, const char *at, size_t n) except -1
     cdef int run_response(self) except -1
     cdef int response_head(self) except -1
+    cdef int queue_held_head(self) except -1
     cdef int response_end(self) except -1
     cdef int after_failure(self, UpFailure failure, str why, bint counts) except -1
     cdef int finish(self, bint keep) except -1

@@ -42,8 +42,9 @@ from libc.stdlib cimport free, realloc
 from libc.string cimport memcmp, memcpy
 
 from fastcore._core.includes.fc_http cimport (
-    FC_REQ_CHUNKED, FC_REQ_EXPECT_CONTINUE, FC_REQ_HAS_LENGTH, FC_REQ_UPGRADE,
-    FC_RESP_CHUNKED, FC_RESP_HAS_LENGTH, FC_RESP_KEEP_ALIVE, FC_RESP_NO_BODY, FC_RESP_UNTIL_CLOSE,
+    FC_REQ_CHUNKED, FC_REQ_CONNECTION, FC_REQ_EXPECT_CONTINUE, FC_REQ_HAS_LENGTH, FC_REQ_UPGRADE,
+    FC_RESP_CHUNKED, FC_RESP_CONNECTION, FC_RESP_HAS_LENGTH, FC_RESP_KEEP_ALIVE, FC_RESP_NO_BODY,
+    FC_RESP_UNTIL_CLOSE,
     fc_header_t, fc_span_t,
 )
 from fastcore._core.includes.fc_forward cimport (
@@ -78,13 +79,26 @@ cdef size_t UPSTREAM_READ = 64 * 1024
 # (Envoy's retry budget), and at least this many.
 cdef unsigned long long RETRY_BUDGET_FLOOR = 3
 
-cdef frozenset IDEMPOTENT = frozenset([b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"])
+# a response held in the location's writer takes its body along (one send,
+# no Python object) when the body is this small and came with the head
+cdef size_t HELD_BODY_MAX = 4096
 cdef bytes LAST_CHUNK = b"0\r\n\r\n"
 cdef bytes CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 cdef inline bytes span_bytes(const char *at, size_t n):
     return PyBytes_FromStringAndSize(at, n)
+
+
+cdef inline bint method_is(const char *at, size_t n, const char *name, size_t name_len) noexcept:
+    return n == name_len and memcmp(at, name, n) == 0
+
+
+cdef bint idempotent_method(const char *at, size_t n) noexcept:
+    """GET, HEAD, OPTIONS, TRACE, PUT, DELETE (RFC 9110 9.2.2): the methods a
+    failed try may send again once their body went out."""
+    return (method_is(at, n, "GET", 3) or method_is(at, n, "HEAD", 4) or method_is(at, n, "PUT", 3)
+            or method_is(at, n, "DELETE", 6) or method_is(at, n, "OPTIONS", 7) or method_is(at, n, "TRACE", 5))
 
 
 cdef int put(HeadWriter *w, const char *at, size_t n) except -1:
@@ -135,15 +149,6 @@ cdef inline int put_field(HeadWriter *w, const char *name, size_t name_len, cons
     put(w, value, value_len)
     put(w, "\r\n", 2)
     return 0
-
-
-cdef bint any_connection_field(fc_header_t *fields, size_t count) noexcept:
-    """A Connection field is there (only then may others be named by one)."""
-    cdef size_t i
-    for i in range(count):
-        if fc_field_kind(fields[i].name.at, fields[i].name.len) == FC_FIELD_CONNECTION:
-            return True
-    return False
 
 
 cdef bint named_by_connection(fc_header_t *fields, size_t count, const char *name, size_t name_len) noexcept:
@@ -333,12 +338,10 @@ cdef class ProxyLocation(RequestHandler):
         ex.conn = conn
         ex.location = self
         ex.began = conn.loop.clock()
-        method = span_bytes(p.head.method.at, p.head.method.len)
-        ex.idempotent = method in IDEMPOTENT
-        ex.is_head = method == b"HEAD"
+        ex.idempotent = idempotent_method(p.head.method.at, p.head.method.len)
+        ex.is_head = method_is(p.head.method.at, p.head.method.len, "HEAD", 4)
         ex.http11 = p.head.minor_version == 1
         ex.chunked_up = (flags & FC_REQ_CHUNKED) != 0
-        ex.tried = []
         conn.exchange = ex
         if self.hash_pool:
             # the balancer reads the request (valid during the pick only);
@@ -356,14 +359,14 @@ cdef class ProxyLocation(RequestHandler):
             ex.member = self.pool.pick(None, conn.loop.now)
         head = self.request_head(conn, ex)
         ex.head = head
-        ex.replay = [head]
+        ex.replayable = True
         ex.replay_size = len(head)
         # a body that may not fit the replay buffer: such a request could
         # not go again after a kept-alive connection's race, so it peeks
         ex.may_outgrow_replay = ex.chunked_up or (flags & FC_REQ_HAS_LENGTH and
                                                   p.info.content_length + ex.replay_size > REPLAY_MAX)
         if ex.member is None:
-            ex.replay = None
+            ex.replayable = False
             return self.fail(conn, 503, "no server of this location is available")
         if flags & FC_REQ_EXPECT_CONTINUE and (ex.chunked_up or (flags & FC_REQ_HAS_LENGTH and p.info.content_length)):
             conn.send_interim(CONTINUE)
@@ -419,7 +422,7 @@ cdef class ProxyLocation(RequestHandler):
         else:
             put(w, p.head.target.at, p.head.target.len)
         put(w, " HTTP/1.1\r\n", 11)
-        has_connection = any_connection_field(fields, count)
+        has_connection = (flags & FC_REQ_CONNECTION) != 0
         for i in range(count):
             f = &fields[i]
             kind = fc_field_kind(f.name.at, f.name.len)
@@ -525,8 +528,7 @@ cdef class ProxyLocation(RequestHandler):
         if ex.up is not None:
             if ex.chunked_up:
                 ex.up.send(LAST_CHUNK)
-                if ex.replay is not None:
-                    ex.replay.append(LAST_CHUNK)
+                ex.keep_for_replay(LAST_CHUNK)
             ex.up.flush()
             if ex.up is not None:
                 ex.up.arm_read()
@@ -573,7 +575,7 @@ cdef class ProxyLocation(RequestHandler):
         if ex is not None:
             ex.sent = len(body)
             ex.account()
-            if ex.tried:
+            if ex.tries:
                 self.active -= 1
         conn.exchange = None
         conn.send(body)
@@ -600,12 +602,12 @@ cdef class ProxyExchange(UpstreamOwner):
         cdef ProxyLocation loc = self.location
         cdef UpstreamConnection up
         cdef bytes part
-        self.tried.append(self.member)
+        self.tries += 1
         try:
             # a request that can go again (the usual: no body, or a small one)
             # survives a kept-alive connection the server has just closed
             # (retried); only one that could not is worth the peek's syscall
-            up = loc.connection_to(self.member, self.replay is None or self.may_outgrow_replay)
+            up = loc.connection_to(self.member, not self.replayable or self.may_outgrow_replay)
         except OSError as e:
             self.member.failures += 1
             self.member.note_failure(self.conn.loop.now)
@@ -615,9 +617,13 @@ cdef class ProxyExchange(UpstreamOwner):
         self.member.requests += 1
         up.start_exchange(self)
         up.parser.request_was_head = self.is_head  # a response to HEAD has no body, whatever it declares
-        for part in self.replay:
-            up.send(part)
-        up.flush()
+        # the head at once, from its bytes (nothing is queued on a connection
+        # just taken); the body kept for a retry, if any, follows it
+        up.send_span(PyBytes_AS_STRING(self.head), <size_t>PyBytes_GET_SIZE(self.head))
+        if self.replay is not None and self.up is up:
+            for part in self.replay:
+                up.send(part)
+            up.flush()
         if self.up is up and self.request_done:
             up.arm_read()
         return 0
@@ -631,7 +637,7 @@ cdef class ProxyExchange(UpstreamOwner):
                 up.send(chunk)
                 up.flush()
             self.keep_for_replay(chunk)
-        elif self.replay is not None:
+        elif self.replayable:
             chunk = PyBytes_FromStringAndSize(at, n)
             if up is not None:
                 up.send(chunk)
@@ -647,11 +653,14 @@ cdef class ProxyExchange(UpstreamOwner):
         return 0
 
     cdef int keep_for_replay(self, bytes chunk) except -1:
-        if self.replay is None:
+        if not self.replayable:
             return 0
         if self.replay_size + len(chunk) > REPLAY_MAX:
-            self.replay = None  # too much to replay: this request cannot be retried once written
+            self.replayable = False  # too much to replay: this request cannot be retried once written
+            self.replay = None
         else:
+            if self.replay is None:
+                self.replay = []
             self.replay.append(chunk)
             self.replay_size += len(chunk)
         return 0
@@ -704,10 +713,16 @@ cdef class ProxyExchange(UpstreamOwner):
             conn.close()
             return 0
         budget = max(RETRY_BUDGET_FLOOR, loc.active // 5)
-        if self.replay is not None and (race or (
-                len(self.tried) <= loc.retries and loc.retrying < budget and
+        if self.replayable and (race or (
+                self.tries <= loc.retries and loc.retrying < budget and
                 (failure == UF_CONNECT or self.idempotent or not self.body_started))):
-            member = self.member if race else loc.pool.pick(self.view, conn.loop.now, self.tried)
+            if race:
+                member = self.member
+            else:
+                if self.tried is None:
+                    self.tried = []
+                self.tried.append(self.member)
+                member = loc.pool.pick(self.view, conn.loop.now, self.tried)
             if member is not None:
                 if not race:
                     self.retrying = True
@@ -716,7 +731,7 @@ cdef class ProxyExchange(UpstreamOwner):
                     member.retries += 1
                 self.member = member
                 if race:
-                    self.tried.pop()
+                    self.tries -= 1  # the same server again: the race is no try of its own
                 return self.start_try()
         if failure == UF_TIMEOUT:
             return loc.fail(conn, 504, f"{self.member.address}: {why}")
@@ -738,6 +753,7 @@ cdef class ProxyExchange(UpstreamOwner):
             return self.tunnel_from_upstream()
         while self.up is up:
             if conn.out.pending >= high_water:
+                self.queue_held_head()
                 conn.flush()  # what this batch queued
                 if self.up is not up:
                     return 0  # the client went away
@@ -750,6 +766,7 @@ cdef class ProxyExchange(UpstreamOwner):
             try:
                 ev = p.next_event()
             except ParseError as e:
+                self.head_held = False
                 self.up = None
                 self.member.active -= 1
                 self.member.failures += 1
@@ -770,8 +787,26 @@ cdef class ProxyExchange(UpstreamOwner):
                     return self.after_failure(UF_RESET, "the server closed the connection"
                                               + (" before answering" if not up.got_bytes else " inside a response"),
                                               race)
+                self.queue_held_head()
                 conn.flush()  # what this read gave goes out now; the rest follows as it comes
                 return 0
+            if self.head_held:
+                # the head is still in the writer: a small body that came with
+                # it, or the end, goes out with it in one send, else it is queued
+                if ev == EV_BODY and not self.chunked_down and not conn.out.pending and \
+                        p.body_len <= HELD_BODY_MAX:
+                    self.head_held = False
+                    put(&self.location.writer, p.body_at, p.body_len)
+                    self.sent += p.body_len
+                    conn.send_span(self.location.writer.data, self.location.writer.len)
+                    continue
+                if ev == EV_END and not conn.out.pending:
+                    self.head_held = False
+                    conn.send_span(self.location.writer.data, self.location.writer.len)
+                    if self.up is not up:
+                        return 0  # the client went away
+                else:
+                    self.queue_held_head()
             if ev == EV_HEAD:
                 self.response_head()
             elif ev == EV_BODY:
@@ -812,10 +847,11 @@ cdef class ProxyExchange(UpstreamOwner):
         if self.status < 200 and (self.status == 100 or not self.http11):
             return 0  # 100 was answered by us already; HTTP/1.0 clients get no interim responses
         if self.status >= 200:
-            self.replay = None  # a response has begun: never retried now
+            self.replayable = False  # a response has begun: never retried now
+            self.replay = None
         w.len = 0
         put_bytes(w, status_line(self.status))
-        has_connection = any_connection_field(fields, count)
+        has_connection = (flags & FC_RESP_CONNECTION) != 0
         for i in range(count):
             f = &fields[i]
             kind = fc_field_kind(f.name.at, f.name.len)
@@ -849,7 +885,16 @@ cdef class ProxyExchange(UpstreamOwner):
         put(w, "\r\n", 2)
         self.response_started = True
         self.sent = w.len
-        conn.send(PyBytes_FromStringAndSize(w.data, w.len))
+        self.head_held = True  # queued by run_response, with a small body if one follows at once
+        return 0
+
+    cdef int queue_held_head(self) except -1:
+        """The head response_head left in the location's writer goes into
+        the client's queue, before anything else runs that may use the writer."""
+        cdef HeadWriter *w = &self.location.writer
+        if self.head_held:
+            self.head_held = False
+            self.conn.send(PyBytes_FromStringAndSize(w.data, w.len))
         return 0
 
     # -- a tunnel (WebSocket, or any Upgrade the server accepted) -------------------------
@@ -870,6 +915,7 @@ cdef class ProxyExchange(UpstreamOwner):
             parts += [span_bytes(f.name.at, f.name.len), b": ", span_bytes(f.value.at, f.value.len), b"\r\n"]
         parts.append(b"Connection: upgrade\r\n\r\n")
         head = b"".join(parts)
+        self.replayable = False
         self.replay = None
         self.response_started = True
         self.sent = len(head)

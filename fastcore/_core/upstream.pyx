@@ -42,7 +42,6 @@ import socket
 
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.stdint cimport uint32_t
-from posix.unistd cimport read
 
 from fastcore._core.includes.syscalls cimport *
 from fastcore._core.loop cimport DeadlineQueue, Loop
@@ -339,7 +338,7 @@ cdef class UpstreamConnection(Stream):
         if self.tls != NULL:
             return self._read_tls()
         buf = self.parser.reserve_read(self.read_size, &room)
-        n = read(self.fd, buf, room)
+        n = recv(self.fd, buf, room, 0)
         if n < 0:
             if errno == EAGAIN or errno == EINTR:
                 return 0

@@ -299,6 +299,38 @@ static int info_of(const char *req, fc_request_info_t *info)
     return fc_http_request_info(&head, info);
 }
 
+static int response_info_of(const char *resp, fc_response_info_t *info)
+{
+    static fc_header_t hs[MAX_HEADERS];
+    fc_response_head_t head = {.headers = hs, .num_headers = MAX_HEADERS};
+    if (fc_http_parse_response(resp, strlen(resp), 0, &default_limits, &head) < 0)
+        return -2;
+    return fc_http_response_info(&head, 0, info);
+}
+
+static void test_connection_field_flag(void)
+{
+    fc_request_info_t req;
+    fc_response_info_t resp;
+    /* set whenever the field is there, whatever it lists (a proxy then
+     * looks for the names it lists), and only then */
+    CHECK(info_of("GET / HTTP/1.1\r\nHost: h\r\nConnection: x-secret\r\nX-Secret: 1\r\n\r\n", &req) == 0 &&
+              (req.flags & FC_REQ_CONNECTION) && (req.flags & FC_REQ_KEEP_ALIVE),
+          "info: a Connection field naming another");
+    CHECK(info_of("GET / HTTP/1.1\r\nHost: h\r\nX-Connection: close\r\n\r\n", &req) == 0 &&
+              !(req.flags & FC_REQ_CONNECTION),
+          "info: no Connection field");
+    CHECK(response_info_of("HTTP/1.1 200 OK\r\nCONNECTION: keep-alive, x-a\r\nContent-Length: 0\r\n\r\n", &resp) == 0 &&
+              (resp.flags & FC_RESP_CONNECTION) && (resp.flags & FC_RESP_HAS_LENGTH),
+          "response info: a Connection field");
+    CHECK(response_info_of("HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n", &resp) == 0 &&
+              (resp.flags & FC_RESP_CONNECTION) && (resp.flags & FC_RESP_NO_BODY) && !(resp.flags & FC_RESP_KEEP_ALIVE),
+          "response info: a Connection field on a bodiless response");
+    CHECK(response_info_of("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n", &resp) == 0 &&
+              !(resp.flags & FC_RESP_CONNECTION),
+          "response info: no Connection field");
+}
+
 static void test_request_info(void)
 {
     fc_request_info_t info;
@@ -593,6 +625,7 @@ int main(int argc, char **argv)
     test_incremental_errors();
     test_response();
     test_request_info();
+    test_connection_field_flag();
     test_host_values();
     test_chunk_size();
     for (int i = 1; i < argc; ++i)

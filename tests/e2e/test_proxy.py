@@ -190,6 +190,23 @@ def test_proxy_removes_hop_by_hop_and_appends_forwarded_for(upstreams, proxy):
     assert document["path"] == "/headers?q=1"
 
 
+def test_proxy_removes_hop_by_hop_fields_of_the_response(upstreams, proxy):
+    """The upstream's Connection field and what it names stay on its hop;
+    the rest of the head and the body reach the client, on a connection
+    that stays open for the next request."""
+    (a,) = upstreams("a")
+    server = proxy("--proxy", f"/={a.address}")
+    with server.connect() as client:
+        for _ in range(2):
+            client.send(request_bytes("GET", "/hop-response"))
+            response = client.read_response()
+            assert response.status == 200
+            assert response.body == b"hop-by-hop response"
+            names = {name.lower() for name, _ in response.headers}
+            assert "x-upstream-secret" not in names and "keep-alive" not in names and "connection" not in names
+            assert dict((name.lower(), value) for name, value in response.headers)["x-kept"] == "end-to-end"
+
+
 def test_proxy_replaces_forwarding_fields_of_an_untrusted_client(upstreams, proxy):
     (a,) = upstreams("a")
     server = proxy("--proxy", f"/={a.address}", "--forwarded-allow-ips", "10.0.0.0/8")

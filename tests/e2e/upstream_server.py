@@ -152,6 +152,18 @@ class Handler(BaseHTTPRequestHandler):
             document = {"method": self.command, "path": self.path, "headers": list(self.headers.items()),
                         "body_size": size, "name": NAME, "peer": self.client_address[0]}
             return self.reply(json.dumps(document).encode(), content_type="application/json")
+        if path.endswith("/hop-response"):
+            # hop-by-hop fields in a response: one the Connection field names
+            body = b"hop-by-hop response"
+            self.send_response(200)
+            self.send_header("Connection", "keep-alive, X-Upstream-Secret")
+            self.send_header("X-Upstream-Secret", "hop")
+            self.send_header("Keep-Alive", "timeout=5")
+            self.send_header("X-Kept", "end-to-end")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return None
         if path.endswith("/sleep"):
             time.sleep(float(query or "1"))
             return self.reply(NAME.encode())
