@@ -385,7 +385,8 @@ static int fc_coding_item(const char *at, size_t len, void *vctx)
     return 0;
 }
 
-enum { FC_CONN_CLOSE = 1, FC_CONN_KEEP_ALIVE = 2, FC_CONN_UPGRADE = 4 };
+/* FC_CONN_OTHER: an option that may name a field, which is then hop-by-hop */
+enum { FC_CONN_CLOSE = 1, FC_CONN_KEEP_ALIVE = 2, FC_CONN_UPGRADE = 4, FC_CONN_OTHER = 8 };
 
 static int fc_connection_item(const char *at, size_t len, void *vctx)
 {
@@ -396,6 +397,8 @@ static int fc_connection_item(const char *at, size_t len, void *vctx)
         *options |= FC_CONN_KEEP_ALIVE;
     else if (fc_token_eq(at, len, FC_LIT("upgrade")))
         *options |= FC_CONN_UPGRADE;
+    else
+        *options |= FC_CONN_OTHER;
     return 0;
 }
 
@@ -720,10 +723,8 @@ int fc_http_request_info(const fc_request_head_t *req, fc_request_info_t *info)
                 info->upgrade_index = (int)i;
             break;
         case 10:
-            if (fc_token_eq(name->at, 10, FC_LIT("connection"))) {
-                info->flags |= FC_REQ_CONNECTION;
+            if (fc_token_eq(name->at, 10, FC_LIT("connection")))
                 fc_each_list_item(value, fc_connection_item, &connection);
-            }
             break;
         case 14:
             if (fc_token_eq(name->at, 14, FC_LIT("content-length"))) {
@@ -789,6 +790,8 @@ int fc_http_request_info(const fc_request_head_t *req, fc_request_info_t *info)
     if (fc_classify_target(req, info) != 0)
         return -1;
 
+    if (connection & FC_CONN_OTHER)
+        info->flags |= FC_REQ_CONNECTION_NAMES;
     if (req->minor_version == 1 ? !(connection & FC_CONN_CLOSE)
                                 : (connection & FC_CONN_KEEP_ALIVE) && !(connection & FC_CONN_CLOSE))
         info->flags |= FC_REQ_KEEP_ALIVE;
@@ -823,10 +826,11 @@ int fc_http_response_info(const fc_response_head_t *resp, int request_was_head,
             if (fc_each_list_item(value, fc_coding_item, &coding))
                 te_bad = 1;
         } else if (fc_token_eq(name->at, name->len, FC_LIT("connection"))) {
-            info->flags |= FC_RESP_CONNECTION;
             fc_each_list_item(value, fc_connection_item, &connection);
         }
     }
+    if (connection & FC_CONN_OTHER)
+        info->flags |= FC_RESP_CONNECTION_NAMES;
     if (resp->minor_version >= 1 ? !(connection & FC_CONN_CLOSE)
                                  : (connection & FC_CONN_KEEP_ALIVE) && !(connection & FC_CONN_CLOSE))
         info->flags |= FC_RESP_KEEP_ALIVE;

@@ -105,7 +105,8 @@ enum {
     FC_REQ_EXPECT_CONTINUE = 1 << 2,
     FC_REQ_UPGRADE = 1 << 3,       /* Connection: upgrade and an Upgrade field */
     FC_REQ_HAS_LENGTH = 1 << 4,    /* a Content-Length was given */
-    FC_REQ_CONNECTION = 1 << 5,    /* a Connection field is there (it may name more hop-by-hop fields) */
+    FC_REQ_CONNECTION_NAMES = 1 << 5, /* Connection lists an option other than close, keep-alive and
+                                         upgrade: a field it names is hop-by-hop (RFC 9110 7.6.1) */
 };
 
 typedef enum {
@@ -156,7 +157,7 @@ enum {
     FC_RESP_HAS_LENGTH = 1 << 2,
     FC_RESP_NO_BODY = 1 << 3,      /* 1xx, 204, 304, or a response to HEAD */
     FC_RESP_UNTIL_CLOSE = 1 << 4,  /* body delimited by the connection closing */
-    FC_RESP_CONNECTION = 1 << 5,   /* a Connection field is there (it may name more hop-by-hop fields) */
+    FC_RESP_CONNECTION_NAMES = 1 << 5, /* as FC_REQ_CONNECTION_NAMES */
 };
 
 typedef struct {

@@ -42,8 +42,8 @@ from libc.stdlib cimport free, realloc
 from libc.string cimport memcmp, memcpy
 
 from fastcore._core.includes.fc_http cimport (
-    FC_REQ_CHUNKED, FC_REQ_CONNECTION, FC_REQ_EXPECT_CONTINUE, FC_REQ_HAS_LENGTH, FC_REQ_UPGRADE,
-    FC_RESP_CHUNKED, FC_RESP_CONNECTION, FC_RESP_HAS_LENGTH, FC_RESP_KEEP_ALIVE, FC_RESP_NO_BODY,
+    FC_REQ_CHUNKED, FC_REQ_CONNECTION_NAMES, FC_REQ_EXPECT_CONTINUE, FC_REQ_HAS_LENGTH, FC_REQ_UPGRADE,
+    FC_RESP_CHUNKED, FC_RESP_CONNECTION_NAMES, FC_RESP_HAS_LENGTH, FC_RESP_KEEP_ALIVE, FC_RESP_NO_BODY,
     FC_RESP_UNTIL_CLOSE,
     fc_header_t, fc_span_t,
 )
@@ -337,7 +337,7 @@ cdef class ProxyLocation(RequestHandler):
         cdef unsigned flags = p.info.flags
         ex.conn = conn
         ex.location = self
-        ex.began = conn.loop.clock()
+        ex.began = conn.loop.now  # when this batch's events came: the request had been read by then
         ex.idempotent = idempotent_method(p.head.method.at, p.head.method.len)
         ex.is_head = method_is(p.head.method.at, p.head.method.len, "HEAD", 4)
         ex.http11 = p.head.minor_version == 1
@@ -422,7 +422,7 @@ cdef class ProxyLocation(RequestHandler):
         else:
             put(w, p.head.target.at, p.head.target.len)
         put(w, " HTTP/1.1\r\n", 11)
-        has_connection = (flags & FC_REQ_CONNECTION) != 0
+        has_connection = (flags & FC_REQ_CONNECTION_NAMES) != 0  # only then may a field be named by it
         for i in range(count):
             f = &fields[i]
             kind = fc_field_kind(f.name.at, f.name.len)
@@ -851,7 +851,7 @@ cdef class ProxyExchange(UpstreamOwner):
             self.replay = None
         w.len = 0
         put_bytes(w, status_line(self.status))
-        has_connection = (flags & FC_RESP_CONNECTION) != 0
+        has_connection = (flags & FC_RESP_CONNECTION_NAMES) != 0
         for i in range(count):
             f = &fields[i]
             kind = fc_field_kind(f.name.at, f.name.len)

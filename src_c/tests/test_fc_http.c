@@ -308,27 +308,30 @@ static int response_info_of(const char *resp, fc_response_info_t *info)
     return fc_http_response_info(&head, 0, info);
 }
 
-static void test_connection_field_flag(void)
+static void test_connection_names(void)
 {
     fc_request_info_t req;
     fc_response_info_t resp;
-    /* set whenever the field is there, whatever it lists (a proxy then
-     * looks for the names it lists), and only then */
-    CHECK(info_of("GET / HTTP/1.1\r\nHost: h\r\nConnection: x-secret\r\nX-Secret: 1\r\n\r\n", &req) == 0 &&
-              (req.flags & FC_REQ_CONNECTION) && (req.flags & FC_REQ_KEEP_ALIVE),
-          "info: a Connection field naming another");
-    CHECK(info_of("GET / HTTP/1.1\r\nHost: h\r\nX-Connection: close\r\n\r\n", &req) == 0 &&
-              !(req.flags & FC_REQ_CONNECTION),
+    /* set when Connection lists an option that may name a field (the
+     * proxy then looks for the fields it names), and only then */
+    CHECK(info_of("GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, x-secret\r\nX-Secret: 1\r\n\r\n", &req) == 0 &&
+              (req.flags & FC_REQ_CONNECTION_NAMES) && (req.flags & FC_REQ_KEEP_ALIVE),
+          "info: Connection names a field");
+    CHECK(info_of("GET / HTTP/1.1\r\nHost: h\r\nConnection: Keep-Alive, Upgrade, close\r\n\r\n", &req) == 0 &&
+              !(req.flags & FC_REQ_CONNECTION_NAMES),
+          "info: Connection with the options alone");
+    CHECK(info_of("GET / HTTP/1.1\r\nHost: h\r\nX-Connection: x-secret\r\n\r\n", &req) == 0 &&
+              !(req.flags & FC_REQ_CONNECTION_NAMES),
           "info: no Connection field");
     CHECK(response_info_of("HTTP/1.1 200 OK\r\nCONNECTION: keep-alive, x-a\r\nContent-Length: 0\r\n\r\n", &resp) == 0 &&
-              (resp.flags & FC_RESP_CONNECTION) && (resp.flags & FC_RESP_HAS_LENGTH),
-          "response info: a Connection field");
-    CHECK(response_info_of("HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n", &resp) == 0 &&
-              (resp.flags & FC_RESP_CONNECTION) && (resp.flags & FC_RESP_NO_BODY) && !(resp.flags & FC_RESP_KEEP_ALIVE),
-          "response info: a Connection field on a bodiless response");
-    CHECK(response_info_of("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n", &resp) == 0 &&
-              !(resp.flags & FC_RESP_CONNECTION),
-          "response info: no Connection field");
+              (resp.flags & FC_RESP_CONNECTION_NAMES) && (resp.flags & FC_RESP_HAS_LENGTH),
+          "response info: Connection names a field");
+    CHECK(response_info_of("HTTP/1.1 204 No Content\r\nConnection: x-a\r\n\r\n", &resp) == 0 &&
+              (resp.flags & FC_RESP_CONNECTION_NAMES) && (resp.flags & FC_RESP_NO_BODY),
+          "response info: Connection names a field of a bodiless response");
+    CHECK(response_info_of("HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nContent-Length: 2\r\n\r\n", &resp) == 0 &&
+              !(resp.flags & FC_RESP_CONNECTION_NAMES) && (resp.flags & FC_RESP_KEEP_ALIVE),
+          "response info: Connection with an option alone");
 }
 
 static void test_request_info(void)
@@ -625,7 +628,7 @@ int main(int argc, char **argv)
     test_incremental_errors();
     test_response();
     test_request_info();
-    test_connection_field_flag();
+    test_connection_names();
     test_host_values();
     test_chunk_size();
     for (int i = 1; i < argc; ++i)

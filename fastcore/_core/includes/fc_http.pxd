@@ -73,7 +73,7 @@ cdef extern from "fc_http.h" nogil:
         FC_REQ_CHUNKED
         FC_REQ_EXPECT_CONTINUE
         FC_REQ_UPGRADE
-        FC_REQ_CONNECTION
+        FC_REQ_CONNECTION_NAMES
         FC_REQ_HAS_LENGTH
 
     ctypedef enum fc_target_form_t:
@@ -98,7 +98,7 @@ cdef extern from "fc_http.h" nogil:
         FC_RESP_HAS_LENGTH
         FC_RESP_NO_BODY
         FC_RESP_UNTIL_CLOSE
-        FC_RESP_CONNECTION
+        FC_RESP_CONNECTION_NAMES
 
     ctypedef struct fc_response_info_t:
         unsigned flags
