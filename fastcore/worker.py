@@ -479,10 +479,13 @@ def run_worker(config, sockets, *, app=None, app_spec=None, stats_buffer=None, e
         now = loop.time()
         if now >= stopping["idle_until"]:
             server.close_idle()
-            # an ASGI worker also waits for its WebSocket handlers: their cleanup after the 1001
-            if server.idle and (asgi is None or asgi.gateway.idle):
-                loop.stop()
-                return
+        # idle keep-alive connections get their grace; with no connection
+        # left there is nothing to wait for, so the worker stops at once.
+        # An ASGI worker also waits for its WebSocket handlers: their cleanup after the 1001
+        if (now >= stopping["idle_until"] or server.connections == 0) and server.idle and \
+                (asgi is None or asgi.gateway.idle):
+            loop.stop()
+            return
         if now >= stopping["deadline"]:
             loop.stop()
             return
