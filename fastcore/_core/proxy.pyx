@@ -57,7 +57,8 @@ from fastcore._core.includes.fc_forward cimport (
 from fastcore._core.connection cimport client_ready, Connection, RequestHandler, S_BODY, S_CLOSED, S_TUNNEL
 from fastcore._core.loop cimport Loop
 from fastcore._core.parser cimport (
-    EV_BODY, EV_END, EV_HEAD, EV_NEED_DATA, ST_UNTIL_CLOSE, ST_END, RequestParser, ResponseParser, latin1,
+    EV_BODY, EV_END, EV_HEAD, EV_NEED_DATA, ST_UNTIL_CLOSE, ST_END, RequestParser, ResponseParser, is_head_request,
+    latin1,
 )
 from fastcore._core.response cimport date_line, plain_response, status_line
 from fastcore._core.router cimport Router
@@ -339,7 +340,7 @@ cdef class ProxyLocation(RequestHandler):
         ex.location = self
         ex.began = conn.loop.now  # when this batch's events came: the request had been read by then
         ex.idempotent = idempotent_method(p.head.method.at, p.head.method.len)
-        ex.is_head = method_is(p.head.method.at, p.head.method.len, "HEAD", 4)
+        ex.is_head = is_head_request(p)
         ex.http11 = p.head.minor_version == 1
         ex.chunked_up = (flags & FC_REQ_CHUNKED) != 0
         conn.exchange = ex

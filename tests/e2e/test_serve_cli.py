@@ -135,17 +135,23 @@ def test_serve_sigterm_lets_inflight_request_finish(serve, threads):
     assert server.stop() == 0
 
 
+def exit_status_after_sigterm(server, timeout):
+    """SIGTERM to the server; its exit status, or None if it has not exited
+    within timeout seconds."""
+    server.proc.send_signal(signal.SIGTERM)
+    try:
+        return server.proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None
+
+
 def test_serve_sigterm_with_no_connection_does_not_wait_out_the_idle_grace(serve):
     """--graceful-idle-timeout is for idle keep-alive connections: a worker
     with none left exits at once, while one that holds an idle connection
     keeps it for the grace (a request on it is still answered)."""
     server = serve(HELLO_APP, "--graceful-idle-timeout", "30")
     assert server.request("GET", "/").status == 200  # its connection closed by the client
-    server.proc.send_signal(signal.SIGTERM)
-    try:
-        status = server.proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        status = None
+    status = exit_status_after_sigterm(server, 10)
     assert status == 0, f"no exit 10 s after SIGTERM with no connection open:\n{server.stderr_text()}"
     server.stop()
 
@@ -153,9 +159,7 @@ def test_serve_sigterm_with_no_connection_does_not_wait_out_the_idle_grace(serve
     with server.connect() as client:
         client.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         assert client.read_response().status == 200
-        server.proc.send_signal(signal.SIGTERM)
-        with pytest.raises(subprocess.TimeoutExpired):
-            server.proc.wait(timeout=1.5)  # the idle connection holds the worker
+        assert exit_status_after_sigterm(server, 1.5) is None  # the idle connection holds the worker
         client.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         response = client.read_response()
         assert response.status == 200 and response.header("Connection") == "close"
@@ -170,10 +174,6 @@ def test_serve_sigterm_right_after_requests_stops(serve):
         server = serve(HELLO_APP)
         for _ in range(3):
             assert server.request("GET", "/").status == 200
-        server.proc.send_signal(signal.SIGTERM)
-        try:
-            status = server.proc.wait(timeout=3)
-        except subprocess.TimeoutExpired:
-            status = None
+        status = exit_status_after_sigterm(server, 3)
         assert status == 0, f"round {round_number}: no exit 3 s after SIGTERM:\n{server.stderr_text()}"
         server.stop()
